@@ -1,0 +1,304 @@
+//! `mnist-kit`: the command-line client of the kit. Every subcommand is a thin call into the
+//! library; errors print one line to stderr and exit non-zero.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use mnist_kit::Result;
+use mnist_kit::candle::Device;
+use mnist_kit::data::augment::AugmentConfig;
+use mnist_kit::data::{DataStats, Mnist};
+use mnist_kit::models::{Activation, MODEL_NAMES, ModelConfig, Network};
+use mnist_kit::train::{
+    EarlyStopping, OptimizerKind, Schedule, TrainConfig, TrainData, Trainer, evaluate, load_run,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "mnist-kit",
+    version,
+    about = "Study deep learning on MNIST in Rust"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect the dataset.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+    /// List the models of the zoo.
+    Models,
+    /// Per-layer summary of a model with parameter counts and formulas.
+    Summary {
+        /// Model name (see `mnist-kit models`).
+        model: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train a model and write a run directory.
+    Train(Box<TrainArgs>),
+    /// Evaluate a run directory on the test set.
+    Eval {
+        /// Run directory written by `train`.
+        #[arg(long)]
+        run: PathBuf,
+        /// Dataset directory (default: $MNIST_DATA_DIR, else the bundled data/mnist).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Model name (see `mnist-kit models`).
+    #[arg(long)]
+    model: String,
+    /// Run directory to write (config, weights, history, checkpoints).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// sgd, momentum, nesterov, adam, adamw or rmsprop.
+    #[arg(long, default_value = "adam")]
+    optimizer: String,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Coupled L2 penalty (added to the gradient as l2 * w).
+    #[arg(long, default_value_t = 0.0)]
+    l2: f64,
+    /// Decoupled weight decay (w *= 1 - lr * wd).
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    /// Dropout rate for the model's dropout layers.
+    #[arg(long)]
+    dropout: Option<f32>,
+    /// BatchNorm after each conv / hidden layer.
+    #[arg(long)]
+    batch_norm: bool,
+    /// relu, tanh, softsign, gelu or sigmoid.
+    #[arg(long)]
+    activation: Option<String>,
+    /// Random affine augmentation of training batches.
+    #[arg(long)]
+    augment: bool,
+    /// Early stopping on validation loss with this patience (restores the best weights).
+    #[arg(long)]
+    early_stopping: Option<usize>,
+    /// constant, step, cosine, warmup-cosine or one-cycle.
+    #[arg(long, default_value = "constant")]
+    schedule: String,
+    /// Validation samples split off the 60k training images.
+    #[arg(long, default_value_t = 5000)]
+    val_split: usize,
+    /// Train on the first N training samples only.
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// Evaluate on the first N test samples only.
+    #[arg(long)]
+    test_limit: Option<usize>,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Dataset directory (default: $MNIST_DATA_DIR, else the bundled data/mnist).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Print the final result as one JSON line (last line of stdout).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Counts, class counts, pixel mean and std per split.
+    Stats {
+        /// Dataset directory (default: $MNIST_DATA_DIR, else the bundled data/mnist).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    // candle asks for the thread count on every CPU matmul and parses /proc/cpuinfo unless
+    // RAYON_NUM_THREADS is set; setting it once here removes that cost.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // SAFETY: first statement of main, before any other thread exists.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
+    }
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its sources on one line.
+fn one_line(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let s_msg = s.to_string();
+        if !msg.contains(&s_msg) {
+            msg.push_str(": ");
+            msg.push_str(&s_msg);
+        }
+        src = s.source();
+    }
+    msg.replace('\n', " ")
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Data {
+            command: DataCommand::Stats { data_dir, json },
+        } => data_stats(data_dir, json),
+        Command::Models => {
+            for name in MODEL_NAMES {
+                let net = Network::preset(name, 0, &Device::Cpu)?;
+                println!("{name:<20} {:>9} params", net.summary().params);
+            }
+            Ok(())
+        }
+        Command::Train(args) => train(*args),
+        Command::Eval {
+            run,
+            data_dir,
+            json,
+        } => eval(&run, data_dir, json),
+        Command::Summary { model, json } => {
+            let summary = Network::preset(&model, 0, &Device::Cpu)?.summary();
+            if json {
+                println!("{}", to_json(&summary)?);
+            } else {
+                println!("{summary}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn data_stats(data_dir: Option<PathBuf>, json: bool) -> Result<()> {
+    let mnist = Mnist::load_from(data_dir.as_deref())?;
+    let stats = DataStats::of(&mnist);
+    if json {
+        println!("{}", to_json(&stats)?);
+    } else {
+        println!("dataset: {}", mnist.dir.display());
+        for (name, s) in [("train", &stats.train), ("test", &stats.test)] {
+            println!(
+                "{name:>5}: {} images, pixel mean {:.4}, std {:.4}",
+                s.count, s.pixel_mean, s.pixel_std
+            );
+            println!("       class counts {:?}", s.class_counts);
+        }
+    }
+    Ok(())
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    let mut model = ModelConfig::preset(&a.model)?;
+    if let Some(p) = a.dropout {
+        model = model.with_dropout(p);
+    }
+    if a.batch_norm {
+        model = model.with_batch_norm(true);
+    }
+    if let Some(act) = &a.activation {
+        model = model.with_activation(act.parse::<Activation>()?);
+    }
+    let mut cfg = TrainConfig {
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        lr: a.lr,
+        schedule: Schedule::from_name(&a.schedule)?,
+        augment: a.augment.then(AugmentConfig::default),
+        validation: a.val_split,
+        train_limit: a.train_limit,
+        test_limit: a.test_limit,
+        early_stopping: a.early_stopping.map(|patience| EarlyStopping {
+            patience,
+            ..Default::default()
+        }),
+        seed: a.seed,
+        verbose: !a.json,
+        ..Default::default()
+    };
+    cfg.optimizer.kind = OptimizerKind::from_name(&a.optimizer)?;
+    cfg.optimizer.l2 = a.l2;
+    cfg.optimizer.weight_decay = a.weight_decay;
+    let mnist = Mnist::load_from(a.data_dir.as_deref())?;
+    let data = TrainData::new(&mnist, &cfg)?;
+    let net = Network::named(a.model.to_ascii_lowercase(), &model, a.seed, &Device::Cpu)?;
+    let mut trainer = Trainer::new(&net, cfg.clone())?.with_run_dir(&a.out)?;
+    let history = trainer.fit(&data)?;
+    let test = evaluate(&net, &data.test, cfg.eval_batch_size, cfg.normalization)?;
+    let result = serde_json::json!({
+        "test_accuracy": test.accuracy,
+        "test_loss": test.loss,
+        "epochs_run": history.len(),
+        "best_epoch": history.best_epoch,
+        "run_dir": a.out,
+    });
+    if a.json {
+        println!("{}", to_json(&result)?);
+    } else {
+        println!(
+            "test accuracy {:.2}% (loss {:.4}) after {} epoch(s); run written to {}",
+            100.0 * test.accuracy,
+            test.loss,
+            history.len(),
+            a.out.display()
+        );
+    }
+    Ok(())
+}
+
+fn eval(run: &std::path::Path, data_dir: Option<PathBuf>, json: bool) -> Result<()> {
+    let run = load_run(run, &Device::Cpu)?;
+    let mnist = Mnist::load_from(data_dir.as_deref())?;
+    let e = evaluate(&run.net, &mnist.test, 1000, run.train.normalization)?;
+    let confusion = e.confusion_counts();
+    if json {
+        let v = serde_json::json!({"accuracy": e.accuracy, "loss": e.loss, "confusion": confusion});
+        println!("{}", to_json(&v)?);
+    } else {
+        println!(
+            "{}: test accuracy {:.2}%, loss {:.4}",
+            run.net.name(),
+            100.0 * e.accuracy,
+            e.loss
+        );
+        println!("confusion (rows: true digit, columns: predicted)");
+        for (d, row) in confusion.iter().enumerate() {
+            println!(
+                "{d}: {}",
+                row.iter().map(|c| format!("{c:>5}")).collect::<String>()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(value).map_err(|source| mnist_kit::Error::Json {
+        context: "serializing output".into(),
+        source,
+    })
+}

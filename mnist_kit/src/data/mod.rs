@@ -1,0 +1,11 @@
+//! Data: the IDX format, the MNIST splits, batches as tensors and exploration statistics.
+
+pub mod augment;
+pub mod batches;
+pub mod explore;
+pub mod idx;
+pub mod mnist;
+
+pub use batches::{Batch, BatchOptions, Batches, InputSpec, Layout, Normalization};
+pub use explore::{DataStats, SplitStats};
+pub use mnist::{Mnist, NUM_CLASSES, Split};

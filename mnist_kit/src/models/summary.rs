@@ -1,0 +1,114 @@
+//! `summary()` of a model: per layer its output shape, parameter count and the formula behind
+//! the count, as text, HTML (notebooks) and JSON (`mnist-kit summary --json`).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// One row of a model summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerInfo {
+    /// Layer name (matches the parameter prefix in the weights file).
+    pub name: String,
+    /// What the layer is (`Conv2d 5x5`, `Linear`, `MaxPool 2x2`, ...).
+    pub kind: String,
+    /// Output shape of one sample (batch dimension left out).
+    pub output_shape: Vec<usize>,
+    /// Parameters of the layer.
+    pub params: usize,
+    /// Of which trainable (BatchNorm running statistics are not).
+    pub trainable: usize,
+    /// How `params` is computed, e.g. `(5*5*1+1)*6 = 156`.
+    pub formula: String,
+}
+
+/// A model's layers and parameter totals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelSummary {
+    /// Model name (a preset name, or the config kind).
+    pub model: String,
+    /// All parameters, trainable and not (Keras' "Total params").
+    pub params: usize,
+    /// Parameters the optimizer updates.
+    pub trainable: usize,
+    /// BatchNorm running statistics.
+    pub non_trainable: usize,
+    /// Rows in forward order.
+    pub layers: Vec<LayerInfo>,
+}
+
+impl ModelSummary {
+    pub(crate) fn new(model: String, layers: Vec<LayerInfo>) -> Self {
+        let params = layers.iter().map(|l| l.params).sum();
+        let trainable = layers.iter().map(|l| l.trainable).sum();
+        ModelSummary {
+            model,
+            params,
+            trainable,
+            non_trainable: params - trainable,
+            layers,
+        }
+    }
+
+    /// An HTML table (what notebooks show).
+    pub fn to_html(&self) -> String {
+        let mut h = format!(
+            "<table><caption><b>{}</b>: {} parameters ({} trainable, {} non-trainable)</caption>\
+             <thead><tr><th>layer</th><th>kind</th><th>output shape</th><th>params</th><th>formula</th></tr></thead><tbody>",
+            esc(&self.model),
+            self.params,
+            self.trainable,
+            self.non_trainable
+        );
+        for l in &self.layers {
+            h.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{:?}</td><td style=\"text-align:right\">{}</td><td><code>{}</code></td></tr>",
+                esc(&l.name),
+                esc(&l.kind),
+                l.output_shape,
+                l.params,
+                esc(&l.formula)
+            ));
+        }
+        h.push_str("</tbody></table>");
+        h
+    }
+
+    /// Shows the summary as an HTML table in an evcxr notebook.
+    pub fn evcxr_display(&self) {
+        crate::display::html(&self.to_html());
+    }
+}
+
+impl fmt::Display for ModelSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Model: {}", self.model)?;
+        writeln!(
+            f,
+            "{:<22} {:<28} {:<16} {:>9}  formula",
+            "layer", "kind", "output shape", "params"
+        )?;
+        writeln!(f, "{}", "-".repeat(100))?;
+        for l in &self.layers {
+            writeln!(
+                f,
+                "{:<22} {:<28} {:<16} {:>9}  {}",
+                l.name,
+                l.kind,
+                format!("{:?}", l.output_shape),
+                l.params,
+                l.formula
+            )?;
+        }
+        writeln!(f, "{}", "-".repeat(100))?;
+        writeln!(f, "Total params: {}", self.params)?;
+        writeln!(f, "Trainable params: {}", self.trainable)?;
+        write!(f, "Non-trainable params: {}", self.non_trainable)
+    }
+}
+
+pub(crate) fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}

@@ -1,0 +1,143 @@
+//! Evaluation of a network on a split, in batches, never dropping a sample.
+
+use candle_core::{D, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{BatchOptions, NUM_CLASSES, Normalization, Split};
+use crate::models::{Model, Network};
+use crate::{Error, Result};
+
+/// Loss, accuracy and per-sample outputs of a network on a split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Name of the split.
+    pub split: String,
+    /// Mean cross-entropy.
+    pub loss: f64,
+    /// Fraction of correct predictions.
+    pub accuracy: f64,
+    /// Predicted digit per sample, in split order.
+    pub predictions: Vec<u8>,
+    /// True digit per sample.
+    pub labels: Vec<u8>,
+    /// Softmax probabilities, `10` per sample, row-major.
+    pub probabilities: Vec<f32>,
+}
+
+impl Evaluation {
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+    /// True for an empty split.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+    /// The 10 probabilities of sample `i`.
+    pub fn probs(&self, i: usize) -> Option<&[f32]> {
+        self.probabilities
+            .get(i * NUM_CLASSES..(i + 1) * NUM_CLASSES)
+    }
+    /// Counts `[true][predicted]`.
+    pub fn confusion_counts(&self) -> [[u64; NUM_CLASSES]; NUM_CLASSES] {
+        let mut m = [[0u64; NUM_CLASSES]; NUM_CLASSES];
+        for (&t, &p) in self.labels.iter().zip(&self.predictions) {
+            m[t as usize % NUM_CLASSES][p as usize % NUM_CLASSES] += 1;
+        }
+        m
+    }
+
+    /// An HTML line for notebooks.
+    pub fn to_html(&self) -> String {
+        format!(
+            "<p><b>{}</b>: accuracy <b>{:.2}%</b>, loss {:.4}, {} samples, {} errors</p>",
+            crate::models::summary::esc(&self.split),
+            100.0 * self.accuracy,
+            self.loss,
+            self.len(),
+            self.labels
+                .iter()
+                .zip(&self.predictions)
+                .filter(|(a, b)| a != b)
+                .count()
+        )
+    }
+
+    /// Shows the evaluation in an evcxr notebook.
+    pub fn evcxr_display(&self) {
+        crate::display::html(&self.to_html());
+    }
+}
+
+/// Evaluates `net` (evaluation mode) on every sample of `split`.
+pub fn evaluate(
+    net: &Network,
+    split: &Split,
+    batch_size: usize,
+    normalization: Normalization,
+) -> Result<Evaluation> {
+    let opts = BatchOptions {
+        batch_size,
+        shuffle: false,
+        seed: 0,
+        normalization,
+    };
+    let device = net.device().clone();
+    let mut loss_sum = 0f64;
+    let mut correct = 0usize;
+    let mut predictions = Vec::with_capacity(split.len());
+    let mut labels = Vec::with_capacity(split.len());
+    let mut probabilities = Vec::with_capacity(split.len() * NUM_CLASSES);
+    for batch in split.batches(net.input_spec(), opts, 0, &device)? {
+        let batch = batch?;
+        let logits = net.forward_t(&batch.images, false)?;
+        let (l, c, p) = batch_stats(&logits, &batch.labels)?;
+        loss_sum += l * batch.positions.len() as f64;
+        correct += c;
+        predictions.extend(p);
+        labels.extend(batch.labels.to_vec1::<u32>()?.into_iter().map(|v| v as u8));
+        let probs = candle_nn::ops::softmax(&logits, D::Minus1)?;
+        probabilities.extend(probs.flatten_all()?.to_vec1::<f32>()?);
+    }
+    let n = split.len();
+    if n == 0 {
+        return Err(Error::invalid(
+            "evaluation",
+            format!("split {} is empty", split.name()),
+        ));
+    }
+    Ok(Evaluation {
+        split: split.name().to_string(),
+        loss: loss_sum / n as f64,
+        accuracy: correct as f64 / n as f64,
+        predictions,
+        labels,
+        probabilities,
+    })
+}
+
+/// Mean loss, number correct and predictions of one batch of logits.
+pub(crate) fn batch_stats(logits: &Tensor, labels: &Tensor) -> Result<(f64, usize, Vec<u8>)> {
+    let loss = candle_nn::loss::cross_entropy(logits, labels)?.to_scalar::<f32>()? as f64;
+    let pred = logits.argmax(D::Minus1)?;
+    let correct = pred
+        .eq(labels)?
+        .to_dtype(candle_core::DType::U32)?
+        .sum_all()?
+        .to_scalar::<u32>()? as usize;
+    let pred = pred
+        .to_vec1::<u32>()?
+        .into_iter()
+        .map(|v| v as u8)
+        .collect();
+    Ok((loss, correct, pred))
+}
+
+/// A device-independent helper for tests and tools: logits on the CPU as `Vec<f32>`.
+pub fn logits_vec(net: &Network, xs: &Tensor) -> Result<Vec<f32>> {
+    Ok(net
+        .forward_t(xs, false)?
+        .to_device(&Device::Cpu)?
+        .flatten_all()?
+        .to_vec1()?)
+}

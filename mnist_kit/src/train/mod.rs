@@ -1,0 +1,16 @@
+//! Training: config, optimizers, schedules, the loop with early stopping and checkpoints, the
+//! History it returns, and evaluation.
+
+pub mod config;
+pub mod evaluate;
+pub mod history;
+pub mod optim;
+pub mod schedule;
+pub mod trainer;
+
+pub use config::{EarlyStopping, Mode, Monitor, TrainConfig};
+pub use evaluate::{Evaluation, evaluate};
+pub use history::{EpochRecord, History};
+pub use optim::{Optimizer, OptimizerConfig, OptimizerKind};
+pub use schedule::Schedule;
+pub use trainer::{Run, TrainData, Trainer, fit, load_run};

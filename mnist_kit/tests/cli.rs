@@ -1,0 +1,94 @@
+//! The `mnist-kit` binary end to end: JSON contracts and one-line errors without panics.
+
+use std::process::{Command, Output};
+
+fn mnist_kit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mnist-kit"))
+        .args(args)
+        .env_remove("MNIST_DATA_DIR")
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("binary runs")
+}
+
+/// Asserts a clean failure: non-zero exit, one `error:` line, no panic or backtrace.
+pub fn assert_clean_failure(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "must fail: {stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    stderr
+}
+
+#[test]
+fn data_stats_json_has_the_contract_shape() {
+    let out = mnist_kit(&["data", "stats", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["train"]["count"], 60000);
+    assert_eq!(v["test"]["count"], 10000);
+    assert_eq!(v["train"]["class_counts"][0], 5923);
+    assert_eq!(v["test"]["class_counts"][1], 1135);
+    let mean = v["train"]["pixel_mean"].as_f64().unwrap();
+    assert!((mean - 0.1307).abs() < 1e-3);
+    assert!(v["test"]["pixel_std"].as_f64().unwrap() > 0.3);
+}
+
+#[test]
+fn bad_data_dirs_fail_with_one_line() {
+    let e = assert_clean_failure(&mnist_kit(&["data", "stats", "--data-dir", "/nonexistent"]));
+    assert!(e.contains("/nonexistent"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("train-images-idx3-ubyte"),
+        b"not an idx file",
+    )
+    .unwrap();
+    let e = assert_clean_failure(&mnist_kit(&[
+        "data",
+        "stats",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]));
+    assert!(e.contains("train-"), "{e}");
+}
+
+#[test]
+fn summary_json_prints_the_exact_counts() {
+    for (model, params) in [
+        ("dense128", 101_770),
+        ("mlp-61k", 61_450),
+        ("mlp-500-150", 469_160),
+        ("mlp-800", 636_010),
+        ("lenet5", 61_706),
+        ("lenet5-28", 44_426),
+        ("simple-cnn", 34_826),
+    ] {
+        let out = mnist_kit(&["summary", model, "--json"]);
+        assert!(out.status.success(), "{model}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["model"], model);
+        assert_eq!(v["params"], params, "{model}");
+        assert_eq!(v["trainable"], params, "{model}");
+        let layers = v["layers"].as_array().unwrap();
+        let sum: u64 = layers.iter().map(|l| l["params"].as_u64().unwrap()).sum();
+        assert_eq!(sum, params as u64);
+        assert!(
+            layers
+                .iter()
+                .all(|l| l["output_shape"].is_array() && l["formula"].is_string())
+        );
+    }
+    let out = mnist_kit(&["models"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("lenet5-attention"));
+    let e = assert_clean_failure(&mnist_kit(&["summary", "lenet6"]));
+    assert!(e.contains("known models"), "{e}");
+}

@@ -1,0 +1,189 @@
+//! The model zoo: exact parameter counts, shapes on real batches, train/eval behaviour,
+//! seeded init and save/load.
+
+use candle_core::{Device, Tensor};
+use mnist_kit::data::{BatchOptions, Mnist};
+use mnist_kit::models::{MODEL_NAMES, Model, ModelConfig, Network};
+
+const EXPECTED: [(&str, usize); 7] = [
+    ("dense128", 101_770),
+    ("mlp-61k", 61_450),
+    ("mlp-500-150", 469_160),
+    ("mlp-800", 636_010),
+    ("lenet5", 61_706),
+    ("lenet5-28", 44_426),
+    ("simple-cnn", 34_826),
+];
+
+fn batch(mnist: &Mnist, net: &Network, n: usize) -> Tensor {
+    let opts = BatchOptions {
+        batch_size: n,
+        ..Default::default()
+    };
+    let mut it = mnist
+        .test
+        .batches(net.input_spec(), opts, 0, &Device::Cpu)
+        .unwrap();
+    it.next().unwrap().unwrap().images
+}
+
+#[test]
+fn parameter_counts_match_the_study() {
+    for (name, params) in EXPECTED {
+        let net = Network::preset(name, 0, &Device::Cpu).unwrap();
+        let s = net.summary();
+        assert_eq!(s.params, params, "{name}");
+        assert_eq!(s.trainable, params, "{name}");
+        assert_eq!(
+            net.trainable_count(),
+            params,
+            "{name}: summary agrees with the tensors"
+        );
+    }
+    // Summaries of every model agree with the parameters actually allocated.
+    for name in MODEL_NAMES {
+        let net = Network::preset(name, 0, &Device::Cpu).unwrap();
+        let s = net.summary();
+        let all: usize = net.params().iter().map(|p| p.var.elem_count()).sum();
+        assert_eq!(s.params, all, "{name}");
+        assert_eq!(s.trainable, net.trainable_count(), "{name}");
+    }
+    let lenet = Network::preset("lenet5", 0, &Device::Cpu)
+        .unwrap()
+        .summary();
+    assert_eq!(lenet.layers[0].formula, "(5*5*1+1)*6 = 156");
+    assert_eq!(lenet.layers[0].output_shape, vec![6, 28, 28]);
+    // Attention adds two 7x7 convs on 2 maps: 2 * (7*7*2+1) = 198 parameters.
+    let att = Network::preset("lenet5-attention", 0, &Device::Cpu)
+        .unwrap()
+        .summary();
+    assert_eq!(att.params, 61_706 + 198);
+    // BatchNorm adds trainable gamma/beta and non-trainable running stats.
+    let reg = Network::preset("lenet5-regularized", 0, &Device::Cpu)
+        .unwrap()
+        .summary();
+    assert_eq!(reg.trainable, 61_706 + 2 * (6 + 16 + 120));
+    assert_eq!(reg.non_trainable, 2 * (6 + 16 + 120));
+}
+
+#[test]
+fn every_model_maps_a_real_batch_to_ten_logits() {
+    let mnist = Mnist::load_default().unwrap();
+    for name in MODEL_NAMES {
+        let net = Network::preset(name, 1, &Device::Cpu).unwrap();
+        let x = batch(&mnist, &net, 3);
+        for train in [false, true] {
+            let y = net.forward_t(&x, train).unwrap();
+            assert_eq!(y.dims(), &[3, 10], "{name}");
+            let v: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+            assert!(v.iter().all(|x| x.is_finite()), "{name}");
+        }
+    }
+    let net = Network::preset("lenet5-attention", 1, &Device::Cpu).unwrap();
+    let (_, maps) = net.forward_with_attention(&batch(&mnist, &net, 2)).unwrap();
+    assert_eq!(maps.len(), 2);
+    assert_eq!(maps[0].dims(), &[2, 1, 28, 28]);
+    assert_eq!(maps[1].dims(), &[2, 1, 10, 10]);
+}
+
+fn logits(net: &Network, x: &Tensor, train: bool) -> Vec<f32> {
+    net.forward_t(x, train)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+#[test]
+fn dropout_and_batch_norm_depend_on_the_train_flag() {
+    let mnist = Mnist::load_default().unwrap();
+    for name in ["lenet5-regularized", "simple-cnn", "resnet"] {
+        let net = Network::preset(name, 2, &Device::Cpu).unwrap();
+        let x = batch(&mnist, &net, 8);
+        let eval1 = logits(&net, &x, false);
+        let eval2 = logits(&net, &x, false);
+        assert_eq!(eval1, eval2, "{name}: evaluation is deterministic");
+        let train = logits(&net, &x, true);
+        assert_ne!(eval1, train, "{name}: training mode differs");
+    }
+    // BatchNorm updates its running statistics only in training.
+    let net = Network::preset("lenet5-regularized", 2, &Device::Cpu).unwrap();
+    let x = batch(&mnist, &net, 8);
+    let before = logits(&net, &x, false);
+    assert_eq!(before, logits(&net, &x, false));
+    let _ = logits(&net, &x, true);
+    assert_ne!(before, logits(&net, &x, false), "running stats moved");
+}
+
+#[test]
+fn same_seed_same_weights_and_save_load_round_trips() {
+    let mnist = Mnist::load_default().unwrap();
+    let a = Network::preset("lenet5-regularized", 7, &Device::Cpu).unwrap();
+    let b = Network::preset("lenet5-regularized", 7, &Device::Cpu).unwrap();
+    let c = Network::preset("lenet5-regularized", 8, &Device::Cpu).unwrap();
+    let x = batch(&mnist, &a, 4);
+    assert_eq!(logits(&a, &x, false), logits(&b, &x, false));
+    assert_ne!(logits(&a, &x, false), logits(&c, &x, false));
+    let weights = |n: &Network| -> Vec<Vec<f32>> {
+        n.params()
+            .iter()
+            .map(|p| p.var.flatten_all().unwrap().to_vec1().unwrap())
+            .collect()
+    };
+    assert_eq!(weights(&a), weights(&b), "bit for bit");
+
+    let _ = logits(&c, &x, true); // move the running stats away from their init
+    let dir = tempfile::tempdir().unwrap();
+    c.save(dir.path()).unwrap();
+    let loaded = Network::load(dir.path(), &Device::Cpu).unwrap();
+    assert_eq!(loaded.name(), "lenet5-regularized");
+    assert_eq!(logits(&c, &x, false), logits(&loaded, &x, false));
+
+    // Loading into another architecture is a clear error.
+    let other = Network::preset("lenet5", 0, &Device::Cpu).unwrap();
+    let err = other
+        .load_weights(dir.path().join("weights.safetensors"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("lenet5") && err.contains("bn1"), "{err}");
+    let mlp = Network::preset("dense128", 0, &Device::Cpu).unwrap();
+    let err = mlp
+        .load_weights(dir.path().join("weights.safetensors"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("dense128") && err.contains("shape"), "{err}");
+    // A truncated file is rejected, not half-loaded.
+    let path = dir.path().join("weights.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let err = Network::load(dir.path(), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("safetensors"), "{err}");
+}
+
+#[test]
+fn configs_round_trip_through_json_and_names_parse() {
+    for name in MODEL_NAMES {
+        let cfg: ModelConfig = name.parse().unwrap();
+        let back = ModelConfig::from_json(&cfg.to_json()).unwrap();
+        assert_eq!(cfg, back, "{name}");
+    }
+    assert!(
+        "lenet6"
+            .parse::<ModelConfig>()
+            .unwrap_err()
+            .to_string()
+            .contains("lenet5")
+    );
+    assert!(ModelConfig::from_json(r#"{"kind":"mlp","dropout":1.5}"#).is_err());
+    assert!(ModelConfig::from_json("{").is_err());
+    let custom =
+        ModelConfig::from_json(r#"{"kind":"mlp","hidden":[256,128],"batch_norm":true}"#).unwrap();
+    let net = Network::new(&custom, 0, &Device::Cpu).unwrap();
+    assert_eq!(
+        net.trainable_count(),
+        785 * 256 + 257 * 128 + 129 * 10 + 2 * (256 + 128)
+    );
+}
