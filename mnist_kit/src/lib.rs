@@ -14,6 +14,7 @@
 //!
 //! [candle]: https://github.com/huggingface/candle
 
+pub mod bench;
 pub mod data;
 pub mod display;
 pub mod error;

@@ -42,6 +42,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Training and inference throughput and peak memory of a model.
+    Bench {
+        #[arg(long, default_value = "lenet5")]
+        model: String,
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        /// Measured training batches (after as many warm-up batches).
+        #[arg(long, default_value_t = 200)]
+        batches: usize,
+        /// Dataset directory (default: $MNIST_DATA_DIR, else the bundled data/mnist).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Train a model and write a run directory.
     Train(Box<TrainArgs>),
     /// Evaluate a run directory on the test set.
@@ -177,6 +193,34 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Train(args) => train(*args),
+        Command::Bench {
+            model,
+            batch_size,
+            batches,
+            data_dir,
+            json,
+        } => {
+            let mnist = Mnist::load_from(data_dir.as_deref())?;
+            let cfg = mnist_kit::bench::BenchConfig {
+                batch_size,
+                train_batches: batches,
+                ..Default::default()
+            };
+            let r = mnist_kit::bench::bench(&mnist, &model, cfg)?;
+            if json {
+                println!("{}", to_json(&r)?);
+            } else {
+                println!(
+                    "{} batch {}: train {:.0} img/s, inference {:.0} img/s (batch 1000), peak RSS {:.0} MB",
+                    r.model,
+                    r.batch_size,
+                    r.train_images_per_sec,
+                    r.infer_images_per_sec,
+                    r.peak_rss_mb
+                );
+            }
+            Ok(())
+        }
         Command::Eval {
             run,
             data_dir,

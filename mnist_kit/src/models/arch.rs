@@ -109,11 +109,12 @@ impl ConvBlock {
         train: bool,
         maps: &mut Vec<Tensor>,
     ) -> Result<Tensor> {
-        let mut h = self.conv.forward(x)?;
-        if let Some(bn) = &self.bn {
-            h = bn.forward_t(&h, train)?;
-        }
-        h = activate(&h, a)?;
+        let mut h = match &self.bn {
+            // Without BatchNorm in between, conv + bias + ReLU run as one op.
+            None if a == Activation::Relu => self.conv.forward_relu(x)?,
+            None => activate(&self.conv.forward(x)?, a)?,
+            Some(bn) => activate(&bn.forward_t(&self.conv.forward(x)?, train)?, a)?,
+        };
         if let Some(att) = &self.attention {
             let (scaled, map) = att.forward(&h)?;
             maps.push(map);

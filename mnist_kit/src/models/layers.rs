@@ -273,6 +273,17 @@ impl Conv2d {
         )
     }
 
+    /// `relu(conv(x))` as one fused op where the device allows.
+    pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
+        ops::conv2d_relu(
+            x,
+            &self.weight,
+            self.bias.as_ref(),
+            self.stride,
+            self.padding,
+        )
+    }
+
     /// The kernel `(O, C, K, K)`.
     pub fn weight(&self) -> &Tensor {
         &self.weight

@@ -1,0 +1,101 @@
+//! Throughput measurement: steady-state training images/s through the real training loop
+//! (one warm-up epoch, then a measured epoch over a fixed number of batches), inference
+//! images/s at batch 1000, and the process's peak resident memory.
+
+use std::time::Instant;
+
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{BatchOptions, Mnist};
+use crate::models::{Model, Network};
+use crate::train::{TrainConfig, TrainData, Trainer};
+use crate::{Error, Result};
+
+/// One benchmark result; serializes to the `mnist-kit bench --json` shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchResult {
+    /// Model name.
+    pub model: String,
+    /// Training batch size.
+    pub batch_size: usize,
+    /// Training images per second (Adam, steady state).
+    pub train_images_per_sec: f64,
+    /// Inference images per second at batch 1000.
+    pub infer_images_per_sec: f64,
+    /// Peak resident set size of the process so far, MB.
+    pub peak_rss_mb: f64,
+}
+
+/// Settings of a benchmark run.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchConfig {
+    /// Training batch size.
+    pub batch_size: usize,
+    /// Measured training batches (after an equal warm-up).
+    pub train_batches: usize,
+    /// Inference images measured (batches of 1000).
+    pub infer_images: usize,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        BenchConfig {
+            batch_size: 64,
+            train_batches: 200,
+            infer_images: 10_000,
+        }
+    }
+}
+
+/// Benchmarks the preset `model` on real MNIST.
+pub fn bench(mnist: &Mnist, model: &str, cfg: BenchConfig) -> Result<BenchResult> {
+    let device = Device::Cpu;
+    let net = Network::preset(model, 0, &device)?;
+    let train = TrainConfig {
+        epochs: 2,
+        batch_size: cfg.batch_size,
+        validation: 0,
+        train_limit: Some(cfg.batch_size * cfg.train_batches.max(1)),
+        verbose: false,
+        ..Default::default()
+    };
+    let data = TrainData::new(mnist, &train)?;
+    let history = Trainer::new(&net, train)?.fit(&data)?;
+    let measured = history
+        .last()
+        .ok_or_else(|| Error::invalid("bench", "no epoch ran"))?;
+
+    let opts = BatchOptions {
+        batch_size: 1000,
+        ..Default::default()
+    };
+    let test = mnist.test.take(cfg.infer_images.max(1000));
+    // Warm-up pass, then the timed pass; batches are built before timing.
+    let batches: Vec<_> = test
+        .batches(net.input_spec(), opts, 0, &device)?
+        .collect::<Result<_>>()?;
+    let _ = net.forward_t(&batches[0].images, false)?;
+    let t0 = Instant::now();
+    let mut n = 0;
+    for b in &batches {
+        net.forward_t(&b.images, false)?;
+        n += b.positions.len();
+    }
+    let infer = n as f64 / t0.elapsed().as_secs_f64();
+    Ok(BenchResult {
+        model: model.to_string(),
+        batch_size: cfg.batch_size,
+        train_images_per_sec: measured.images_per_sec,
+        infer_images_per_sec: infer,
+        peak_rss_mb: peak_rss_mb().unwrap_or(f64::NAN),
+    })
+}
+
+/// Peak resident set size (VmHWM) of this process in MB, where /proc is available.
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}

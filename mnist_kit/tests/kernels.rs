@@ -1,0 +1,180 @@
+//! The fast CPU kernels against candle's reference ops: forward values and gradients for
+//! several shapes, strides, paddings and odd sizes.
+
+use candle_core::{Device, Tensor, Var};
+use mnist_kit::ops;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn rand_tensor(rng: &mut ChaCha8Rng, shape: &[usize]) -> Tensor {
+    let n = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
+    let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+type ConvFn = fn(&Tensor, &Tensor, Option<&Tensor>, usize, usize) -> mnist_kit::Result<Tensor>;
+
+/// Output and gradients (x, w, b) of `sum(conv(x, w, b) * r)`.
+fn conv_with_grads(
+    f: ConvFn,
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    r: &Tensor,
+    s: usize,
+    p: usize,
+) -> [Tensor; 4] {
+    let (xv, wv, bv) = (
+        Var::from_tensor(x).unwrap(),
+        Var::from_tensor(w).unwrap(),
+        Var::from_tensor(b).unwrap(),
+    );
+    let y = f(xv.as_tensor(), wv.as_tensor(), Some(bv.as_tensor()), s, p).unwrap();
+    let grads = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
+    let g = |v: &Var| grads.get(v.as_tensor()).unwrap().clone();
+    [y, g(&xv), g(&wv), g(&bv)]
+}
+
+#[test]
+fn conv2d_matches_candle_forward_and_backward() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    // (n, c, h, w, o, k, stride, pad)
+    for (n, c, h, w, o, k, s, p) in [
+        (3, 1, 32, 32, 6, 5, 1, 0),
+        (2, 6, 14, 14, 16, 5, 1, 0),
+        (2, 16, 5, 5, 120, 5, 1, 0),
+        (2, 3, 7, 9, 4, 3, 2, 1),
+        (1, 4, 5, 5, 8, 1, 2, 0),
+        (5, 2, 28, 28, 3, 7, 1, 3),
+        (3, 8, 11, 13, 5, 3, 1, 1),
+    ] {
+        let x = rand_tensor(&mut rng, &[n, c, h, w]);
+        let wt = rand_tensor(&mut rng, &[o, c, k, k]);
+        let b = rand_tensor(&mut rng, &[o]);
+        let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+        let r = rand_tensor(&mut rng, &[n, o, oh, ow]);
+        let fast = conv_with_grads(ops::conv2d, &x, &wt, &b, &r, s, p);
+        let reference = conv_with_grads(ops::reference::conv2d, &x, &wt, &b, &r, s, p);
+        for (what, a, b) in ["output", "grad x", "grad w", "grad b"]
+            .iter()
+            .zip(&fast)
+            .zip(&reference)
+            .map(|((w, a), b)| (w, a, b))
+        {
+            let d = max_diff(a, b);
+            assert!(
+                d < 1e-4,
+                "{what} of conv {n}x{c}x{h}x{w} k{k} s{s} p{p}: max diff {d}"
+            );
+        }
+    }
+}
+
+#[test]
+fn data_batches_get_no_input_gradient() {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let x = rand_tensor(&mut rng, &[2, 1, 8, 8]);
+    let w = Var::from_tensor(&rand_tensor(&mut rng, &[2, 1, 3, 3])).unwrap();
+    let y = ops::conv2d(&x, w.as_tensor(), None, 1, 0).unwrap();
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    assert!(grads.get(&x).is_none());
+    assert!(grads.get(w.as_tensor()).is_some());
+}
+
+/// PyTorch's max-pool gradient: each output's gradient goes to the first maximum of its window.
+fn naive_max_pool_grad(x: &Tensor, r: &Tensor) -> Vec<f32> {
+    let (n, c, h, w) = x.dims4().unwrap();
+    let xv: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+    let rv: Vec<f32> = r.flatten_all().unwrap().to_vec1().unwrap();
+    let (oh, ow) = (h / 2, w / 2);
+    let mut g = vec![0f32; xv.len()];
+    for plane in 0..n * c {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let idx = |dy: usize, dx: usize| plane * h * w + (2 * oy + dy) * w + 2 * ox + dx;
+                let mut best = idx(0, 0);
+                for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
+                    if xv[idx(dy, dx)] > xv[best] {
+                        best = idx(dy, dx);
+                    }
+                }
+                g[best] += rv[plane * oh * ow + oy * ow + ox];
+            }
+        }
+    }
+    g
+}
+
+#[test]
+fn max_pool_matches_candle_forward_and_pytorch_backward() {
+    // candle 0.11's own max-pool backward multiplies the gradient by (number of maxima)/k^2,
+    // i.e. by 1/4 for a unique maximum in a 2x2 window, so the gradient is checked against
+    // PyTorch's rule computed naively.
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for shape in [[2, 3, 28, 28], [1, 2, 7, 9], [4, 16, 10, 10], [1, 1, 3, 3]] {
+        let x = Var::from_tensor(&rand_tensor(&mut rng, &shape)).unwrap();
+        let y_fast = ops::max_pool2d(x.as_tensor(), 2).unwrap();
+        let y_ref = ops::reference::max_pool2d(x.as_tensor(), 2).unwrap();
+        assert_eq!(max_diff(&y_fast, &y_ref), 0.0, "{shape:?}");
+        let r = rand_tensor(&mut rng, y_fast.dims());
+        let g_fast = (&y_fast * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let got: Vec<f32> = g_fast
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(got, naive_max_pool_grad(x.as_tensor(), &r), "{shape:?}");
+    }
+}
+
+fn reference_conv_relu(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    s: usize,
+    p: usize,
+) -> mnist_kit::Result<Tensor> {
+    Ok(ops::reference::conv2d(x, w, b, s, p)?.relu()?)
+}
+
+#[test]
+fn fused_conv_relu_matches_conv_then_relu() {
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    for (n, c, h, w, o, k, s, p) in [
+        (4, 1, 32, 32, 6, 5, 1, 0),
+        (3, 6, 14, 14, 16, 5, 1, 0),
+        (2, 3, 9, 9, 5, 3, 2, 1),
+    ] {
+        let x = rand_tensor(&mut rng, &[n, c, h, w]);
+        let wt = rand_tensor(&mut rng, &[o, c, k, k]);
+        let b = rand_tensor(&mut rng, &[o]);
+        let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+        let r = rand_tensor(&mut rng, &[n, o, oh, ow]);
+        let fast = conv_with_grads(ops::conv2d_relu, &x, &wt, &b, &r, s, p);
+        let reference = conv_with_grads(reference_conv_relu, &x, &wt, &b, &r, s, p);
+        for (a, b) in fast.iter().zip(&reference) {
+            assert!(
+                max_diff(a, b) < 1e-4,
+                "conv+relu {n}x{c}x{h}x{w}: {}",
+                max_diff(a, b)
+            );
+        }
+    }
+}
