@@ -14,6 +14,7 @@
 //!
 //! [candle]: https://github.com/huggingface/candle
 
+pub mod analysis;
 pub mod bench;
 pub mod data;
 pub mod display;
@@ -21,6 +22,7 @@ pub mod error;
 pub mod fsutil;
 pub mod models;
 pub mod ops;
+pub mod plot;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -318,7 +318,7 @@ fn eval(run: &std::path::Path, data_dir: Option<PathBuf>, json: bool) -> Result<
     let run = load_run(run, &Device::Cpu)?;
     let mnist = Mnist::load_from(data_dir.as_deref())?;
     let e = evaluate(&run.net, &mnist.test, 1000, run.train.normalization)?;
-    let confusion = e.confusion_counts();
+    let confusion = mnist_kit::analysis::ConfusionMatrix::of(&e)?.counts;
     if json {
         let v = serde_json::json!({"accuracy": e.accuracy, "loss": e.loss, "confusion": confusion});
         println!("{}", to_json(&v)?);

@@ -38,15 +38,6 @@ impl Evaluation {
         self.probabilities
             .get(i * NUM_CLASSES..(i + 1) * NUM_CLASSES)
     }
-    /// Counts `[true][predicted]`.
-    pub fn confusion_counts(&self) -> [[u64; NUM_CLASSES]; NUM_CLASSES] {
-        let mut m = [[0u64; NUM_CLASSES]; NUM_CLASSES];
-        for (&t, &p) in self.labels.iter().zip(&self.predictions) {
-            m[t as usize % NUM_CLASSES][p as usize % NUM_CLASSES] += 1;
-        }
-        m
-    }
-
     /// An HTML line for notebooks.
     pub fn to_html(&self) -> String {
         format!(
