@@ -23,6 +23,7 @@ pub mod fsutil;
 pub mod models;
 pub mod ops;
 pub mod plot;
+pub mod study;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -2,6 +2,8 @@
 //! prediction analysis, weights, saliency, custom digits).
 
 pub mod confusion;
+pub mod custom_digit;
 
 pub use crate::train::{Evaluation, evaluate};
 pub use confusion::{ClassMetrics, ConfusedPair, ConfusionMatrix};
+pub use custom_digit::{Digit, digit_from_bytes, load_digit, predict_digit};

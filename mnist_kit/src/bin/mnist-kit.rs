@@ -14,6 +14,11 @@ use mnist_kit::train::{
     EarlyStopping, OptimizerKind, Schedule, TrainConfig, TrainData, Trainer, evaluate, load_run,
 };
 
+// Tensors of a few MB are allocated and freed every step; glibc returns them to the OS each
+// time (page faults on every reuse), mimalloc keeps them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "mnist-kit",
@@ -41,6 +46,36 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Run the study (every experiment, seeded) and write the report to results/.
+    Study {
+        /// Small data and few epochs (also set by MNIST_KIT_QUICK=1).
+        #[arg(long)]
+        quick: bool,
+        /// Output directory.
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+        /// Run only the experiments whose name contains this.
+        #[arg(long)]
+        only: Option<String>,
+        /// Redo experiments that already finished.
+        #[arg(long)]
+        force: bool,
+        /// Dataset directory (default: $MNIST_DATA_DIR, else the bundled data/mnist).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Classify images of handwritten digits (PNG, JPEG, BMP, GIF, WebP) with a trained run.
+    Predict {
+        /// Run directory (e.g. results/models/best).
+        #[arg(long)]
+        run: PathBuf,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Image files.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
     },
     /// Training and inference throughput and peak memory of a model.
     Bench {
@@ -193,6 +228,26 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Train(args) => train(*args),
+        Command::Predict { run, json, images } => predict(&run, json, &images),
+        Command::Study {
+            quick,
+            out,
+            only,
+            force,
+            data_dir,
+        } => {
+            let mnist = Mnist::load_from(data_dir.as_deref())?;
+            let cfg = mnist_kit::study::StudyConfig {
+                quick: quick || mnist_kit::study::quick_from_env(),
+                out,
+                only,
+                force,
+                ..Default::default()
+            };
+            mnist_kit::study::run_study(&mnist, &cfg)?;
+            println!("report written to {}", cfg.out.join("REPORT.md").display());
+            Ok(())
+        }
         Command::Bench {
             model,
             batch_size,
@@ -336,6 +391,43 @@ fn eval(run: &std::path::Path, data_dir: Option<PathBuf>, json: bool) -> Result<
                 row.iter().map(|c| format!("{c:>5}")).collect::<String>()
             );
         }
+    }
+    Ok(())
+}
+
+fn predict(run: &std::path::Path, json: bool, images: &[PathBuf]) -> Result<()> {
+    use mnist_kit::analysis::{load_digit, predict_digit};
+    let run = load_run(run, &Device::Cpu)?;
+    let mut failed = 0;
+    for path in images {
+        let outcome =
+            load_digit(path).and_then(|d| predict_digit(&run.net, &d, run.train.normalization));
+        match outcome {
+            Ok(probs) => {
+                let digit = probs
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map_or(0, |(i, _)| i);
+                if json {
+                    let v =
+                        serde_json::json!({"path": path, "digit": digit, "probabilities": probs});
+                    println!("{}", to_json(&v)?);
+                } else {
+                    println!("{}: {digit} ({:.1}%)", path.display(), 100.0 * probs[digit]);
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {}", one_line(&e));
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(mnist_kit::Error::Invalid {
+            what: "images",
+            reason: format!("{failed} of {} could not be classified", images.len()),
+        });
     }
     Ok(())
 }

@@ -1,0 +1,449 @@
+//! The study as plain functions: each experiment trains a model with a fixed, seeded config and
+//! returns data; [`run_study`] runs them (resumably), then writes the report: `REPORT.md`,
+//! `metrics.json`, `figures/`, `tables/`, `runs/<experiment>/` and `models/best/`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::ConfusionMatrix;
+use crate::data::Mnist;
+use crate::data::augment::AugmentConfig;
+use crate::data::explore::split_stats;
+use crate::fsutil::write_bytes_atomic;
+use crate::models::{ModelConfig, Network};
+use crate::plot;
+use crate::train::{History, Schedule, TrainConfig, TrainData, Trainer, evaluate};
+use crate::{Error, Result};
+
+/// Environment variable that turns on quick mode for notebooks and the CLI.
+pub const QUICK_ENV: &str = "MNIST_KIT_QUICK";
+
+/// True when `MNIST_KIT_QUICK` is set to something other than `0` or empty.
+pub fn quick_from_env() -> bool {
+    std::env::var(QUICK_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// One training experiment: a named model config and its training config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Experiment {
+    /// Unique name (also the run directory name).
+    pub name: String,
+    /// Preset the model is built from.
+    pub model: String,
+    /// The model config (preset plus overrides).
+    pub config: ModelConfig,
+    /// Training config.
+    pub train: TrainConfig,
+}
+
+/// What an experiment measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentResult {
+    /// The experiment.
+    pub experiment: Experiment,
+    /// Trainable parameters.
+    pub params: usize,
+    /// Test accuracy of the returned weights.
+    pub test_accuracy: f64,
+    /// Test loss.
+    pub test_loss: f64,
+    /// Epochs run.
+    pub epochs: usize,
+    /// Wall seconds of training (evaluation included).
+    pub train_seconds: f64,
+    /// Mean training images per second.
+    pub images_per_sec: f64,
+    /// Most confused pairs on the test set: `(true, predicted, count)`.
+    pub most_confused: Vec<(u8, u8, u64)>,
+    /// The history.
+    pub history: History,
+}
+
+/// Study settings.
+#[derive(Debug, Clone)]
+pub struct StudyConfig {
+    /// Small data and few epochs: minutes instead of the full run.
+    pub quick: bool,
+    /// Output directory (`results/` by default).
+    pub out: PathBuf,
+    /// Run only experiments whose name contains this.
+    pub only: Option<String>,
+    /// Redo experiments that already finished.
+    pub force: bool,
+    /// Base seed.
+    pub seed: u64,
+}
+
+impl Default for StudyConfig {
+    fn default() -> Self {
+        StudyConfig {
+            quick: quick_from_env(),
+            out: PathBuf::from("results"),
+            only: None,
+            force: false,
+            seed: 42,
+        }
+    }
+}
+
+/// The architecture comparison of the study (Part 1 baselines and the architectures).
+pub fn experiments(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
+    let base = TrainConfig {
+        epochs: if quick { 2 } else { 10 },
+        train_limit: quick.then_some(5000),
+        test_limit: quick.then_some(2000),
+        validation: if quick { 1000 } else { 5000 },
+        schedule: Schedule::Cosine { min_factor: 0.01 },
+        seed,
+        ..Default::default()
+    };
+    let augmented = TrainConfig {
+        augment: Some(AugmentConfig::default()),
+        epochs: if quick { 2 } else { 15 },
+        ..base.clone()
+    };
+    let plan: [(&str, &TrainConfig); 7] = [
+        ("dense128", &base),
+        ("mlp-61k", &base),
+        ("lenet5", &base),
+        ("lenet5-attention", &base),
+        ("simple-cnn", &base),
+        ("lenet5-regularized", &augmented),
+        ("resnet", &augmented),
+    ];
+    plan.into_iter()
+        .map(|(model, train)| {
+            Ok(Experiment {
+                name: model.to_string(),
+                model: model.to_string(),
+                config: ModelConfig::preset(model)?,
+                train: train.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Runs one experiment, writing its run directory under `runs_dir`.
+pub fn run_experiment(mnist: &Mnist, e: &Experiment, runs_dir: &Path) -> Result<ExperimentResult> {
+    let started = Instant::now();
+    let dir = runs_dir.join(&e.name);
+    let data = TrainData::new(mnist, &e.train)?;
+    let net = Network::named(&e.model, &e.config, e.train.seed, &Device::Cpu)?;
+    let history = Trainer::new(&net, e.train.clone())?
+        .with_run_dir(&dir)?
+        .fit(&data)?;
+    let test = evaluate(
+        &net,
+        &data.test,
+        e.train.eval_batch_size,
+        e.train.normalization,
+    )?;
+    let cm = ConfusionMatrix::of(&test)?;
+    let seconds: f64 = history.epochs.iter().map(|r| r.seconds).sum();
+    let images: f64 = history
+        .epochs
+        .iter()
+        .map(|r| r.images_per_sec * r.seconds)
+        .sum();
+    let result = ExperimentResult {
+        experiment: e.clone(),
+        params: net.trainable_count(),
+        test_accuracy: test.accuracy,
+        test_loss: test.loss,
+        epochs: history.len(),
+        train_seconds: started.elapsed().as_secs_f64(),
+        images_per_sec: if seconds > 0.0 { images / seconds } else { 0.0 },
+        most_confused: cm
+            .most_confused(5)
+            .iter()
+            .map(|p| (p.truth, p.predicted, p.count))
+            .collect(),
+        history,
+    };
+    write_json(&dir.join("result.json"), &result)?;
+    Ok(result)
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|source| Error::Json {
+        context: path.display().to_string(),
+        source,
+    })?;
+    write_bytes_atomic(path, &bytes)
+}
+
+fn read_result(path: &Path) -> Option<ExperimentResult> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+/// Runs the study and writes the report. Finished experiments with an identical config are
+/// read back instead of retrained unless `force` is set.
+pub fn run_study(mnist: &Mnist, cfg: &StudyConfig) -> Result<Vec<ExperimentResult>> {
+    let started = Instant::now();
+    let runs = cfg.out.join("runs");
+    let mut results = Vec::new();
+    let plan = experiments(cfg.quick, cfg.seed)?;
+    for e in plan.iter().filter(|e| {
+        cfg.only
+            .as_ref()
+            .is_none_or(|o| e.name.contains(o.as_str()))
+    }) {
+        if !cfg.force
+            && let Some(done) = read_result(&runs.join(&e.name).join("result.json"))
+            && done.experiment == *e
+        {
+            println!(
+                "{}: already done ({:.2}%), skipped (use --force to redo)",
+                e.name,
+                100.0 * done.test_accuracy
+            );
+            results.push(done);
+            continue;
+        }
+        println!(
+            "== {} ({} epochs{})",
+            e.name,
+            e.train.epochs,
+            if cfg.quick { ", quick" } else { "" }
+        );
+        let r = run_experiment(mnist, e, &runs)?;
+        println!(
+            "{}: test accuracy {:.2}% in {:.0} s",
+            e.name,
+            100.0 * r.test_accuracy,
+            r.train_seconds
+        );
+        results.push(r);
+    }
+    write_report(mnist, cfg, &results, started.elapsed().as_secs_f64())?;
+    Ok(results)
+}
+
+/// Writes `REPORT.md`, `metrics.json`, figures, tables and `models/best/`.
+pub fn write_report(
+    mnist: &Mnist,
+    cfg: &StudyConfig,
+    results: &[ExperimentResult],
+    total_seconds: f64,
+) -> Result<()> {
+    let out = &cfg.out;
+    let figures = out.join("figures");
+    let tables = out.join("tables");
+    for d in [&figures, &tables] {
+        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+    }
+    // metrics.json
+    let mut models = BTreeMap::new();
+    for r in results {
+        models.insert(
+            r.experiment.name.clone(),
+            serde_json::json!({
+                "params": r.params,
+                "test_accuracy": r.test_accuracy,
+                "test_loss": r.test_loss,
+                "epochs": r.epochs,
+                "train_seconds": r.train_seconds,
+                "images_per_sec": r.images_per_sec,
+            }),
+        );
+    }
+    let metrics = serde_json::json!({
+        "quick": cfg.quick,
+        "models": models,
+        "experiments": { "architectures": results.iter().map(|r| &r.experiment.name).collect::<Vec<_>>() },
+        "total_seconds": total_seconds,
+    });
+    write_json(&out.join("metrics.json"), &metrics)?;
+
+    // Figures (offline HTML) and tables (CSV).
+    let mut csv =
+        String::from("model,params,test_accuracy,test_loss,epochs,train_seconds,images_per_sec\n");
+    for r in results {
+        let _ = writeln!(
+            csv,
+            "{},{},{:.4},{:.4},{},{:.1},{:.0}",
+            r.experiment.name,
+            r.params,
+            r.test_accuracy,
+            r.test_loss,
+            r.epochs,
+            r.train_seconds,
+            r.images_per_sec
+        );
+        plot::learning_curves(&r.history)
+            .save_html(figures.join(format!("learning_curves_{}.html", r.experiment.name)))?;
+    }
+    write_bytes_atomic(&tables.join("models.csv"), csv.as_bytes())?;
+    let acc: Vec<(String, f64)> = results
+        .iter()
+        .map(|r| (r.experiment.name.clone(), r.test_accuracy))
+        .collect();
+    plot::bars("test accuracy", "accuracy", &acc).save_html(figures.join("test_accuracy.html"))?;
+
+    // The most accurate model, ready for `mnist-kit predict --run results/models/best`.
+    let best = results
+        .iter()
+        .max_by(|a, b| a.test_accuracy.total_cmp(&b.test_accuracy));
+    if let Some(best) = best {
+        let src = out.join("runs").join(&best.experiment.name);
+        let dst = out.join("models").join("best");
+        std::fs::create_dir_all(&dst).map_err(|e| Error::io(&dst, e))?;
+        for f in [
+            "config.json",
+            "weights.safetensors",
+            "history.json",
+            "history.csv",
+        ] {
+            if src.join(f).exists() {
+                std::fs::copy(src.join(f), dst.join(f)).map_err(|e| Error::io(dst.join(f), e))?;
+            }
+        }
+    }
+    let report = render_report(mnist, cfg, results, total_seconds)?;
+    write_bytes_atomic(&out.join("REPORT.md"), report.as_bytes())?;
+    println!(
+        "static SVG/PNG export skipped: no chromedriver support in this build (HTML figures written)"
+    );
+    Ok(())
+}
+
+fn render_report(
+    mnist: &Mnist,
+    cfg: &StudyConfig,
+    results: &[ExperimentResult],
+    total_seconds: f64,
+) -> Result<String> {
+    let mut md = String::new();
+    let _ = writeln!(md, "# mnist_kit study report\n");
+    if cfg.quick {
+        let _ = writeln!(
+            md,
+            "> **Quick mode**: 5,000 training images, 2 epochs, 2,000 test images. These numbers show the \
+             pipeline works; they are not the study's results.\n"
+        );
+    }
+    let _ = writeln!(
+        md,
+        "Run on {} logical CPU(s), {} {}, mnist_kit {}; {:.0} s in total.\n",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+        env!("CARGO_PKG_VERSION"),
+        total_seconds
+    );
+    let tr = split_stats(&mnist.train);
+    let te = split_stats(&mnist.test);
+    let _ = writeln!(md, "## Data\n");
+    let _ = writeln!(
+        md,
+        "{} training and {} test images of {}x{} pixels. Training pixel mean {:.4}, std {:.4}. Class counts \
+         (train): {:?}.\n",
+        tr.count,
+        te.count,
+        mnist.train.rows(),
+        mnist.train.cols(),
+        tr.pixel_mean,
+        tr.pixel_std,
+        tr.class_counts
+    );
+    let _ = writeln!(md, "## Models\n");
+    let _ = writeln!(
+        md,
+        "| model | params | test accuracy | test loss | epochs | training time (s) | images/s |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
+    for r in results {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.2}% | {:.4} | {} | {:.0} | {:.0} |",
+            r.experiment.name,
+            r.params,
+            100.0 * r.test_accuracy,
+            r.test_loss,
+            r.epochs,
+            r.train_seconds,
+            r.images_per_sec
+        );
+    }
+    if let Some(best) = results
+        .iter()
+        .max_by(|a, b| a.test_accuracy.total_cmp(&b.test_accuracy))
+    {
+        let worst = results
+            .iter()
+            .min_by(|a, b| a.test_accuracy.total_cmp(&b.test_accuracy));
+        let _ = writeln!(
+            md,
+            "\nThe most accurate model is **{}** at {:.2}%{}. Its weights are in `models/best/`.\n",
+            best.experiment.name,
+            100.0 * best.test_accuracy,
+            worst
+                .map(|w| format!(
+                    ", {:.2} points above the least accurate ({}, {:.2}%)",
+                    100.0 * (best.test_accuracy - w.test_accuracy),
+                    w.experiment.name,
+                    100.0 * w.test_accuracy
+                ))
+                .unwrap_or_default()
+        );
+        let pairs: Vec<String> = best
+            .most_confused
+            .iter()
+            .map(|(t, p, c)| format!("{t}→{p} ({c})"))
+            .collect();
+        let _ = writeln!(
+            md,
+            "Its most confused pairs on the test set (true→predicted): {}.\n",
+            pairs.join(", ")
+        );
+    }
+    let _ = writeln!(md, "## Overfitting\n");
+    for r in results {
+        if let Some(last) = r.history.last() {
+            let gap = last.train_accuracy - last.val_accuracy.unwrap_or(last.train_accuracy);
+            let _ = writeln!(
+                md,
+                "- {}: final training accuracy {:.2}% vs validation {}: gap {:+.2} points.",
+                r.experiment.name,
+                100.0 * last.train_accuracy,
+                last.val_accuracy
+                    .map(|v| format!("{:.2}%", 100.0 * v))
+                    .unwrap_or("n/a".into()),
+                100.0 * gap
+            );
+        }
+    }
+    let _ = writeln!(md, "\n## Parameter counts explained\n");
+    for r in results {
+        let net = Network::named(&r.experiment.model, &r.experiment.config, 0, &Device::Cpu)?;
+        let s = net.summary();
+        let _ = writeln!(md, "### {} ({} parameters)\n", r.experiment.name, s.params);
+        let _ = writeln!(
+            md,
+            "| layer | kind | output | params | formula |\n|---|---|---|---:|---|"
+        );
+        for l in s.layers.iter().filter(|l| l.params > 0) {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:?} | {} | `{}` |",
+                l.name, l.kind, l.output_shape, l.params, l.formula
+            );
+        }
+        let _ = writeln!(md);
+    }
+    let _ = writeln!(md, "## Figures\n");
+    let _ = writeln!(md, "- [test accuracy](figures/test_accuracy.html)");
+    for r in results {
+        let _ = writeln!(
+            md,
+            "- [{} learning curves](figures/learning_curves_{}.html)",
+            r.experiment.name, r.experiment.name
+        );
+    }
+    Ok(md)
+}
