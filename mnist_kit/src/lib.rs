@@ -14,6 +14,12 @@
 //!
 //! [candle]: https://github.com/huggingface/candle
 
+// A panic in a notebook cell kills the kernel's state: library code returns errors instead.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod analysis;
 pub mod bench;
 pub mod data;

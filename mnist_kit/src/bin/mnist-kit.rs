@@ -1,6 +1,8 @@
 //! `mnist-kit`: the command-line client of the kit. Every subcommand is a thin call into the
 //! library; errors print one line to stderr and exit non-zero.
 
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -143,7 +143,7 @@ impl ConvGeom {
 
     /// Images per GEMM block: enough columns for an efficient GEMM, bounded memory.
     fn block(&self) -> usize {
-        (16_384 / self.p().max(1)).clamp(1, 64)
+        (8_192 / self.p().max(1)).clamp(1, 64)
     }
 }
 
