@@ -1,9 +1,13 @@
-//! Analysis of trained models: confusion matrices and per-class metrics (more in later work:
-//! prediction analysis, weights, saliency, custom digits).
+//! Analysis of trained models: confusion matrices and per-class metrics, prediction analysis,
+//! weight statistics, and the user's own digits.
 
 pub mod confusion;
 pub mod custom_digit;
+pub mod predictions;
+pub mod weights;
 
 pub use crate::train::{Evaluation, evaluate};
 pub use confusion::{ClassMetrics, ConfusedPair, ConfusionMatrix};
 pub use custom_digit::{Digit, digit_from_bytes, load_digit, predict_digit};
+pub use predictions::{Prediction, least_confident_correct, most_confident_mistakes, prediction};
+pub use weights::{WeightStats, weight_histogram, weight_stats};
