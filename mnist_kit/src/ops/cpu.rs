@@ -147,6 +147,29 @@ impl ConvGeom {
     }
 }
 
+thread_local! {
+    static SCRATCH: std::cell::RefCell<[Vec<f32>; 2]> = const { std::cell::RefCell::new([Vec::new(), Vec::new()]) };
+}
+
+/// Runs `f` with two per-thread scratch buffers of `a` and `b` floats. Their contents are
+/// arbitrary: callers overwrite every element they read. Reusing them avoids allocating and
+/// zeroing megabytes of columns on every convolution.
+fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bufs) => {
+            let [x, y] = &mut *bufs;
+            for (buf, n) in [(&mut *x, a), (&mut *y, b)] {
+                if buf.len() < n {
+                    buf.resize(n, 0.0);
+                }
+            }
+            f(&mut x[..a], &mut y[..b])
+        }
+        // Re-entered on this thread (cannot happen with rayon's leaf tasks): fresh buffers.
+        Err(_) => f(&mut vec![0.0; a], &mut vec![0.0; b]),
+    })
+}
+
 /// Splits `n` images into one fixed range per thread, each cut into GEMM blocks. The split
 /// depends only on `n`, the block size and the thread count, so sums are reproducible.
 fn ranges(n: usize, block: usize) -> Vec<(usize, usize)> {
@@ -216,38 +239,38 @@ pub(crate) fn conv_forward(
         .try_for_each(|(out_b, &(a, b))| -> crate::Result<()> {
             let nb = b - a;
             let ld = nb * p;
-            let mut col = vec![0f32; ckk * ld];
-            for i in a..b {
-                g.im2col(
-                    &x[i * g.image()..(i + 1) * g.image()],
-                    &mut col[(i - a) * p..],
+            with_scratch(ckk * ld, o * ld, |col, tmp| {
+                for i in a..b {
+                    g.im2col(
+                        &x[i * g.image()..(i + 1) * g.image()],
+                        &mut col[(i - a) * p..],
+                        ld,
+                    );
+                }
+                matmul(
+                    tmp,
+                    o,
                     ld,
-                );
-            }
-            let mut tmp = vec![0f32; o * ld];
-            matmul(
-                &mut tmp,
-                o,
-                ld,
-                ckk,
-                Mat::rows(wt, ckk),
-                Mat::rows(&col, ld),
-                false,
-            )?;
-            for j in 0..nb {
-                for (oc, &bv) in bias.iter().enumerate() {
-                    let src = &tmp[oc * ld + j * p..][..p];
-                    let dst = &mut out_b[(j * o + oc) * p..][..p];
-                    match act {
-                        Fused::None => dst.iter_mut().zip(src).for_each(|(d, s)| *d = s + bv),
-                        Fused::Relu => dst
-                            .iter_mut()
-                            .zip(src)
-                            .for_each(|(d, s)| *d = (s + bv).max(0.0)),
+                    ckk,
+                    Mat::rows(wt, ckk),
+                    Mat::rows(col, ld),
+                    false,
+                )?;
+                for j in 0..nb {
+                    for (oc, &bv) in bias.iter().enumerate() {
+                        let src = &tmp[oc * ld + j * p..][..p];
+                        let dst = &mut out_b[(j * o + oc) * p..][..p];
+                        match act {
+                            Fused::None => dst.iter_mut().zip(src).for_each(|(d, s)| *d = s + bv),
+                            Fused::Relu => dst
+                                .iter_mut()
+                                .zip(src)
+                                .for_each(|(d, s)| *d = (s + bv).max(0.0)),
+                        }
                     }
                 }
-            }
-            Ok(())
+                Ok(())
+            })
         })?;
     Ok(out)
 }
@@ -266,23 +289,23 @@ pub(crate) fn conv_grad_input(
         .zip(blocks.par_iter())
         .try_for_each(|(dx_b, &(a, b))| -> crate::Result<()> {
             let ld = (b - a) * p;
-            let mut dyc = vec![0f32; o * ld];
-            gather(dy, a, b, o, p, &mut dyc);
-            // dcol = W^T (CKK x O) * dy (O x nb*P)
-            let mut col = vec![0f32; ckk * ld];
-            matmul(
-                &mut col,
-                ckk,
-                ld,
-                o,
-                Mat::transposed(wt, ckk),
-                Mat::rows(&dyc, ld),
-                false,
-            )?;
-            for (j, dx_i) in dx_b.chunks_mut(g.image()).enumerate() {
-                g.col2im(&col[j * p..], ld, dx_i);
-            }
-            Ok(())
+            with_scratch(ckk * ld, o * ld, |col, dyc| {
+                gather(dy, a, b, o, p, dyc);
+                // dcol = W^T (CKK x O) * dy (O x nb*P)
+                matmul(
+                    col,
+                    ckk,
+                    ld,
+                    o,
+                    Mat::transposed(wt, ckk),
+                    Mat::rows(dyc, ld),
+                    false,
+                )?;
+                for (j, dx_i) in dx_b.chunks_mut(g.image()).enumerate() {
+                    g.col2im(&col[j * p..], ld, dx_i);
+                }
+                Ok(())
+            })
         })?;
     Ok(dx)
 }
@@ -298,28 +321,28 @@ pub(crate) fn conv_grad_weight(
         .into_par_iter()
         .map(|(a, b)| -> crate::Result<Vec<f32>> {
             let ld = (b - a) * p;
-            let mut col = vec![0f32; ckk * ld];
-            for i in a..b {
-                g.im2col(
-                    &x[i * g.image()..(i + 1) * g.image()],
-                    &mut col[(i - a) * p..],
+            with_scratch(ckk * ld, o * ld, |col, dyc| {
+                for i in a..b {
+                    g.im2col(
+                        &x[i * g.image()..(i + 1) * g.image()],
+                        &mut col[(i - a) * p..],
+                        ld,
+                    );
+                }
+                gather(dy, a, b, o, p, dyc);
+                // dW = dy (O x nb*P) * col^T (nb*P x CKK)
+                let mut dw = vec![0f32; o * ckk];
+                matmul(
+                    &mut dw,
+                    o,
+                    ckk,
                     ld,
-                );
-            }
-            let mut dyc = vec![0f32; o * ld];
-            gather(dy, a, b, o, p, &mut dyc);
-            // dW = dy (O x nb*P) * col^T (nb*P x CKK)
-            let mut dw = vec![0f32; o * ckk];
-            matmul(
-                &mut dw,
-                o,
-                ckk,
-                ld,
-                Mat::rows(&dyc, ld),
-                Mat::transposed(&col, ld),
-                false,
-            )?;
-            Ok(dw)
+                    Mat::rows(dyc, ld),
+                    Mat::transposed(col, ld),
+                    false,
+                )?;
+                Ok(dw)
+            })
         })
         .collect::<crate::Result<Vec<_>>>()?;
     // Partial sums are added in block order: reproducible whatever the scheduling.
