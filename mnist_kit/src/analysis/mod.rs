@@ -4,10 +4,12 @@
 pub mod confusion;
 pub mod custom_digit;
 pub mod predictions;
+pub mod robustness;
 pub mod weights;
 
 pub use crate::train::{Evaluation, evaluate};
 pub use confusion::{ClassMetrics, ConfusedPair, ConfusionMatrix};
 pub use custom_digit::{Digit, digit_from_bytes, load_digit, predict_digit};
 pub use predictions::{Prediction, least_confident_correct, most_confident_mistakes, prediction};
+pub use robustness::{RobustnessRow, Variant, robustness};
 pub use weights::{WeightStats, weight_histogram, weight_stats};

@@ -68,11 +68,64 @@ impl AugmentConfig {
                 0.0
             }
         };
-        let theta = sym(rng, self.rotation_deg).to_radians();
-        let shear = sym(rng, self.shear_deg).to_radians().tan();
-        let s = 1.0 + sym(rng, self.scale);
-        let (tx, ty) = (sym(rng, self.translate_px), sym(rng, self.translate_px));
-        // Forward map A = R(theta) * Shear * S; we need its inverse to pull source pixels.
+        let affine = Affine {
+            rotation_deg: sym(rng, self.rotation_deg),
+            shear_deg: sym(rng, self.shear_deg),
+            scale: 1.0 + sym(rng, self.scale),
+            translate: (sym(rng, self.translate_px), sym(rng, self.translate_px)),
+        };
+        let field = self
+            .elastic
+            .map(|e| (displacement(side, e, rng), displacement(side, e, rng)));
+        affine.warp(img, side, field.as_ref());
+    }
+}
+
+/// One deterministic affine transform about the image centre.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Affine {
+    /// Rotation in degrees (positive: clockwise on screen, rows growing downwards).
+    pub rotation_deg: f32,
+    /// Shear in degrees.
+    pub shear_deg: f32,
+    /// Scale factor (1 = unchanged).
+    pub scale: f32,
+    /// Translation `(x, y)` in pixels.
+    pub translate: (f32, f32),
+}
+
+impl Affine {
+    /// A pure translation.
+    pub fn shift(dx: f32, dy: f32) -> Self {
+        Affine {
+            rotation_deg: 0.0,
+            shear_deg: 0.0,
+            scale: 1.0,
+            translate: (dx, dy),
+        }
+    }
+
+    /// A pure rotation.
+    pub fn rotate(deg: f32) -> Self {
+        Affine {
+            rotation_deg: deg,
+            shear_deg: 0.0,
+            scale: 1.0,
+            translate: (0.0, 0.0),
+        }
+    }
+
+    /// Applies the transform to a square `[0, 1]` image in place (bilinear, zero outside),
+    /// plus an optional per-pixel displacement field `(dx, dy)`.
+    pub fn warp(&self, img: &mut [f32], side: usize, field: Option<&(Vec<f32>, Vec<f32>)>) {
+        if side == 0 || img.len() != side * side {
+            return;
+        }
+        let theta = self.rotation_deg.to_radians();
+        let shear = self.shear_deg.to_radians().tan();
+        let s = self.scale;
+        let (tx, ty) = self.translate;
+        // Forward map A = R(theta) * Shear * S; its inverse pulls source pixels.
         let (c, sn) = (theta.cos(), theta.sin());
         let a = [
             [c * s, (c * shear - sn) * s],
@@ -86,18 +139,15 @@ impl AugmentConfig {
             [a[1][1] / det, -a[0][1] / det],
             [-a[1][0] / det, a[0][0] / det],
         ];
-        let (dx, dy) = match self.elastic {
-            Some(e) => (displacement(side, e, rng), displacement(side, e, rng)),
-            None => (vec![0.0; side * side], vec![0.0; side * side]),
-        };
         let centre = (side as f32 - 1.0) / 2.0;
         let src = img.to_vec();
         for y in 0..side {
             for x in 0..side {
                 let i = y * side + x;
+                let (fx, fy) = field.map_or((0.0, 0.0), |(dx, dy)| (dx[i], dy[i]));
                 let (px, py) = (x as f32 - centre - tx, y as f32 - centre - ty);
-                let sx = inv[0][0] * px + inv[0][1] * py + centre + dx[i];
-                let sy = inv[1][0] * px + inv[1][1] * py + centre + dy[i];
+                let sx = inv[0][0] * px + inv[0][1] * py + centre + fx;
+                let sy = inv[1][0] * px + inv[1][1] * py + centre + fy;
                 img[i] = bilinear(&src, side, sx, sy);
             }
         }

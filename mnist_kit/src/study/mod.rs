@@ -10,7 +10,7 @@ use std::time::Instant;
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::ConfusionMatrix;
+use crate::analysis::{ConfusionMatrix, Variant, robustness};
 use crate::data::Mnist;
 use crate::data::augment::AugmentConfig;
 use crate::data::explore::split_stats;
@@ -99,6 +99,8 @@ pub fn experiments(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
         test_limit: quick.then_some(2000),
         validation: if quick { 1000 } else { 5000 },
         schedule: Schedule::Cosine { min_factor: 0.01 },
+        // The study plots train and test curves per epoch (labelled as test).
+        eval_test_each_epoch: true,
         seed,
         ..Default::default()
     };
@@ -304,7 +306,57 @@ pub fn write_report(
             }
         }
     }
-    let report = render_report(mnist, cfg, results, total_seconds)?;
+    let robust = match best {
+        Some(b) => {
+            let net = Network::load(out.join("runs").join(&b.experiment.name), &Device::Cpu)?;
+            let test = match b.experiment.train.test_limit {
+                Some(n) => mnist.test.take(n),
+                None => mnist.test.clone(),
+            };
+            robustness(
+                &net,
+                &test,
+                &Variant::STANDARD,
+                b.experiment.train.normalization,
+            )?
+        }
+        None => Vec::new(),
+    };
+    let mut rcsv = String::from("variant,accuracy,loss\n");
+    for r in &robust {
+        let _ = writeln!(rcsv, "{},{:.4},{:.4}", r.variant, r.accuracy, r.loss);
+    }
+    write_bytes_atomic(&tables.join("robustness.csv"), rcsv.as_bytes())?;
+    let mut report = render_report(mnist, cfg, results, total_seconds)?;
+    if let (Some(b), false) = (best, robust.is_empty()) {
+        let _ = writeln!(report, "\n## Robustness of {}\n", b.experiment.name);
+        let _ = writeln!(
+            report,
+            "| test variant | accuracy | loss |\n|---|---:|---:|"
+        );
+        for r in &robust {
+            let _ = writeln!(
+                report,
+                "| {} | {:.2}% | {:.4} |",
+                r.variant,
+                100.0 * r.accuracy,
+                r.loss
+            );
+        }
+        if let (Some(plain), Some(worst)) = (
+            robust.first(),
+            robust
+                .iter()
+                .min_by(|a, b| a.accuracy.total_cmp(&b.accuracy)),
+        ) {
+            let _ = writeln!(
+                report,
+                "\nThe hardest variant is {}: {:.2} points below the plain test set.",
+                worst.variant,
+                100.0 * (plain.accuracy - worst.accuracy)
+            );
+        }
+    }
     write_bytes_atomic(&out.join("REPORT.md"), report.as_bytes())?;
     println!(
         "static SVG/PNG export skipped: no chromedriver support in this build (HTML figures written)"
