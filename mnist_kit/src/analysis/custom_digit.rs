@@ -301,7 +301,7 @@ pub fn predict_digit(
 }
 
 /// Minimal base64 (standard alphabet, padded) for PNG payloads in notebook envelopes.
-mod base64_lite {
+pub(crate) mod base64_lite {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
     pub fn encode(data: &[u8]) -> String {

@@ -5,6 +5,7 @@ pub mod confusion;
 pub mod custom_digit;
 pub mod predictions;
 pub mod robustness;
+pub mod saliency;
 pub mod weights;
 
 pub use crate::train::{Evaluation, evaluate};
@@ -12,4 +13,5 @@ pub use confusion::{ClassMetrics, ConfusedPair, ConfusionMatrix};
 pub use custom_digit::{Digit, digit_from_bytes, load_digit, predict_digit};
 pub use predictions::{Prediction, least_confident_correct, most_confident_mistakes, prediction};
 pub use robustness::{RobustnessRow, Variant, robustness};
+pub use saliency::{attention_maps, saliency};
 pub use weights::{WeightStats, weight_histogram, weight_stats};

@@ -2,6 +2,8 @@
 //! [`Figure`] saves as standalone offline HTML (plotly.js embedded) and shows itself in
 //! notebooks, injecting plotly.js once per kernel session rather than once per figure.
 
+pub mod grid;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -13,6 +15,7 @@ use crate::Result;
 use crate::analysis::ConfusionMatrix;
 use crate::fsutil::write_bytes_atomic;
 use crate::train::{EpochRecord, History};
+pub use grid::ImageGrid;
 
 /// A named plotly figure.
 #[derive(Clone)]

@@ -1,0 +1,100 @@
+//! Where a model looks: input-gradient saliency for any model, and the spatial attention maps
+//! of `lenet5-attention`.
+
+use candle_core::{D, Tensor, Var};
+
+use crate::data::{BatchOptions, Normalization, Split};
+use crate::models::{Model, Network};
+use crate::{Error, Result};
+
+fn input(
+    net: &Network,
+    split: &Split,
+    index: usize,
+    normalization: Normalization,
+) -> Result<Tensor> {
+    let one = split.subset("sample", &[index])?;
+    let opts = BatchOptions {
+        batch_size: 1,
+        normalization,
+        ..Default::default()
+    };
+    one.batches(net.input_spec(), opts, 0, net.device())?
+        .next()
+        .ok_or_else(|| Error::invalid("sample", format!("no sample {index}")))?
+        .map(|b| b.images)
+}
+
+/// `|d logit[class] / d input|` for sample `index` of `split` (class: the prediction when
+/// `None`), as a `side x side` map in the model's input geometry.
+pub fn saliency(
+    net: &Network,
+    split: &Split,
+    index: usize,
+    class: Option<u8>,
+    normalization: Normalization,
+) -> Result<Vec<f32>> {
+    let x = Var::from_tensor(&input(net, split, index, normalization)?)?;
+    let logits = net.forward_t(x.as_tensor(), false)?;
+    let class = match class {
+        Some(c) => c as usize,
+        None => logits.argmax(D::Minus1)?.flatten_all()?.to_vec1::<u32>()?[0] as usize,
+    };
+    let target = logits
+        .flatten_all()?
+        .narrow(0, class.min(9), 1)?
+        .sum_all()?;
+    let grads = target.backward()?;
+    let g = grads
+        .get(x.as_tensor())
+        .ok_or_else(|| Error::invalid("saliency", "no gradient reached the input"))?;
+    Ok(g.abs()?.flatten_all()?.to_vec1()?)
+}
+
+/// The attention maps of sample `index`: `(side, values in [0, 1])` per attention module;
+/// empty for models without attention.
+pub fn attention_maps(
+    net: &Network,
+    split: &Split,
+    index: usize,
+    normalization: Normalization,
+) -> Result<Vec<(usize, Vec<f32>)>> {
+    let x = input(net, split, index, normalization)?;
+    let (_, maps) = net.forward_with_attention(&x)?;
+    maps.iter()
+        .map(|m| Ok((m.dim(D::Minus1)?, m.flatten_all()?.to_vec1()?)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn saliency_and_attention_have_input_shapes() {
+        let mut img = vec![0u8; 28 * 28];
+        img[14 * 28 + 10..14 * 28 + 18].fill(255);
+        let split = Split::from_raw("t", img, vec![1], 28, 28).unwrap();
+        let net = Network::preset("lenet5-attention", 0, &Device::Cpu).unwrap();
+        let s = saliency(&net, &split, 0, Some(1), Normalization::Standard).unwrap();
+        assert_eq!(s.len(), 32 * 32);
+        assert!(s.iter().any(|&v| v > 0.0) && s.iter().all(|v| v.is_finite()));
+        let maps = attention_maps(&net, &split, 0, Normalization::Standard).unwrap();
+        assert_eq!(maps.iter().map(|m| m.0).collect::<Vec<_>>(), vec![28, 10]);
+        assert!(maps[0].1.iter().all(|&v| (0.0..=1.0).contains(&v)));
+        let mlp = Network::preset("dense128", 0, &Device::Cpu).unwrap();
+        assert_eq!(
+            saliency(&mlp, &split, 0, None, Normalization::Standard)
+                .unwrap()
+                .len(),
+            784
+        );
+        assert!(
+            attention_maps(&mlp, &split, 0, Normalization::Standard)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(saliency(&mlp, &split, 5, None, Normalization::Standard).is_err());
+    }
+}
