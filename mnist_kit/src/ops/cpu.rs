@@ -90,8 +90,12 @@ impl ConvGeom {
                             continue;
                         }
                         let src = &x[(ci * g.h + iy as usize) * g.w..][..g.w];
-                        if g.stride == 1 && kx >= g.pad && kx - g.pad + g.ow <= g.w {
-                            dst.copy_from_slice(&src[kx - g.pad..kx - g.pad + g.ow]);
+                        if g.stride == 1 {
+                            // Output columns [lo, hi) read inside the image; the rest is padding.
+                            let (lo, hi) = g.valid_columns(kx);
+                            dst[..lo].fill(0.0);
+                            dst[lo..hi].copy_from_slice(&src[lo + kx - g.pad..hi + kx - g.pad]);
+                            dst[hi..].fill(0.0);
                         } else {
                             for (ox, d) in dst.iter_mut().enumerate() {
                                 let ix = (ox * g.stride + kx) as isize - g.pad as isize;
@@ -123,8 +127,10 @@ impl ConvGeom {
                         }
                         let dst = &mut dx[(ci * g.h + iy as usize) * g.w..][..g.w];
                         let src = &row[oy * g.ow..(oy + 1) * g.ow];
-                        if g.stride == 1 && kx >= g.pad && kx - g.pad + g.ow <= g.w {
-                            for (d, s) in dst[kx - g.pad..kx - g.pad + g.ow].iter_mut().zip(src) {
+                        if g.stride == 1 {
+                            let (lo, hi) = g.valid_columns(kx);
+                            let dst = &mut dst[lo + kx - g.pad..hi + kx - g.pad];
+                            for (d, s) in dst.iter_mut().zip(&src[lo..hi]) {
                                 *d += s;
                             }
                         } else {
@@ -139,6 +145,14 @@ impl ConvGeom {
                 }
             }
         }
+    }
+
+    /// For stride 1: the output columns `[lo, hi)` whose input column `ox + kx - pad` lies
+    /// inside the image (`lo <= hi`, both within `0..=ow`).
+    fn valid_columns(&self, kx: usize) -> (usize, usize) {
+        let lo = self.pad.saturating_sub(kx).min(self.ow);
+        let hi = (self.w + self.pad).saturating_sub(kx).min(self.ow).max(lo);
+        (lo, hi)
     }
 
     /// Images per GEMM block: enough columns for an efficient GEMM, bounded memory.
