@@ -178,3 +178,48 @@ fn fused_conv_relu_matches_conv_then_relu() {
         }
     }
 }
+
+#[test]
+fn fused_batch_norm_matches_candle_values_statistics_and_gradients() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for shape in [vec![8, 6, 5, 7], vec![3, 16, 10, 10], vec![32, 48]] {
+        let c = shape[1];
+        let x = Var::from_tensor(
+            &(rand_tensor(&mut rng, &shape) * 3.0)
+                .unwrap()
+                .affine(1.0, 0.5)
+                .unwrap(),
+        )
+        .unwrap();
+        let gamma = Var::from_tensor(&rand_tensor(&mut rng, &[c])).unwrap();
+        let beta = Var::from_tensor(&rand_tensor(&mut rng, &[c])).unwrap();
+        let r = rand_tensor(&mut rng, &shape);
+        let (yf, mf, vf) =
+            ops::batch_norm_train(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-5)
+                .unwrap()
+                .unwrap();
+        let (yr, mr, vr) = ops::reference::batch_norm_train(
+            x.as_tensor(),
+            gamma.as_tensor(),
+            beta.as_tensor(),
+            1e-5,
+        )
+        .unwrap();
+        for (what, a, b) in [("y", &yf, &yr), ("mean", &mf, &mr), ("var", &vf, &vr)] {
+            assert!(
+                max_diff(a, b) < 1e-4,
+                "{what} {shape:?}: {}",
+                max_diff(a, b)
+            );
+        }
+        let gf = (&yf * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let gr = (&yr * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        for (what, v) in [("x", &x), ("gamma", &gamma), ("beta", &beta)] {
+            let d = max_diff(
+                gf.get(v.as_tensor()).unwrap(),
+                gr.get(v.as_tensor()).unwrap(),
+            );
+            assert!(d < 1e-3, "grad {what} {shape:?}: {d}");
+        }
+    }
+}

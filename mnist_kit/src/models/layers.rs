@@ -356,41 +356,41 @@ impl BatchNorm {
         })
     }
 
+    /// Running statistics with PyTorch's momentum rule (unbiased variance).
+    fn update_running(&self, mean: &Tensor, var: &Tensor, n: usize) -> Result<()> {
+        let m = self.momentum;
+        let unbiased = if n > 1 {
+            n as f64 / (n as f64 - 1.0)
+        } else {
+            1.0
+        };
+        let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (mean.detach() * m)?)?;
+        let rv = ((self.running_var.as_tensor() * (1.0 - m))? + (var.detach() * (m * unbiased))?)?;
+        self.running_mean.set(&rm)?;
+        self.running_var.set(&rv)?;
+        Ok(())
+    }
+
     /// Normalizes `x`; in training also updates the running statistics.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let rank = x.rank();
         let c = x.dim(1)?;
-        let stat_shape: Vec<usize> = (0..rank).map(|d| if d == 1 { c } else { 1 }).collect();
-        let (mean, var) = if train {
-            // Reduce over every dim but the channel: move C first, flatten the rest.
-            let xt = x.transpose(0, 1)?.contiguous()?.reshape((c, ()))?;
-            let n = xt.dim(1)?;
-            let mean = xt.mean(D::Minus1)?;
-            let centered = xt.broadcast_sub(&mean.unsqueeze(1)?)?;
-            let var = centered.sqr()?.mean(D::Minus1)?;
-            let m = self.momentum;
-            let unbiased = if n > 1 {
-                n as f64 / (n as f64 - 1.0)
-            } else {
-                1.0
+        if train {
+            let (y, mean, var) = match ops::batch_norm_train(x, &self.weight, &self.bias, self.eps)?
+            {
+                Some(fused) => fused,
+                None => ops::reference::batch_norm_train(x, &self.weight, &self.bias, self.eps)?,
             };
-            let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (mean.detach() * m)?)?;
-            let rv =
-                ((self.running_var.as_tensor() * (1.0 - m))? + (var.detach() * (m * unbiased))?)?;
-            self.running_mean.set(&rm)?;
-            self.running_var.set(&rv)?;
-            (mean, var)
-        } else {
-            (
-                self.running_mean.as_tensor().detach(),
-                self.running_var.as_tensor().detach(),
-            )
-        };
-        let inv_std = (var + self.eps)?.sqrt()?.recip()?;
-        let scale = (inv_std * &self.weight)?;
-        let shift = (&self.bias - (&mean * &scale)?)?;
-        Ok(x.broadcast_mul(&scale.reshape(stat_shape.as_slice())?)?
-            .broadcast_add(&shift.reshape(stat_shape.as_slice())?)?)
+            self.update_running(&mean, &var, x.elem_count() / c.max(1))?;
+            return Ok(y);
+        }
+        ops::reference::normalize(
+            x,
+            &self.running_mean.as_tensor().detach(),
+            &self.running_var.as_tensor().detach(),
+            &self.weight,
+            &self.bias,
+            self.eps,
+        )
     }
 }
 

@@ -3,6 +3,7 @@
 //! backward); on other devices they fall back to candle's generic ops, so the models never
 //! know which path runs. [`reference`] exposes candle's path for comparison and tests.
 
+pub(crate) mod bn;
 pub(crate) mod cpu;
 mod gemm;
 
@@ -77,6 +78,38 @@ fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     })
 }
 
+/// Training-mode batch normalization over `(N, C, ...)` with batch statistics. Returns the
+/// output and the per-channel batch mean and biased variance (for the running statistics), or
+/// `None` when the device has no fused kernel (the caller then uses candle's ops).
+pub fn batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> Result<Option<(Tensor, Tensor, Tensor)>> {
+    if !fast(x) {
+        return Ok(None);
+    }
+    let stats: bn::Stats = Default::default();
+    let op = bn::BatchNormTrain {
+        eps: eps as f32,
+        stats: stats.clone(),
+    };
+    let y = x
+        .contiguous()?
+        .apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
+    let (mean, var) =
+        stats.lock().ok().and_then(|s| s.clone()).ok_or_else(|| {
+            crate::Error::invalid("batch norm", "statistics missing after forward")
+        })?;
+    let c = mean.len();
+    Ok(Some((
+        y,
+        Tensor::from_vec(mean, c, x.device())?,
+        Tensor::from_vec(var, c, x.device())?,
+    )))
+}
+
 /// Max pooling with a square window and stride equal to the window.
 pub fn max_pool2d(x: &Tensor, size: usize) -> Result<Tensor> {
     if fast(x) {
@@ -104,6 +137,42 @@ pub mod reference {
         padding: usize,
     ) -> Result<Tensor> {
         add_bias(x.conv2d(weight, padding, stride, 1, 1)?, bias)
+    }
+
+    /// Batch normalization with batch statistics from candle's ops: `(y, mean, biased var)`.
+    pub fn batch_norm_train(
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        eps: f64,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let c = x.dim(1)?;
+        // Reduce over every dim but the channel: move C first, flatten the rest.
+        let xt = x.transpose(0, 1)?.contiguous()?.reshape((c, ()))?;
+        let mean = xt.mean(candle_core::D::Minus1)?;
+        let var = xt
+            .broadcast_sub(&mean.unsqueeze(1)?)?
+            .sqr()?
+            .mean(candle_core::D::Minus1)?;
+        let y = normalize(x, &mean, &var, gamma, beta, eps)?;
+        Ok((y, mean, var))
+    }
+
+    /// `(x - mean) / sqrt(var + eps) * gamma + beta`, statistics per channel (dim 1).
+    pub fn normalize(
+        x: &Tensor,
+        mean: &Tensor,
+        var: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        eps: f64,
+    ) -> Result<Tensor> {
+        let c = x.dim(1)?;
+        let shape: Vec<usize> = (0..x.rank()).map(|d| if d == 1 { c } else { 1 }).collect();
+        let scale = ((var + eps)?.sqrt()?.recip()? * gamma)?;
+        let shift = (beta - (mean * &scale)?)?;
+        Ok(x.broadcast_mul(&scale.reshape(shape.as_slice())?)?
+            .broadcast_add(&shift.reshape(shape.as_slice())?)?)
     }
 
     /// candle's `max_pool2d`.
