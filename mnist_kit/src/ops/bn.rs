@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::cpu::slice;
+
 /// Per-channel batch mean and biased variance of the last forward pass.
 pub(crate) type Stats = Arc<Mutex<Option<(Vec<f32>, Vec<f32>)>>>;
 
@@ -22,14 +24,6 @@ fn geometry(l: &Layout) -> candle_core::Result<(usize, usize, usize)> {
         candle_core::bail!("batch norm: expected (N, C, ...), got {d:?}");
     }
     Ok((d[0], d[1], d[2..].iter().product()))
-}
-
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("batch norm: the fast CPU path needs a contiguous tensor"),
-    }
 }
 
 /// Mean and biased variance per channel of `x (N, C, P)`.
@@ -67,9 +61,9 @@ impl CustomOp3 for BatchNormTrain {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, c, p) = geometry(l1)?;
         let (x, gamma, beta) = (
-            contiguous(s1, l1)?,
-            contiguous(s2, l2)?,
-            contiguous(s3, l3)?,
+            slice(s1, l1, "batch norm input")?,
+            slice(s2, l2, "batch norm gamma")?,
+            slice(s3, l3, "batch norm beta")?,
         );
         if gamma.len() != c || beta.len() != c {
             candle_core::bail!(

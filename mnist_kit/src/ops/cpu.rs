@@ -7,7 +7,11 @@ use rayon::prelude::*;
 
 use super::gemm::{Mat, matmul};
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+pub(crate) fn slice<'a>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
     let data = s.as_slice::<f32>()?;
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&data[a..b]),
@@ -16,9 +20,13 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&
 }
 
 fn dims4(l: &Layout, what: &str) -> candle_core::Result<[usize; 4]> {
-    match l.dims() {
-        &[a, b, c, d] => Ok([a, b, c, d]),
-        d => candle_core::bail!("{what}: expected a 4-d tensor, got {d:?}"),
+    arr4(l.dims(), what)
+}
+
+fn arr4(d: &[usize], what: &str) -> candle_core::Result<[usize; 4]> {
+    match *d {
+        [a, b, c, e] => Ok([a, b, c, e]),
+        _ => candle_core::bail!("{what}: expected a 4-d tensor, got {d:?}"),
     }
 }
 
@@ -527,10 +535,7 @@ impl CustomOp2 for ConvGradInput {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let xd: [usize; 4] = match self.input[..] {
-            [a, b, c, d] => [a, b, c, d],
-            _ => candle_core::bail!("conv2d grad: bad input shape"),
-        };
+        let xd = arr4(&self.input, "conv2d grad input shape")?;
         let g = ConvGeom::new(xd, dims4(l2, "conv2d kernel")?, self.stride, self.pad)?;
         let dx = conv_grad_input(
             slice(s1, l1, "conv2d grad")?,
@@ -561,10 +566,7 @@ impl CustomOp2 for ConvGradWeight {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let wd: [usize; 4] = match self.kernel[..] {
-            [a, b, c, d] => [a, b, c, d],
-            _ => candle_core::bail!("conv2d grad: bad kernel shape"),
-        };
+        let wd = arr4(&self.kernel, "conv2d grad kernel shape")?;
         let xd = dims4(l2, "conv2d input")?;
         let g = ConvGeom::new(xd, wd, self.stride, self.pad)?;
         let dw = conv_grad_weight(
