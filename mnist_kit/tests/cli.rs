@@ -92,3 +92,72 @@ fn summary_json_prints_the_exact_counts() {
     let e = assert_clean_failure(&mnist_kit(&["summary", "lenet6"]));
     assert!(e.contains("known models"), "{e}");
 }
+
+#[test]
+fn cli_training_is_deterministic_and_eval_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, seed: &str| -> (serde_json::Value, Vec<Vec<f32>>) {
+        let out_dir = dir.path().join(name);
+        let out = mnist_kit(&[
+            "train",
+            "--model",
+            "lenet5-regularized",
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--train-limit",
+            "600",
+            "--val-split",
+            "200",
+            "--test-limit",
+            "300",
+            "--augment",
+            "--seed",
+            seed,
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let last = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap()
+            .to_string();
+        let result: serde_json::Value = serde_json::from_str(&last).unwrap();
+        let net = mnist_kit::models::Network::load(&out_dir, &candle_core::Device::Cpu).unwrap();
+        let weights = net
+            .params()
+            .iter()
+            .map(|p| p.var.flatten_all().unwrap().to_vec1().unwrap())
+            .collect();
+        (result, weights)
+    };
+    let (a, wa) = run("a", "9");
+    let (b, wb) = run("b", "9");
+    let (c, wc) = run("c", "10");
+    assert_eq!(a["test_accuracy"], b["test_accuracy"]);
+    assert_eq!(a["test_loss"], b["test_loss"]);
+    assert_eq!(wa, wb, "same seed, same weights bit for bit");
+    assert_ne!(wa, wc, "another seed, other weights");
+    let _ = c;
+    // `eval` reports the same test numbers on the full test set shape.
+    let out = mnist_kit(&[
+        "eval",
+        "--run",
+        dir.path().join("a").to_str().unwrap(),
+        "--json",
+    ]);
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let confusion = e["confusion"].as_array().unwrap();
+    assert_eq!(confusion.len(), 10);
+    let total: u64 = confusion
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 10_000);
+}
