@@ -7,7 +7,7 @@ use std::process::Command;
 
 use candle_core::Device;
 use image::{DynamicImage, GrayImage, Luma, imageops};
-use mnist_kit::analysis::{load_digit, predict_digit};
+use mnist_kit::analysis::{load_digit, predict_digit, synthetic_digit};
 use mnist_kit::data::Mnist;
 use mnist_kit::models::Network;
 use mnist_kit::train::{TrainConfig, TrainData, Trainer};
@@ -74,6 +74,27 @@ fn a_trained_model_reads_rendered_user_digits() {
     assert!(
         correct >= 26,
         "{correct}/30 rendered digits classified correctly"
+    );
+
+    // Synthetic stroke digits (the fallback when no image is given) read as their digit too.
+    let synthetic_ok = (0..10u8)
+        .flat_map(|d| (0..3).map(move |s| (d, s)))
+        .filter(|&(d, s)| {
+            let digit = synthetic_digit(d, s).unwrap();
+            let probs = predict_digit(&net, &digit, cfg.normalization).unwrap();
+            probs
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap()
+                .0
+                == d as usize
+        })
+        .count();
+    eprintln!("synthetic digits: {synthetic_ok}/30");
+    assert!(
+        synthetic_ok >= 24,
+        "{synthetic_ok}/30 synthetic digits classified correctly"
     );
 
     // The CLI: one JSON line per image, an error line for an unreadable file, exit non-zero.

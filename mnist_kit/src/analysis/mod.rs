@@ -6,6 +6,7 @@ pub mod custom_digit;
 pub mod predictions;
 pub mod robustness;
 pub mod saliency;
+pub mod synthetic;
 pub mod weights;
 
 pub use crate::train::{Evaluation, evaluate};
@@ -14,4 +15,5 @@ pub use custom_digit::{Digit, digit_from_bytes, load_digit, predict_digit};
 pub use predictions::{Prediction, least_confident_correct, most_confident_mistakes, prediction};
 pub use robustness::{RobustnessRow, Variant, robustness};
 pub use saliency::{attention_maps, saliency};
+pub use synthetic::synthetic_digit;
 pub use weights::{WeightStats, weight_histogram, weight_stats};
