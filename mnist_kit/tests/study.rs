@@ -47,4 +47,28 @@ fn quick_study_writes_the_report_and_resumes() {
     // A rerun skips the finished experiment and reads back identical numbers.
     let again = run_study(&mnist, &cfg).unwrap();
     assert_eq!(again[0].history, results[0].history);
+
+    // A Part 2 task joins the same report: its table, its verdict and metrics.json entries.
+    let part2 = StudyConfig {
+        only: Some("part2-dropout".into()),
+        ..cfg
+    };
+    let all = run_study(&mnist, &part2).unwrap();
+    assert_eq!(all.len(), 4, "dense128 read back plus three dropout runs");
+    let report = std::fs::read_to_string(dir.path().join("REPORT.md")).unwrap();
+    assert!(
+        report.contains("## Part 2: dropout") && report.contains("dropout-0.3"),
+        "{report}"
+    );
+    assert!(
+        report.contains("## Models") && report.contains("dense128"),
+        "architectures kept"
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("metrics.json")).unwrap())
+            .unwrap();
+    let dropout = metrics["experiments"]["part2-dropout"].as_object().unwrap();
+    assert_eq!(dropout.len(), 3);
+    assert!(dropout["dropout-0.1"]["weight_norm"].is_number());
+    assert!(dir.path().join("tables/part2-dropout.csv").exists());
 }

@@ -33,6 +33,9 @@ pub fn quick_from_env() -> bool {
 pub struct Experiment {
     /// Unique name (also the run directory name).
     pub name: String,
+    /// The study task it belongs to (`architectures`, `part2-dropout`, ...).
+    #[serde(default)]
+    pub group: String,
     /// Preset the model is built from.
     pub model: String,
     /// The model config (preset plus overrides).
@@ -122,12 +125,107 @@ pub fn experiments(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
         .map(|(model, train)| {
             Ok(Experiment {
                 name: model.to_string(),
+                group: "architectures".into(),
                 model: model.to_string(),
                 config: ModelConfig::preset(model)?,
                 train: train.clone(),
             })
         })
         .collect()
+}
+
+/// Part 2 of the study: dropout, L2, optimizers, batch size and activations, each a group of
+/// runs that differ in one knob only.
+pub fn part2_experiments(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
+    use crate::models::Activation;
+    use crate::train::OptimizerKind;
+    let base = TrainConfig {
+        epochs: if quick { 2 } else { 10 },
+        train_limit: quick.then_some(5000),
+        test_limit: quick.then_some(2000),
+        validation: if quick { 1000 } else { 5000 },
+        seed,
+        ..Default::default()
+    };
+    let wide = ModelConfig::preset("mlp-500-150")?;
+    let dense = ModelConfig::preset("dense128")?;
+    let exp = |group: &str, name: String, model: &str, config: ModelConfig, train: TrainConfig| {
+        Experiment {
+            name,
+            group: format!("part2-{group}"),
+            model: model.to_string(),
+            config,
+            train,
+        }
+    };
+    let mut out = Vec::new();
+    for p in [0.0f32, 0.1, 0.3] {
+        out.push(exp(
+            "dropout",
+            format!("dropout-{p}"),
+            "mlp-500-150",
+            wide.clone().with_dropout(p),
+            base.clone(),
+        ));
+    }
+    for l2 in [1e-4, 1e-3, 1e-2] {
+        let mut t = base.clone();
+        t.optimizer.l2 = l2;
+        out.push(exp(
+            "l2",
+            format!("l2-{l2:e}"),
+            "mlp-500-150",
+            wide.clone(),
+            t,
+        ));
+    }
+    for (kind, lr) in [
+        (OptimizerKind::SGD, 0.05),
+        (OptimizerKind::MOMENTUM, 0.01),
+        (OptimizerKind::ADAM, 1e-3),
+        (OptimizerKind::ADAMW, 1e-3),
+        (OptimizerKind::RMSPROP, 1e-3),
+    ] {
+        let mut t = TrainConfig { lr, ..base.clone() }.optimizer(kind);
+        if kind == OptimizerKind::ADAMW {
+            t.optimizer.weight_decay = 1e-2;
+        }
+        out.push(exp(
+            "optimizers",
+            format!("optimizer-{}", kind.name()),
+            "dense128",
+            dense.clone(),
+            t,
+        ));
+    }
+    for batch in [8, 32, 128] {
+        let t = TrainConfig {
+            batch_size: batch,
+            ..base.clone()
+        };
+        out.push(exp(
+            "batch-size",
+            format!("batch-{batch}"),
+            "dense128",
+            dense.clone(),
+            t,
+        ));
+    }
+    for a in [
+        Activation::Relu,
+        Activation::Tanh,
+        Activation::Softsign,
+        Activation::Gelu,
+    ] {
+        out.push(exp(
+            "activations",
+            format!("activation-{a}"),
+            "mlp-500-150",
+            wide.clone().with_activation(a),
+            base.clone(),
+        ));
+    }
+    Ok(out)
 }
 
 /// Runs one experiment, writing its run directory under `runs_dir`.
@@ -189,38 +287,45 @@ pub fn run_study(mnist: &Mnist, cfg: &StudyConfig) -> Result<Vec<ExperimentResul
     let started = Instant::now();
     let runs = cfg.out.join("runs");
     let mut results = Vec::new();
-    let plan = experiments(cfg.quick, cfg.seed)?;
-    for e in plan.iter().filter(|e| {
-        cfg.only
+    let mut plan = experiments(cfg.quick, cfg.seed)?;
+    plan.extend(part2_experiments(cfg.quick, cfg.seed)?);
+    for e in &plan {
+        let selected = cfg
+            .only
             .as_ref()
-            .is_none_or(|o| e.name.contains(o.as_str()))
-    }) {
-        if !cfg.force
-            && let Some(done) = read_result(&runs.join(&e.name).join("result.json"))
-            && done.experiment == *e
-        {
-            println!(
-                "{}: already done ({:.2}%), skipped (use --force to redo)",
-                e.name,
-                100.0 * done.test_accuracy
-            );
-            results.push(done);
-            continue;
+            .is_none_or(|o| e.name.contains(o.as_str()) || e.group.contains(o.as_str()));
+        // A finished run with the same config is reused; unselected ones still join the report.
+        let done =
+            read_result(&runs.join(&e.name).join("result.json")).filter(|d| d.experiment == *e);
+        match done {
+            Some(done) if !(selected && cfg.force) => {
+                if selected {
+                    println!(
+                        "{}: already done ({:.2}%), skipped (use --force to redo)",
+                        e.name,
+                        100.0 * done.test_accuracy
+                    );
+                }
+                results.push(done);
+            }
+            _ if !selected => {}
+            _ => {
+                println!(
+                    "== {} ({} epochs{})",
+                    e.name,
+                    e.train.epochs,
+                    if cfg.quick { ", quick" } else { "" }
+                );
+                let r = run_experiment(mnist, e, &runs)?;
+                println!(
+                    "{}: test accuracy {:.2}% in {:.0} s",
+                    e.name,
+                    100.0 * r.test_accuracy,
+                    r.train_seconds
+                );
+                results.push(r);
+            }
         }
-        println!(
-            "== {} ({} epochs{})",
-            e.name,
-            e.train.epochs,
-            if cfg.quick { ", quick" } else { "" }
-        );
-        let r = run_experiment(mnist, e, &runs)?;
-        println!(
-            "{}: test accuracy {:.2}% in {:.0} s",
-            e.name,
-            100.0 * r.test_accuracy,
-            r.train_seconds
-        );
-        results.push(r);
     }
     write_report(mnist, cfg, &results, started.elapsed().as_secs_f64())?;
     Ok(results)
@@ -230,9 +335,21 @@ pub fn run_study(mnist: &Mnist, cfg: &StudyConfig) -> Result<Vec<ExperimentResul
 pub fn write_report(
     mnist: &Mnist,
     cfg: &StudyConfig,
-    results: &[ExperimentResult],
+    all: &[ExperimentResult],
     total_seconds: f64,
 ) -> Result<()> {
+    let (arch, part2): (Vec<ExperimentResult>, Vec<ExperimentResult>) = all
+        .iter()
+        .cloned()
+        .partition(|r| r.experiment.group.is_empty() || r.experiment.group == "architectures");
+    let results = &arch[..];
+    let mut groups: BTreeMap<String, Vec<&ExperimentResult>> = BTreeMap::new();
+    for r in &part2 {
+        groups
+            .entry(r.experiment.group.clone())
+            .or_default()
+            .push(r);
+    }
     let out = &cfg.out;
     let figures = out.join("figures");
     let tables = out.join("tables");
@@ -257,7 +374,7 @@ pub fn write_report(
     let metrics = serde_json::json!({
         "quick": cfg.quick,
         "models": models,
-        "experiments": { "architectures": results.iter().map(|r| &r.experiment.name).collect::<Vec<_>>() },
+        "experiments": experiments_json(results, &groups),
         "total_seconds": total_seconds,
     });
     write_json(&out.join("metrics.json"), &metrics)?;
@@ -357,9 +474,142 @@ pub fn write_report(
             );
         }
     }
+    for (group, runs) in &groups {
+        write_part2_section(&mut report, group, runs, &figures, &tables)?;
+    }
     write_bytes_atomic(&out.join("REPORT.md"), report.as_bytes())?;
     println!(
         "static SVG/PNG export skipped: no chromedriver support in this build (HTML figures written)"
+    );
+    Ok(())
+}
+
+fn experiments_json(
+    arch: &[ExperimentResult],
+    groups: &BTreeMap<String, Vec<&ExperimentResult>>,
+) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    map.insert(
+        "architectures".into(),
+        serde_json::json!(arch.iter().map(|r| &r.experiment.name).collect::<Vec<_>>()),
+    );
+    for (group, runs) in groups {
+        let entries: serde_json::Map<String, serde_json::Value> = runs
+            .iter()
+            .map(|r| {
+                let last = r.history.last();
+                (
+                    r.experiment.name.clone(),
+                    serde_json::json!({
+                        "test_accuracy": r.test_accuracy,
+                        "test_loss": r.test_loss,
+                        "train_accuracy": last.map(|l| l.train_accuracy),
+                        "val_accuracy": last.and_then(|l| l.val_accuracy),
+                        "weight_norm": last.map(|l| l.weight_norm),
+                        "grad_noise": last.map(|l| l.grad_noise),
+                        "epochs": r.epochs,
+                        "train_seconds": r.train_seconds,
+                    }),
+                )
+            })
+            .collect();
+        map.insert(group.clone(), serde_json::Value::Object(entries));
+    }
+    serde_json::Value::Object(map)
+}
+
+/// One Part 2 task: a table, an overlay of validation accuracy, and what the numbers show.
+fn write_part2_section(
+    md: &mut String,
+    group: &str,
+    runs: &[&ExperimentResult],
+    figures: &Path,
+    tables: &Path,
+) -> Result<()> {
+    let title = group.trim_start_matches("part2-").replace('-', " ");
+    let _ = writeln!(md, "\n## Part 2: {title}\n");
+    let _ = writeln!(
+        md,
+        "| run | test accuracy | train accuracy | validation accuracy | train - val gap | weight norm | gradient noise | s |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut csv = String::from(
+        "run,test_accuracy,train_accuracy,val_accuracy,gap,weight_norm,grad_noise,seconds\n",
+    );
+    for r in runs {
+        let Some(l) = r.history.last() else { continue };
+        let val = l.val_accuracy.unwrap_or(f64::NAN);
+        let gap = l.train_accuracy - val;
+        let _ = writeln!(
+            md,
+            "| {} | {:.2}% | {:.2}% | {:.2}% | {:+.2} | {:.2} | {:.4} | {:.0} |",
+            r.experiment.name,
+            100.0 * r.test_accuracy,
+            100.0 * l.train_accuracy,
+            100.0 * val,
+            100.0 * gap,
+            l.weight_norm,
+            l.grad_noise,
+            r.train_seconds
+        );
+        let _ = writeln!(
+            csv,
+            "{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.6},{:.1}",
+            r.experiment.name,
+            r.test_accuracy,
+            l.train_accuracy,
+            val,
+            gap,
+            l.weight_norm,
+            l.grad_noise,
+            r.train_seconds
+        );
+    }
+    write_bytes_atomic(&tables.join(format!("{group}.csv")), csv.as_bytes())?;
+    let best = runs
+        .iter()
+        .max_by(|a, b| a.test_accuracy.total_cmp(&b.test_accuracy));
+    let worst = runs
+        .iter()
+        .min_by(|a, b| a.test_accuracy.total_cmp(&b.test_accuracy));
+    let most_overfit = runs
+        .iter()
+        .filter_map(|r| r.history.last().map(|l| (r, l)))
+        .max_by(|a, b| {
+            let gap = |l: &crate::train::EpochRecord| {
+                l.train_accuracy - l.val_accuracy.unwrap_or(l.train_accuracy)
+            };
+            gap(a.1).total_cmp(&gap(b.1))
+        });
+    if let (Some(b), Some(w)) = (best, worst) {
+        let _ = writeln!(
+            md,
+            "\n**{}** reached the highest test accuracy ({:.2}%), {:.2} points above **{}** ({:.2}%).",
+            b.experiment.name,
+            100.0 * b.test_accuracy,
+            100.0 * (b.test_accuracy - w.test_accuracy),
+            w.experiment.name,
+            100.0 * w.test_accuracy
+        );
+    }
+    if let Some((r, l)) = most_overfit {
+        let _ = writeln!(
+            md,
+            "The widest train-validation gap is {}'s ({:+.2} points).",
+            r.experiment.name,
+            100.0 * (l.train_accuracy - l.val_accuracy.unwrap_or(l.train_accuracy))
+        );
+    }
+    let overlay_runs: Vec<(String, &History)> = runs
+        .iter()
+        .map(|r| (r.experiment.name.clone(), &r.history))
+        .collect();
+    let fig = plot::overlay(group, "val_accuracy", &overlay_runs);
+    fig.save_html(figures.join(format!("{}.html", fig.name)))?;
+    let _ = writeln!(
+        md,
+        "\n[validation accuracy per epoch](figures/{}.html)",
+        fig.name
     );
     Ok(())
 }
