@@ -94,18 +94,26 @@ impl Default for StudyConfig {
     }
 }
 
-/// The architecture comparison of the study (Part 1 baselines and the architectures).
-pub fn experiments(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
-    let base = TrainConfig {
+/// Data sizes and epochs shared by every experiment: the full data for 10 epochs, or 5,000
+/// training / 2,000 test images for 2 epochs in quick mode.
+fn study_base(quick: bool, seed: u64) -> TrainConfig {
+    TrainConfig {
         epochs: if quick { 2 } else { 10 },
         train_limit: quick.then_some(5000),
         test_limit: quick.then_some(2000),
         validation: if quick { 1000 } else { 5000 },
+        seed,
+        ..Default::default()
+    }
+}
+
+/// The architecture comparison of the study (Part 1 baselines and the architectures).
+pub fn experiments(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
+    let base = TrainConfig {
         schedule: Schedule::Cosine { min_factor: 0.01 },
         // The study plots train and test curves per epoch (labelled as test).
         eval_test_each_epoch: true,
-        seed,
-        ..Default::default()
+        ..study_base(quick, seed)
     };
     let augmented = TrainConfig {
         augment: Some(AugmentConfig::default()),
@@ -139,14 +147,7 @@ pub fn experiments(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
 pub fn part2_experiments(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
     use crate::models::Activation;
     use crate::train::OptimizerKind;
-    let base = TrainConfig {
-        epochs: if quick { 2 } else { 10 },
-        train_limit: quick.then_some(5000),
-        test_limit: quick.then_some(2000),
-        validation: if quick { 1000 } else { 5000 },
-        seed,
-        ..Default::default()
-    };
+    let base = study_base(quick, seed);
     let wide = ModelConfig::preset("mlp-500-150")?;
     let dense = ModelConfig::preset("dense128")?;
     let exp = |group: &str, name: String, model: &str, config: ModelConfig, train: TrainConfig| {
