@@ -82,8 +82,9 @@ pub fn evaluate(
     for batch in split.batches(net.input_spec(), opts, 0, &device)? {
         let batch = batch?;
         let logits = net.forward_t(&batch.images, false)?;
-        let (l, c, p) = batch_stats(&logits, &batch.labels)?;
-        loss_sum += l * batch.positions.len() as f64;
+        let l = candle_nn::loss::cross_entropy(&logits, &batch.labels)?.to_scalar::<f32>()?;
+        let (c, p) = correct_and_predictions(&logits, &batch.labels)?;
+        loss_sum += f64::from(l) * batch.positions.len() as f64;
         correct += c;
         predictions.extend(p);
         labels.extend(batch.labels.to_vec1::<u32>()?.into_iter().map(|v| v as u8));
@@ -107,9 +108,12 @@ pub fn evaluate(
     })
 }
 
-/// Mean loss, number correct and predictions of one batch of logits.
-pub(crate) fn batch_stats(logits: &Tensor, labels: &Tensor) -> Result<(f64, usize, Vec<u8>)> {
-    let loss = candle_nn::loss::cross_entropy(logits, labels)?.to_scalar::<f32>()? as f64;
+/// Number correct and predictions of one batch of logits (the loss is the caller's: training
+/// already has it as the tensor it backpropagates).
+pub(crate) fn correct_and_predictions(
+    logits: &Tensor,
+    labels: &Tensor,
+) -> Result<(usize, Vec<u8>)> {
     let pred = logits.argmax(D::Minus1)?;
     let correct = pred
         .eq(labels)?
@@ -121,7 +125,7 @@ pub(crate) fn batch_stats(logits: &Tensor, labels: &Tensor) -> Result<(f64, usiz
         .into_iter()
         .map(|v| v as u8)
         .collect();
-    Ok((loss, correct, pred))
+    Ok((correct, pred))
 }
 
 /// A device-independent helper for tests and tools: logits on the CPU as `Vec<f32>`.

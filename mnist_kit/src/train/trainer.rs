@@ -10,7 +10,7 @@ use candle_core::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 
 use super::config::{Monitor, TrainConfig};
-use super::evaluate::{batch_stats, evaluate};
+use super::evaluate::{correct_and_predictions, evaluate};
 use super::history::{EpochRecord, History};
 use super::optim::Optimizer;
 use crate::data::batches::mix;
@@ -226,7 +226,9 @@ impl Trainer {
                 let batch = batch?;
                 let logits = self.net.forward_t(&batch.images, true)?;
                 let loss = candle_nn::loss::cross_entropy(&logits, &batch.labels)?;
-                let (l, c, _) = batch_stats(&logits, &batch.labels)?;
+                // One cross-entropy per step: the loss tensor is backpropagated and read here.
+                let l = f64::from(loss.to_scalar::<f32>()?);
+                let (c, _) = correct_and_predictions(&logits, &batch.labels)?;
                 if !l.is_finite() {
                     return Err(self.non_finite("loss", epoch, b));
                 }
