@@ -127,12 +127,3 @@ pub(crate) fn correct_and_predictions(
         .collect();
     Ok((correct, pred))
 }
-
-/// A device-independent helper for tests and tools: logits on the CPU as `Vec<f32>`.
-pub fn logits_vec(net: &Network, xs: &Tensor) -> Result<Vec<f32>> {
-    Ok(net
-        .forward_t(xs, false)?
-        .to_device(&Device::Cpu)?
-        .flatten_all()?
-        .to_vec1()?)
-}
