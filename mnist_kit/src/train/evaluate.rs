@@ -1,6 +1,6 @@
 //! Evaluation of a network on a split, in batches, never dropping a sample.
 
-use candle_core::{D, Device, Tensor};
+use candle_core::{D, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{BatchOptions, NUM_CLASSES, Normalization, Split};
