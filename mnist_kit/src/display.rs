@@ -12,6 +12,72 @@ pub fn html(content: &str) {
     print!("{}", envelope("text/html", content));
 }
 
+use polars::prelude::{AnyValue, DataFrame};
+
+/// A titled polars table that shows itself as HTML in notebooks (polars' own `Display` is a
+/// text table) and keeps the `DataFrame` for further work.
+///
+/// ```
+/// use mnist_kit::display::Table;
+/// use mnist_kit::polars::prelude::*;
+/// let df = df!("model" => ["lenet5"], "accuracy" => [0.9912])?;
+/// let html = Table::new("models", df).to_html();
+/// assert!(html.contains("<td>lenet5</td>"), "{html}");
+/// assert!(html.contains("<td>0.9912</td>"), "{html}");
+/// # Ok::<(), PolarsError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// Caption.
+    pub title: String,
+    /// The data.
+    pub frame: DataFrame,
+}
+
+impl Table {
+    /// A table with a caption.
+    pub fn new(title: impl Into<String>, frame: DataFrame) -> Self {
+        Table {
+            title: title.into(),
+            frame,
+        }
+    }
+
+    /// HTML table; floats with 4 decimals.
+    pub fn to_html(&self) -> String {
+        let esc = crate::models::summary::esc;
+        let mut h = format!(
+            "<table><caption><b>{}</b></caption><thead><tr>",
+            esc(&self.title)
+        );
+        let columns = self.frame.columns();
+        for c in columns {
+            h.push_str(&format!("<th>{}</th>", esc(c.name())));
+        }
+        h.push_str("</tr></thead><tbody>");
+        for i in 0..self.frame.height() {
+            h.push_str("<tr>");
+            for c in columns {
+                let cell = match c.get(i) {
+                    Ok(AnyValue::Float64(v)) => format!("{v:.4}"),
+                    Ok(AnyValue::Float32(v)) => format!("{v:.4}"),
+                    Ok(AnyValue::Null) | Err(_) => String::new(),
+                    Ok(v) => v.get_str().map_or_else(|| v.to_string(), str::to_string),
+                };
+                h.push_str(&format!("<td>{}</td>", esc(&cell)));
+            }
+            h.push_str("</tr>");
+        }
+        h.push_str("</tbody></table>");
+        h
+    }
+
+    /// Shows the table in an evcxr notebook.
+    pub fn evcxr_display(&self) {
+        html(&self.to_html());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -20,5 +86,17 @@ mod tests {
         assert!(e.starts_with("EVCXR_BEGIN_CONTENT text/html\n"));
         assert!(e.ends_with("\nEVCXR_END_CONTENT\n"));
         assert_eq!(e.matches("EVCXR_BEGIN_CONTENT").count(), 1);
+    }
+
+    #[test]
+    fn table_html_escapes_and_formats() {
+        use polars::prelude::*;
+        let df = df!("run" => ["a<b", "c"], "acc" => [0.5f64, 0.25], "n" => [1i64, 2])
+            .unwrap_or_default();
+        let h = super::Table::new("t", df).to_html();
+        assert!(h.contains("<td>a&lt;b</td>"), "{h}");
+        assert!(h.contains("<td>0.2500</td>"), "{h}");
+        assert!(h.contains("<td>2</td>"), "{h}");
+        assert_eq!(h.matches("<tr>").count(), 3);
     }
 }

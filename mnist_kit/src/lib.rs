@@ -26,6 +26,8 @@ pub mod data;
 pub mod display;
 pub mod error;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod models;
 pub mod ops;
 pub mod plot;
@@ -33,6 +35,25 @@ pub mod study;
 pub mod train;
 
 pub use error::{Error, Result};
+
+/// What a notebook or a script usually needs, in one import: `use mnist_kit::prelude::*;`.
+pub mod prelude {
+    pub use crate::analysis::{
+        ConfusionMatrix, Variant, attention_maps, least_confident_correct, load_digit,
+        most_confident_mistakes, predict_digit, prediction, robustness, robustness_table, saliency,
+        synthetic_digit, weight_histogram, weight_table,
+    };
+    pub use crate::data::{Mnist, Normalization, Split, explore};
+    pub use crate::display::Table;
+    pub use crate::models::{Model, ModelConfig, Network};
+    pub use crate::plot::{self, Figure, ImageGrid};
+    pub use crate::study::{self, StudyConfig};
+    pub use crate::train::{
+        EarlyStopping, History, OptimizerKind, Schedule, TrainConfig, TrainData, Trainer, evaluate,
+    };
+    pub use crate::{Error, Result};
+    pub use candle_core::Device;
+}
 
 /// Re-exported so notebooks and users share the kit's versions of these crates.
 pub use candle_core as candle;

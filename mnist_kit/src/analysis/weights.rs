@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
+use crate::display::Table;
 use crate::models::Network;
 
 /// Statistics of one parameter tensor.
@@ -91,6 +92,25 @@ pub fn weight_histogram(net: &Network, name: &str, bins: usize) -> Result<(Vec<f
         .map(|i| f64::from(lo + width * i as f32))
         .collect();
     Ok((edges, counts))
+}
+
+/// [`weight_stats`] as a table (one row per parameter tensor) for notebooks and the report.
+pub fn weight_table(net: &Network) -> Result<Table> {
+    let stats = weight_stats(net)?;
+    let col = |f: fn(&WeightStats) -> f64| stats.iter().map(f).collect::<Vec<_>>();
+    let df = polars::df!(
+        "parameter" => stats.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+        "shape" => stats.iter().map(|s| format!("{:?}", s.shape)).collect::<Vec<_>>(),
+        "count" => stats.iter().map(|s| s.count as u64).collect::<Vec<_>>(),
+        "share" => col(|s| s.share),
+        "mean" => col(|s| s.mean),
+        "std" => col(|s| s.std),
+        "min" => col(|s| s.min),
+        "max" => col(|s| s.max),
+        "l2_norm" => col(|s| s.l2_norm),
+        "near_zero" => col(|s| s.near_zero),
+    )?;
+    Ok(Table::new(format!("weights of {}", net.name()), df))
 }
 
 #[cfg(test)]

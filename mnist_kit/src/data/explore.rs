@@ -37,6 +37,28 @@ impl DataStats {
     }
 }
 
+impl DataStats {
+    /// One row per split: count, pixel mean and std, then the count of each digit.
+    pub fn to_table(&self) -> crate::Result<crate::display::Table> {
+        use polars::prelude::*;
+        let splits = [("train", &self.train), ("test", &self.test)];
+        let mut cols: Vec<Column> = vec![
+            Column::new("split".into(), splits.map(|s| s.0)),
+            Column::new("count".into(), splits.map(|s| s.1.count as u64)),
+            Column::new("pixel_mean".into(), splits.map(|s| s.1.pixel_mean)),
+            Column::new("pixel_std".into(), splits.map(|s| s.1.pixel_std)),
+        ];
+        for d in 0..NUM_CLASSES {
+            cols.push(Column::new(
+                format!("{d}").into(),
+                splits.map(|s| s.1.class_counts.get(d).copied().unwrap_or(0) as u64),
+            ));
+        }
+        let df = DataFrame::new_infer_height(cols)?;
+        Ok(crate::display::Table::new("MNIST splits", df))
+    }
+}
+
 /// Samples per class 0-9.
 pub fn class_counts(split: &Split) -> Vec<usize> {
     let mut counts = vec![0; NUM_CLASSES];

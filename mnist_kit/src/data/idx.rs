@@ -37,7 +37,16 @@ pub fn read_idx(path: impl AsRef<Path>, rank: usize) -> Result<IdxArray> {
     let path = path.as_ref();
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    let mut reader = BufReader::new(file);
+    parse_source(BufReader::new(file), file_len, path, rank)
+}
+
+/// Parses the bytes of an IDX file, gzip-compressed or raw, as [`read_idx`] reads a file.
+pub fn decode_idx(bytes: &[u8], name: &str, rank: usize) -> Result<IdxArray> {
+    parse_source(bytes, bytes.len() as u64, Path::new(name), rank)
+}
+
+/// Gzip (by its magic bytes) or raw IDX from `reader` of `len` bytes.
+fn parse_source(mut reader: impl Read, len: u64, path: &Path, rank: usize) -> Result<IdxArray> {
     let mut magic = [0u8; 2];
     read_exact(
         &mut reader,
@@ -45,15 +54,19 @@ pub fn read_idx(path: impl AsRef<Path>, rank: usize) -> Result<IdxArray> {
         path,
         "the file is empty or shorter than a header",
     )?;
+    // Put the two bytes back in front of the stream.
+    let chained = std::io::Cursor::new(magic).chain(reader);
     if magic == [0x1f, 0x8b] {
-        // Gzip: put the two bytes back in front of the stream.
-        let chained = std::io::Cursor::new(magic).chain(reader);
         let decoder = flate2::read::GzDecoder::new(chained);
-        let bound = file_len.saturating_mul(MAX_DEFLATE_RATIO);
-        parse_stream(decoder, path, rank, bound, None)
+        parse_stream(
+            decoder,
+            path,
+            rank,
+            len.saturating_mul(MAX_DEFLATE_RATIO),
+            None,
+        )
     } else {
-        let chained = std::io::Cursor::new(magic).chain(reader);
-        parse_stream(chained, path, rank, file_len, Some(file_len))
+        parse_stream(chained, path, rank, len, Some(len))
     }
 }
 

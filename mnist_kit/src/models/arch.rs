@@ -401,10 +401,13 @@ pub struct ResNet {
 impl ResNet {
     pub(crate) fn new(b: &mut Builder, c: &ResNetConfig, rng: &Rng) -> Result<Self> {
         let c0 = c.channels[0];
-        let stem = Conv2d::new(b, "stem", conv(1, c0, 3, 1, 1, false), 28, true)?;
-        let stem_bn = BatchNorm::new(b, "stem_bn", c0, &[c0, 28, 28])?;
+        let stride = c.stem_stride.max(1);
+        let stem_spec = conv(1, c0, 3, stride, 1, false);
+        let side0 = stem_spec.out_side(28);
+        let stem = Conv2d::new(b, "stem", stem_spec, 28, true)?;
+        let stem_bn = BatchNorm::new(b, "stem_bn", c0, &[c0, side0, side0])?;
         let mut blocks = Vec::new();
-        let (mut c_in, mut side) = (c0, 28);
+        let (mut c_in, mut side) = (c0, side0);
         for (s, &c_out) in c.channels.iter().enumerate() {
             for k in 0..c.blocks_per_stage {
                 let stride = if s > 0 && k == 0 { 2 } else { 1 };

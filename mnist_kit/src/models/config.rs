@@ -164,6 +164,8 @@ impl Default for SimpleCnnConfig {
 }
 
 /// A small ResNet for 28x28: 3x3 stem, three stages of basic blocks, global average pool, fc.
+/// The default stem has stride 2, so the stages work at 14, 7 and 4 pixels: a quarter of the
+/// compute of a stride-1 stem, at the same parameter count.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ResNetConfig {
@@ -171,6 +173,8 @@ pub struct ResNetConfig {
     pub channels: [usize; 3],
     /// Basic blocks per stage.
     pub blocks_per_stage: usize,
+    /// Stride of the stem convolution (1 keeps the stages at 28, 14 and 7 pixels).
+    pub stem_stride: usize,
     /// Activation (ReLU in the original).
     pub activation: Activation,
     /// Dropout before the classifier.
@@ -182,6 +186,7 @@ impl Default for ResNetConfig {
         ResNetConfig {
             channels: [16, 32, 64],
             blocks_per_stage: 1,
+            stem_stride: 2,
             activation: Activation::Relu,
             dropout: 0.0,
         }
@@ -201,6 +206,15 @@ pub enum ModelConfig {
     /// Residual network.
     Resnet(ResNetConfig),
 }
+
+/// Largest hidden width an MLP config may ask for.
+pub const MAX_WIDTH: usize = 16_384;
+/// Most hidden layers (MLP) or blocks per stage (ResNet) a config may ask for.
+pub const MAX_LAYERS: usize = 64;
+/// Most weights a config may ask for (see [`ModelConfig::approx_params`]): 4 GB of f32.
+pub const MAX_PARAMS: usize = 1 << 30;
+/// Most channels of a ResNet stage.
+pub const MAX_CHANNELS: usize = 1024;
 
 /// Named presets: the models of the study.
 pub const MODEL_NAMES: [&str; 10] = [
@@ -288,15 +302,31 @@ impl ModelConfig {
                 if c.hidden.contains(&0) {
                     return Err(Error::invalid("model config", "hidden width 0"));
                 }
+                // Bound the size before anything is allocated (a config file may be hostile).
+                if c.hidden.len() > MAX_LAYERS || c.hidden.iter().any(|&w| w > MAX_WIDTH) {
+                    return Err(Error::invalid(
+                        "model config",
+                        format!("at most {MAX_LAYERS} hidden layers of at most {MAX_WIDTH} units"),
+                    ));
+                }
                 (c.input_side == 28 || c.input_side == 32, c.dropout)
             }
             ModelConfig::Lenet(c) => (c.input_side == 28 || c.input_side == 32, c.dropout),
             ModelConfig::SimpleCnn(c) => (true, c.dropout),
             ModelConfig::Resnet(c) => {
-                if c.channels.contains(&0) || c.blocks_per_stage == 0 {
+                let sizes_ok = c
+                    .channels
+                    .iter()
+                    .all(|&ch| (1..=MAX_CHANNELS).contains(&ch))
+                    && (1..=MAX_LAYERS).contains(&c.blocks_per_stage)
+                    && (1..=2).contains(&c.stem_stride);
+                if !sizes_ok {
                     return Err(Error::invalid(
                         "model config",
-                        "resnet channels and blocks_per_stage must be positive",
+                        format!(
+                            "resnet channels must be 1..={MAX_CHANNELS}, blocks_per_stage \
+                             1..={MAX_LAYERS}, stem_stride 1 or 2"
+                        ),
                     ));
                 }
                 (true, c.dropout)
@@ -308,6 +338,15 @@ impl ModelConfig {
                 "input_side must be 28 or 32",
             ));
         }
+        if self.approx_params() > MAX_PARAMS as u128 {
+            return Err(Error::invalid(
+                "model config",
+                format!(
+                    "about {} parameters, more than the {MAX_PARAMS} allowed",
+                    self.approx_params()
+                ),
+            ));
+        }
         if !dropout_ok(dropout) {
             return Err(Error::invalid(
                 "model config",
@@ -315,6 +354,25 @@ impl ModelConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Weight count of the dense and convolution layers (biases and norms left out): a cheap
+    /// upper-bound check before anything is allocated.
+    pub fn approx_params(&self) -> u128 {
+        match self {
+            ModelConfig::Mlp(c) => {
+                let mut widths = vec![(c.input_side * c.input_side) as u128];
+                widths.extend(c.hidden.iter().map(|&w| w as u128));
+                widths.push(10);
+                widths.windows(2).map(|w| w[0] * w[1]).sum()
+            }
+            ModelConfig::Resnet(c) => {
+                let ch: Vec<u128> = c.channels.iter().map(|&x| x as u128).collect();
+                let blocks = c.blocks_per_stage as u128;
+                ch.iter().map(|&k| 18 * k * k * blocks).sum::<u128>() + 9 * ch[0]
+            }
+            ModelConfig::Lenet(_) | ModelConfig::SimpleCnn(_) => 0,
+        }
     }
 
     /// Sets the hidden activation, where the architecture has one knob for it.

@@ -233,12 +233,18 @@ impl Network {
     /// what differs.
     pub fn load_weights(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        self.load_weights_bytes(&bytes, path)
+    }
+
+    /// [`Network::load_weights`] from the bytes of a safetensors file; `source` names it in
+    /// errors.
+    pub fn load_weights_bytes(&self, bytes: &[u8], source: &Path) -> Result<()> {
         let bad = |reason: String| Error::Checkpoint {
-            path: path.to_path_buf(),
+            path: source.to_path_buf(),
             reason,
         };
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let loaded = candle_core::safetensors::load_buffer(&bytes, &self.device)
+        let loaded = candle_core::safetensors::load_buffer(bytes, &self.device)
             .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
         let mut missing = Vec::new();
         for p in &self.params {

@@ -8,7 +8,11 @@ use std::path::Path;
 use image::{DynamicImage, GrayImage, imageops};
 
 use crate::analysis::custom_digit::base64_lite::encode;
+use crate::analysis::custom_digit::{Digit, SIDE};
+use crate::analysis::{Prediction, attention_maps, saliency};
+use crate::data::{Normalization, Split};
 use crate::fsutil::write_bytes_atomic;
+use crate::models::Network;
 use crate::{Error, Result};
 
 /// One grayscale image and its caption.
@@ -123,6 +127,41 @@ impl ImageGrid {
         Ok(h)
     }
 
+    /// All tiles in one PNG (no captions), `columns` per row with a 2-pixel gap: for reports.
+    pub fn to_png(&self) -> Result<Vec<u8>> {
+        let z = self.zoom.max(1) as usize;
+        let cell_w = self.tiles.iter().map(|t| t.width).max().unwrap_or(1) * z + 2;
+        let cell_h = self.tiles.iter().map(|t| t.height).max().unwrap_or(1) * z + 2;
+        let cols = self.columns.min(self.tiles.len()).max(1);
+        let rows = self.tiles.len().div_ceil(cols).max(1);
+        let mut canvas = GrayImage::from_pixel(
+            (cols * cell_w) as u32,
+            (rows * cell_h) as u32,
+            image::Luma([255]),
+        );
+        for (k, t) in self.tiles.iter().enumerate() {
+            let tile = image::load_from_memory(&self.png(t)?).map_err(|e| Error::Image {
+                source_name: t.caption.clone(),
+                reason: e.to_string(),
+            })?;
+            let (x, y) = ((k % cols) * cell_w + 1, (k / cols) * cell_h + 1);
+            imageops::replace(&mut canvas, &tile.to_luma8(), x as i64, y as i64);
+        }
+        let mut out = Vec::new();
+        DynamicImage::ImageLuma8(canvas)
+            .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+            .map_err(|e| Error::Image {
+                source_name: self.title.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(out)
+    }
+
+    /// Writes [`ImageGrid::to_png`] to `path`.
+    pub fn save_png(&self, path: impl AsRef<Path>) -> Result<()> {
+        write_bytes_atomic(path.as_ref(), &self.to_png()?)
+    }
+
     /// Writes a standalone HTML page.
     pub fn save_html(&self, path: impl AsRef<Path>) -> Result<()> {
         let html = format!(
@@ -138,6 +177,137 @@ impl ImageGrid {
             Ok(h) => crate::display::html(&h),
             Err(e) => println!("cannot show image grid: {e}"),
         }
+    }
+}
+
+/// Ready-made grids of the study.
+impl ImageGrid {
+    /// Images of `split` at `positions`, captioned with their labels.
+    pub fn samples(
+        title: &str,
+        split: &Split,
+        positions: &[usize],
+        columns: usize,
+    ) -> Result<Self> {
+        let mut g = ImageGrid::new(title, columns);
+        for &i in positions {
+            let (Some(img), Some(label)) = (split.image(i), split.label(i)) else {
+                return Err(Error::invalid(
+                    "sample",
+                    format!(
+                        "{i} is out of range for {} ({} images)",
+                        split.name(),
+                        split.len()
+                    ),
+                ));
+            };
+            let pixels = img.iter().map(|&b| f32::from(b)).collect();
+            g.push(format!("#{i}: {label}"), pixels, split.cols(), split.rows())?;
+        }
+        Ok(g)
+    }
+
+    /// A gallery of predictions (mistakes, unsure answers): `true → predicted (confidence)`.
+    pub fn predictions(title: &str, split: &Split, predictions: &[Prediction]) -> Result<Self> {
+        let mut g = ImageGrid::samples(
+            title,
+            split,
+            &predictions.iter().map(|p| p.index).collect::<Vec<_>>(),
+            8,
+        )?;
+        for (t, p) in g.tiles.iter_mut().zip(predictions) {
+            t.caption = format!(
+                "#{}: {} → {} ({:.0}%)",
+                p.index,
+                p.label,
+                p.predicted,
+                100.0 * p.confidence
+            );
+        }
+        Ok(g)
+    }
+
+    /// The first layer's weights as images: conv kernels, or each dense unit's input weights
+    /// as a 28x28 (or 32x32) template; at most `limit` of them.
+    pub fn filters(net: &Network, limit: usize) -> Result<Self> {
+        let w = net.first_layer_weight().ok_or_else(|| {
+            Error::invalid(
+                "filters",
+                format!("{} has no first layer weight", net.name()),
+            )
+        })?;
+        let dims = w.dims().to_vec();
+        let units = dims.first().copied().unwrap_or(0);
+        let per_unit: usize = dims.iter().skip(1).product();
+        let (width, height, what) = match dims.as_slice() {
+            [_, c, k, _] => (*k, c * k, "kernel"),
+            _ => {
+                let side = (per_unit as f64).sqrt() as usize;
+                (side, per_unit / side.max(1), "template")
+            }
+        };
+        let values: Vec<f32> = w.flatten_all()?.to_vec1()?;
+        let mut g = ImageGrid::new(format!("{}: first-layer {what}s", net.name()), 8);
+        g.zoom = if width < 10 { 12 } else { 3 };
+        for (u, chunk) in values
+            .chunks(per_unit.max(1))
+            .take(units.min(limit))
+            .enumerate()
+        {
+            g.push(format!("unit {u}"), chunk.to_vec(), width, height)?;
+        }
+        Ok(g)
+    }
+
+    /// Each sample next to the model's attention maps over it (`lenet5-attention`), or next to
+    /// its input-gradient saliency for models without attention.
+    pub fn attention(
+        net: &Network,
+        split: &Split,
+        positions: &[usize],
+        normalization: Normalization,
+    ) -> Result<Self> {
+        let mut g = ImageGrid::new(format!("{}: where it looks", net.name()), 4);
+        for &i in positions {
+            let img = split.image(i).ok_or_else(|| {
+                Error::invalid(
+                    "sample",
+                    format!("{i} is out of range for {}", split.name()),
+                )
+            })?;
+            let label = split.label(i).unwrap_or(0);
+            g.push(
+                format!("#{i}: {label}"),
+                img.iter().map(|&b| f32::from(b)).collect(),
+                split.cols(),
+                split.rows(),
+            )?;
+            let maps = attention_maps(net, split, i, normalization)?;
+            if maps.is_empty() {
+                let s = saliency(net, split, i, None, normalization)?;
+                let side = net.input_spec().side;
+                g.push("saliency", s, side, side)?;
+            }
+            for (k, (side, m)) in maps.into_iter().enumerate() {
+                g.push(
+                    format!("attention {} ({side}x{side})", k + 1),
+                    m,
+                    side,
+                    side,
+                )?;
+            }
+        }
+        g.columns = g.tiles.len() / positions.len().max(1);
+        Ok(g)
+    }
+
+    /// Preprocessed custom digits with captions (e.g. the prediction).
+    pub fn digits(title: &str, digits: &[(String, &Digit)]) -> Result<Self> {
+        let mut g = ImageGrid::new(title, 8);
+        for (caption, d) in digits {
+            g.push(caption.clone(), d.pixels.clone(), SIDE, SIDE)?;
+        }
+        Ok(g)
     }
 }
 
@@ -157,5 +327,33 @@ mod tests {
         assert_eq!(h.matches("data:image/png;base64,iVBORw0KGgo").count(), 3);
         assert_eq!(h.matches("<tr>").count(), 2);
         assert!(h.contains("t &lt;1&gt;"));
+    }
+
+    #[test]
+    fn study_grids_have_one_tile_per_item() {
+        let split = Split::from_raw("s", vec![7u8; 3 * 784], vec![1, 2, 3], 28, 28).unwrap();
+        let g = ImageGrid::samples("s", &split, &[0, 2], 4).unwrap();
+        assert_eq!(g.tiles.len(), 2);
+        assert_eq!(g.tiles[1].caption, "#2: 3");
+        assert!(ImageGrid::samples("s", &split, &[3], 4).is_err());
+        let png = image::load_from_memory(&g.to_png().unwrap()).unwrap();
+        assert_eq!((png.width(), png.height()), (2 * (28 * 3 + 2), 28 * 3 + 2));
+
+        let dev = candle_core::Device::Cpu;
+        let lenet = Network::preset("lenet5", 0, &dev).unwrap();
+        let f = ImageGrid::filters(&lenet, 100).unwrap();
+        assert_eq!(f.tiles.len(), 6);
+        assert_eq!((f.tiles[0].width, f.tiles[0].height), (5, 5));
+        let mlp = Network::preset("dense128", 0, &dev).unwrap();
+        let f = ImageGrid::filters(&mlp, 16).unwrap();
+        assert_eq!(f.tiles.len(), 16);
+        assert_eq!((f.tiles[0].width, f.tiles[0].height), (28, 28));
+
+        let att = Network::preset("lenet5-attention", 0, &dev).unwrap();
+        let g = ImageGrid::attention(&att, &split, &[0, 1], Normalization::default()).unwrap();
+        assert_eq!(g.tiles.len(), 6, "input + 2 attention maps per sample");
+        let g = ImageGrid::attention(&lenet, &split, &[0], Normalization::default()).unwrap();
+        assert_eq!(g.tiles[1].caption, "saliency");
+        assert_eq!(g.tiles[1].width, 32);
     }
 }

@@ -5,7 +5,7 @@
 pub mod grid;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use plotly::common::{Mode, Title};
 use plotly::layout::{Axis, GridPattern, Layout, LayoutGrid};
@@ -27,6 +27,8 @@ pub struct Figure {
 }
 
 static PLOTLY_INJECTED: AtomicBool = AtomicBool::new(false);
+// Each shown figure gets its own div id: the same figure shown twice must not share one.
+static SHOWN: AtomicUsize = AtomicUsize::new(0);
 
 impl Figure {
     fn new(name: impl Into<String>, plot: Plot) -> Self {
@@ -57,11 +59,12 @@ impl Figure {
         if !PLOTLY_INJECTED.swap(true, Ordering::SeqCst) {
             html.push_str(&Plot::offline_js_sources());
         }
-        html.push_str(
-            &self
-                .plot
-                .to_inline_html(Some(&format!("mnist-kit-{}", self.name))),
-        );
+        html.push_str(&self.plot.to_inline_html(Some(&format!(
+            "mnist-kit-{}-{}-{}",
+            self.name,
+            std::process::id(),
+            SHOWN.fetch_add(1, Ordering::SeqCst)
+        ))));
         html
     }
 
@@ -168,6 +171,47 @@ pub fn bars(name: &str, y_title: &str, items: &[(String, f64)]) -> Figure {
     Figure::new(name.replace(' ', "_"), plot)
 }
 
+/// Gradient flow: the mean gradient norm of each weight tensor in the last epoch of each run,
+/// input side on the left, on a log axis (vanishing gradients show as a falling line).
+pub fn gradient_flow(name: &str, runs: &[(String, &History)]) -> Figure {
+    let mut plot = Plot::new();
+    for (label, h) in runs {
+        let Some(last) = h.last() else { continue };
+        let (x, y): (Vec<String>, Vec<f64>) = last.layer_grad_norms.iter().cloned().unzip();
+        plot.add_trace(Scatter::new(x, y).name(label).mode(Mode::LinesMarkers));
+    }
+    plot.set_layout(
+        Layout::new()
+            .title(title(&format!(
+                "{name}: gradient norm per layer (last epoch)"
+            )))
+            .x_axis(Axis::new().title(title("weight tensor (input → output)")))
+            .y_axis(
+                Axis::new()
+                    .title(title("mean minibatch gradient L2 norm"))
+                    .type_(plotly::layout::AxisType::Log),
+            ),
+    );
+    Figure::new(format!("{name}_gradient_flow"), plot)
+}
+
+/// A histogram from equal bins given by their lower edges and counts, as
+/// [`crate::analysis::weights::weight_histogram`] returns them.
+pub fn histogram(name: &str, x_title: &str, lower_edges: &[f64], counts: &[u64]) -> Figure {
+    let width = lower_edges.windows(2).next().map_or(1.0, |w| w[1] - w[0]);
+    let centres: Vec<f64> = lower_edges.iter().map(|e| e + 0.5 * width).collect();
+    let mut plot = Plot::new();
+    plot.add_trace(Bar::new(centres, counts.to_vec()).width(width));
+    plot.set_layout(
+        Layout::new()
+            .title(title(name))
+            .bar_gap(0.0)
+            .x_axis(Axis::new().title(title(x_title)))
+            .y_axis(Axis::new().title(title("count"))),
+    );
+    Figure::new(name.replace(' ', "_"), plot)
+}
+
 /// The confusion matrix as a heatmap of row-normalized rates (counts on hover).
 pub fn confusion_heatmap(name: &str, cm: &ConfusionMatrix) -> Figure {
     let digits: Vec<String> = (0..10).map(|d| d.to_string()).collect();
@@ -204,6 +248,7 @@ mod tests {
             weight_norm: 1.0,
             grad_noise: 0.1,
             grad_mean_norm: 0.1,
+            layer_grad_norms: Vec::new(),
         };
         History {
             model: "m".into(),

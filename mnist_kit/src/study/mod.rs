@@ -14,10 +14,12 @@ use crate::analysis::{ConfusionMatrix, Variant, robustness};
 use crate::data::Mnist;
 use crate::data::augment::AugmentConfig;
 use crate::data::explore::split_stats;
+use crate::display::Table;
 use crate::fsutil::write_bytes_atomic;
+use crate::models::network::WEIGHTS_FILE;
 use crate::models::{ModelConfig, Network};
 use crate::plot;
-use crate::train::{History, Schedule, TrainConfig, TrainData, Trainer, evaluate};
+use crate::train::{EarlyStopping, History, Schedule, TrainConfig, TrainData, Trainer, evaluate};
 use crate::{Error, Result};
 
 /// Environment variable that turns on quick mode for notebooks and the CLI.
@@ -82,6 +84,32 @@ pub struct StudyConfig {
     pub seed: u64,
 }
 
+impl StudyConfig {
+    /// What notebooks use: quick mode from `MNIST_KIT_QUICK`; full mode shares the study's
+    /// `results/` (found above the working directory, next to `data/`), so a notebook reuses
+    /// the runs `cargo study` finished; quick runs go to a temporary directory instead.
+    pub fn for_notebooks() -> Self {
+        let quick = quick_from_env();
+        let out = if quick {
+            std::env::temp_dir().join("mnist_kit_quick")
+        } else {
+            std::env::current_dir()
+                .ok()
+                .and_then(|cwd| {
+                    cwd.ancestors()
+                        .find(|a| a.join("data").join("mnist").is_dir())
+                        .map(|root| root.join("results"))
+                })
+                .unwrap_or_else(|| PathBuf::from("results"))
+        };
+        StudyConfig {
+            quick,
+            out,
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for StudyConfig {
     fn default() -> Self {
         StudyConfig {
@@ -115,19 +143,24 @@ pub fn experiments(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
         eval_test_each_epoch: true,
         ..study_base(quick, seed)
     };
-    let augmented = TrainConfig {
-        augment: Some(AugmentConfig::default()),
-        epochs: if quick { 2 } else { 15 },
+    // Epochs per model fit the whole study in about 30 minutes on two cores: the cheap models
+    // get 10, the costly ones fewer, the augmented ones more (augmentation needs time to pay).
+    let epochs = |full: usize| TrainConfig {
+        epochs: if quick { 2 } else { full },
         ..base.clone()
     };
-    let plan: [(&str, &TrainConfig); 7] = [
-        ("dense128", &base),
-        ("mlp-61k", &base),
-        ("lenet5", &base),
-        ("lenet5-attention", &base),
-        ("simple-cnn", &base),
-        ("lenet5-regularized", &augmented),
-        ("resnet", &augmented),
+    let augmented = |full: usize| TrainConfig {
+        augment: Some(AugmentConfig::default()),
+        ..epochs(full)
+    };
+    let plan: [(&str, TrainConfig); 7] = [
+        ("dense128", epochs(10)),
+        ("mlp-61k", epochs(10)),
+        ("lenet5", epochs(10)),
+        ("lenet5-attention", epochs(10)),
+        ("simple-cnn", epochs(8)),
+        ("lenet5-regularized", augmented(15)),
+        ("resnet", augmented(12)),
     ];
     plan.into_iter()
         .map(|(model, train)| {
@@ -136,10 +169,30 @@ pub fn experiments(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
                 group: "architectures".into(),
                 model: model.to_string(),
                 config: ModelConfig::preset(model)?,
-                train: train.clone(),
+                train,
             })
         })
+        .chain(std::iter::once(early_stopping_experiment(quick, seed)))
         .collect()
+}
+
+/// Early stopping (restore best) on the wide MLP, which overfits within a few epochs: up to 30
+/// epochs at a constant learning rate, stopping 3 epochs after validation loss last improved.
+fn early_stopping_experiment(quick: bool, seed: u64) -> Result<Experiment> {
+    Ok(Experiment {
+        name: "early-stopping".into(),
+        group: "part1-early-stopping".into(),
+        model: "mlp-500-150".into(),
+        config: ModelConfig::preset("mlp-500-150")?,
+        train: TrainConfig {
+            epochs: if quick { 4 } else { 30 },
+            early_stopping: Some(EarlyStopping {
+                patience: if quick { 1 } else { 3 },
+                ..Default::default()
+            }),
+            ..study_base(quick, seed)
+        },
+    })
 }
 
 /// Part 2 of the study: dropout, L2, optimizers, batch size and activations, each a group of
@@ -278,38 +331,108 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     write_bytes_atomic(path, &bytes)
 }
 
-fn read_result(path: &Path) -> Option<ExperimentResult> {
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+/// The MLP hyper-parameter sweep of the architecture notebook: learning rate, depth and width
+/// around the 784-128-10 baseline, one knob at a time, 5 epochs each.
+pub fn sweep_experiments(quick: bool, seed: u64) -> Vec<Experiment> {
+    use crate::models::MlpConfig;
+    let train = TrainConfig {
+        epochs: if quick { 2 } else { 5 },
+        ..study_base(quick, seed)
+    };
+    let mlp = |hidden: Vec<usize>| {
+        ModelConfig::Mlp(MlpConfig {
+            hidden,
+            ..Default::default()
+        })
+    };
+    let mut runs = Vec::new();
+    for lr in [3e-4, 1e-3, 3e-3] {
+        runs.push((format!("sweep-lr-{lr:e}"), mlp(vec![128]), lr));
+    }
+    for depth in [2, 3] {
+        runs.push((format!("sweep-depth-{depth}"), mlp(vec![128; depth]), 1e-3));
+    }
+    for width in [32, 512] {
+        runs.push((format!("sweep-width-{width}"), mlp(vec![width]), 1e-3));
+    }
+    runs.into_iter()
+        .map(|(name, config, lr)| Experiment {
+            name,
+            group: "mlp-sweep".into(),
+            model: "mlp".into(),
+            config,
+            train: TrainConfig {
+                lr,
+                ..train.clone()
+            },
+        })
+        .collect()
 }
 
-/// Runs the study and writes the report. Finished experiments with an identical config are
-/// read back instead of retrained unless `force` is set.
-pub fn run_study(mnist: &Mnist, cfg: &StudyConfig) -> Result<Vec<ExperimentResult>> {
-    let started = Instant::now();
+/// Every experiment of the study in order: the architectures, Part 2, the MLP sweep.
+pub fn plan(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
+    let mut plan = experiments(quick, seed)?;
+    plan.extend(part2_experiments(quick, seed)?);
+    plan.extend(sweep_experiments(quick, seed));
+    Ok(plan)
+}
+
+/// True when `pattern` selects `e`: it is part of its name or of its group (`--only`).
+pub fn selects(pattern: &str, e: &Experiment) -> bool {
+    e.name.contains(pattern) || e.group.contains(pattern)
+}
+
+/// The finished run of `e` in `runs_dir`, if one with exactly this config is there.
+pub fn finished(e: &Experiment, runs_dir: &Path) -> Option<ExperimentResult> {
+    let dir = runs_dir.join(&e.name);
+    let text = std::fs::read_to_string(dir.join("result.json")).ok()?;
+    let done: ExperimentResult = serde_json::from_str(&text).ok()?;
+    (done.experiment == *e && dir.join(WEIGHTS_FILE).exists()).then_some(done)
+}
+
+/// Runs every experiment of the plan that `pattern` selects, reusing finished runs in
+/// `cfg.out/runs` (unless `cfg.force`): what a notebook cell calls, and what `run_study` runs.
+///
+/// ```no_run
+/// use mnist_kit::{data::Mnist, study};
+/// let mnist = Mnist::load_default()?;
+/// let cfg = study::StudyConfig::for_notebooks();
+/// let dropout = study::run_matching(&mnist, "part2-dropout", &cfg)?;
+/// study::comparison("dropout", &dropout)?; // a table that shows itself in notebooks
+/// # Ok::<(), mnist_kit::Error>(())
+/// ```
+pub fn run_matching(
+    mnist: &Mnist,
+    pattern: &str,
+    cfg: &StudyConfig,
+) -> Result<Vec<ExperimentResult>> {
+    let results = run_where(mnist, cfg, |e| selects(pattern, e))?;
+    if results.is_empty() {
+        return Err(Error::invalid(
+            "experiment selection",
+            format!("{pattern:?} matches no experiment name or group"),
+        ));
+    }
+    Ok(results)
+}
+
+fn run_where(
+    mnist: &Mnist,
+    cfg: &StudyConfig,
+    select: impl Fn(&Experiment) -> bool,
+) -> Result<Vec<ExperimentResult>> {
     let runs = cfg.out.join("runs");
     let mut results = Vec::new();
-    let mut plan = experiments(cfg.quick, cfg.seed)?;
-    plan.extend(part2_experiments(cfg.quick, cfg.seed)?);
-    for e in &plan {
-        let selected = cfg
-            .only
-            .as_ref()
-            .is_none_or(|o| e.name.contains(o.as_str()) || e.group.contains(o.as_str()));
-        // A finished run with the same config is reused; unselected ones still join the report.
-        let done =
-            read_result(&runs.join(&e.name).join("result.json")).filter(|d| d.experiment == *e);
-        match done {
-            Some(done) if !(selected && cfg.force) => {
-                if selected {
-                    println!(
-                        "{}: already done ({:.2}%), skipped (use --force to redo)",
-                        e.name,
-                        100.0 * done.test_accuracy
-                    );
-                }
+    for e in plan(cfg.quick, cfg.seed)?.iter().filter(|e| select(e)) {
+        match finished(e, &runs) {
+            Some(done) if !cfg.force => {
+                println!(
+                    "{}: already done ({:.2}%), reused (force to redo)",
+                    e.name,
+                    100.0 * done.test_accuracy
+                );
                 results.push(done);
             }
-            _ if !selected => {}
             _ => {
                 println!(
                     "== {} ({} epochs{})",
@@ -326,6 +449,78 @@ pub fn run_study(mnist: &Mnist, cfg: &StudyConfig) -> Result<Vec<ExperimentResul
                 );
                 results.push(r);
             }
+        }
+    }
+    Ok(results)
+}
+
+/// Runs (or reuses) the experiments called exactly `names`, in that order.
+pub fn run_named(
+    mnist: &Mnist,
+    names: &[&str],
+    cfg: &StudyConfig,
+) -> Result<Vec<ExperimentResult>> {
+    let mut out = Vec::new();
+    for name in names {
+        let found = run_where(mnist, cfg, |e| e.name == *name)?.pop();
+        out.push(found.ok_or_else(|| {
+            Error::invalid("experiment", format!("no experiment is called {name:?}"))
+        })?);
+    }
+    Ok(out)
+}
+
+/// The trained network of a finished experiment.
+pub fn load_network(cfg: &StudyConfig, name: &str) -> Result<Network> {
+    Network::load(cfg.out.join("runs").join(name), &Device::Cpu)
+}
+
+/// `(name, history)` pairs for [`plot::overlay`] and [`plot::gradient_flow`].
+pub fn histories(results: &[ExperimentResult]) -> Vec<(String, &History)> {
+    results
+        .iter()
+        .map(|r| (r.experiment.name.clone(), &r.history))
+        .collect()
+}
+
+/// One row per run: parameters, test/train/validation accuracy, the train-validation gap,
+/// final weight norm and gradient noise, epochs, seconds and images/s.
+pub fn comparison(title: &str, results: &[ExperimentResult]) -> Result<Table> {
+    let last = |f: fn(&crate::train::EpochRecord) -> Option<f64>| -> Vec<Option<f64>> {
+        results
+            .iter()
+            .map(|r| r.history.last().and_then(f))
+            .collect()
+    };
+    let df = polars::df!(
+        "run" => results.iter().map(|r| r.experiment.name.clone()).collect::<Vec<_>>(),
+        "params" => results.iter().map(|r| r.params as u64).collect::<Vec<_>>(),
+        "test_accuracy" => results.iter().map(|r| r.test_accuracy).collect::<Vec<_>>(),
+        "train_accuracy" => last(|l| Some(l.train_accuracy)),
+        "val_accuracy" => last(|l| l.val_accuracy),
+        "train_val_gap" => last(|l| l.val_accuracy.map(|v| l.train_accuracy - v)),
+        "weight_norm" => last(|l| Some(l.weight_norm)),
+        "grad_noise" => last(|l| Some(l.grad_noise)),
+        "epochs" => results.iter().map(|r| r.epochs as u64).collect::<Vec<_>>(),
+        "seconds" => results.iter().map(|r| r.train_seconds).collect::<Vec<_>>(),
+        "images_per_sec" => results.iter().map(|r| r.images_per_sec).collect::<Vec<_>>(),
+    )?;
+    Ok(Table::new(title, df))
+}
+
+/// Runs the study and writes the report. Finished experiments with an identical config are
+/// read back instead of retrained unless `force` is set; experiments `only` leaves out still
+/// join the report when they finished earlier.
+pub fn run_study(mnist: &Mnist, cfg: &StudyConfig) -> Result<Vec<ExperimentResult>> {
+    let started = Instant::now();
+    let runs = cfg.out.join("runs");
+    let selected = run_matching(mnist, cfg.only.as_deref().unwrap_or(""), cfg)?;
+    let mut results = Vec::new();
+    for e in plan(cfg.quick, cfg.seed)? {
+        if let Some(r) = selected.iter().find(|r| r.experiment == e) {
+            results.push(r.clone());
+        } else if let Some(done) = finished(&e, &runs) {
+            results.push(done);
         }
     }
     write_report(mnist, cfg, &results, started.elapsed().as_secs_f64())?;
@@ -475,6 +670,7 @@ pub fn write_report(
             );
         }
     }
+    write_weight_section(&mut report, cfg, results, &figures, &tables)?;
     for (group, runs) in &groups {
         write_part2_section(&mut report, group, runs, &figures, &tables)?;
     }
@@ -519,6 +715,128 @@ fn experiments_json(
     serde_json::Value::Object(map)
 }
 
+/// What a group of runs shows, computed from its numbers: which run won and by how much, and
+/// which overfit most. The report's paragraphs and the notebooks' conclusions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Findings(pub Vec<String>);
+
+impl Findings {
+    /// Shows the sentences as a paragraph in a notebook.
+    pub fn evcxr_display(&self) {
+        crate::display::html(&format!(
+            "<p><b>Measured:</b> {}</p>",
+            crate::models::summary::esc(&self.0.join(" ")).replace("**", "")
+        ));
+    }
+}
+
+/// [`Findings`] of a group of runs.
+pub fn findings<R: std::borrow::Borrow<ExperimentResult>>(runs: &[R]) -> Findings {
+    let runs: Vec<&ExperimentResult> = runs.iter().map(|r| r.borrow()).collect();
+    let mut out = Vec::new();
+    let best = runs
+        .iter()
+        .max_by(|a, b| a.test_accuracy.total_cmp(&b.test_accuracy));
+    let worst = runs
+        .iter()
+        .min_by(|a, b| a.test_accuracy.total_cmp(&b.test_accuracy));
+    if let (Some(b), Some(w)) = (best, worst) {
+        out.push(format!(
+            "**{}** reached the highest test accuracy ({:.2}%), {:.2} points above **{}** ({:.2}%).",
+            b.experiment.name,
+            100.0 * b.test_accuracy,
+            100.0 * (b.test_accuracy - w.test_accuracy),
+            w.experiment.name,
+            100.0 * w.test_accuracy
+        ));
+    }
+    let gap = |l: &crate::train::EpochRecord| l.val_accuracy.map(|v| l.train_accuracy - v);
+    let most_overfit = runs
+        .iter()
+        .filter_map(|r| r.history.last().and_then(gap).map(|g| (r, g)))
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    if let Some((r, g)) = most_overfit {
+        out.push(format!(
+            "The widest train-validation gap is {}'s ({:+.2} points).",
+            r.experiment.name,
+            100.0 * g
+        ));
+    }
+    for r in &runs {
+        if let (Some(stop), Some(best)) = (r.history.stopped_epoch, r.history.best_epoch) {
+            out.push(format!(
+                "{} stopped early at epoch {stop} of {}: validation stopped improving after epoch \
+                 {best}, whose weights were restored.",
+                r.experiment.name, r.experiment.train.epochs
+            ));
+        }
+    }
+    Findings(out)
+}
+
+/// Weight inspection and capacity: per-tensor statistics and the first-layer filters of the
+/// dense baseline and LeNet-5.
+fn write_weight_section(
+    md: &mut String,
+    cfg: &StudyConfig,
+    results: &[ExperimentResult],
+    figures: &Path,
+    tables: &Path,
+) -> Result<()> {
+    let inspected: Vec<&ExperimentResult> = results
+        .iter()
+        .filter(|r| ["dense128", "lenet5"].contains(&r.experiment.name.as_str()))
+        .collect();
+    if inspected.is_empty() {
+        return Ok(());
+    }
+    let _ = writeln!(md, "\n## Weight inspection and capacity\n");
+    for r in inspected {
+        let name = &r.experiment.name;
+        let net = load_network(cfg, name)?;
+        let stats = crate::analysis::weight_stats(&net)?;
+        let _ = writeln!(md, "### {name}\n");
+        let _ = writeln!(
+            md,
+            "| parameter | shape | count | share | std | L2 norm | |w| < 1e-3 |\n|---|---|---:|---:|---:|---:|---:|"
+        );
+        let mut csv = String::from("parameter,count,share,mean,std,min,max,l2_norm,near_zero\n");
+        for w in &stats {
+            let _ = writeln!(
+                md,
+                "| {} | {:?} | {} | {:.1}% | {:.4} | {:.3} | {:.2}% |",
+                w.name,
+                w.shape,
+                w.count,
+                100.0 * w.share,
+                w.std,
+                w.l2_norm,
+                100.0 * w.near_zero
+            );
+            let _ = writeln!(
+                csv,
+                "{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6}",
+                w.name, w.count, w.share, w.mean, w.std, w.min, w.max, w.l2_norm, w.near_zero
+            );
+        }
+        write_bytes_atomic(&tables.join(format!("weights_{name}.csv")), csv.as_bytes())?;
+        if let Some(biggest) = stats.iter().max_by(|a, b| a.share.total_cmp(&b.share)) {
+            let _ = writeln!(
+                md,
+                "\n{} holds {:.1}% of {name}'s {} parameters: that layer is where its capacity sits.",
+                biggest.name,
+                100.0 * biggest.share,
+                r.params
+            );
+        }
+        let grid = plot::ImageGrid::filters(&net, 32)?;
+        let file = format!("filters_{name}.png");
+        grid.save_png(figures.join(&file))?;
+        let _ = writeln!(md, "\n![{}](figures/{file})\n", grid.title);
+    }
+    Ok(())
+}
+
 /// One Part 2 task: a table, an overlay of validation accuracy, and what the numbers show.
 fn write_part2_section(
     md: &mut String,
@@ -527,8 +845,9 @@ fn write_part2_section(
     figures: &Path,
     tables: &Path,
 ) -> Result<()> {
-    let title = group.trim_start_matches("part2-").replace('-', " ");
-    let _ = writeln!(md, "\n## Part 2: {title}\n");
+    let (part, title) = group.split_once('-').unwrap_or(("", group));
+    let part = part.replace("part", "Part ");
+    let _ = writeln!(md, "\n## {part}: {}\n", title.replace('-', " "));
     let _ = writeln!(
         md,
         "| run | test accuracy | train accuracy | validation accuracy | train - val gap | weight norm | gradient noise | s |"
@@ -567,40 +886,7 @@ fn write_part2_section(
         );
     }
     write_bytes_atomic(&tables.join(format!("{group}.csv")), csv.as_bytes())?;
-    let best = runs
-        .iter()
-        .max_by(|a, b| a.test_accuracy.total_cmp(&b.test_accuracy));
-    let worst = runs
-        .iter()
-        .min_by(|a, b| a.test_accuracy.total_cmp(&b.test_accuracy));
-    let most_overfit = runs
-        .iter()
-        .filter_map(|r| r.history.last().map(|l| (r, l)))
-        .max_by(|a, b| {
-            let gap = |l: &crate::train::EpochRecord| {
-                l.train_accuracy - l.val_accuracy.unwrap_or(l.train_accuracy)
-            };
-            gap(a.1).total_cmp(&gap(b.1))
-        });
-    if let (Some(b), Some(w)) = (best, worst) {
-        let _ = writeln!(
-            md,
-            "\n**{}** reached the highest test accuracy ({:.2}%), {:.2} points above **{}** ({:.2}%).",
-            b.experiment.name,
-            100.0 * b.test_accuracy,
-            100.0 * (b.test_accuracy - w.test_accuracy),
-            w.experiment.name,
-            100.0 * w.test_accuracy
-        );
-    }
-    if let Some((r, l)) = most_overfit {
-        let _ = writeln!(
-            md,
-            "The widest train-validation gap is {}'s ({:+.2} points).",
-            r.experiment.name,
-            100.0 * (l.train_accuracy - l.val_accuracy.unwrap_or(l.train_accuracy))
-        );
-    }
+    let _ = writeln!(md, "\n{}", findings(runs).0.join(" "));
     let overlay_runs: Vec<(String, &History)> = runs
         .iter()
         .map(|r| (r.experiment.name.clone(), &r.history))
@@ -612,6 +898,56 @@ fn write_part2_section(
         "\n[validation accuracy per epoch](figures/{}.html)",
         fig.name
     );
+    if group.ends_with("activations") {
+        write_gradient_flow(md, group, runs, figures)?;
+    }
+    Ok(())
+}
+
+/// Gradient flow of the activation runs: each weight tensor's mean gradient norm in the last
+/// epoch, and how much it shrinks from the output layer back to the first.
+fn write_gradient_flow(
+    md: &mut String,
+    group: &str,
+    runs: &[&ExperimentResult],
+    figures: &Path,
+) -> Result<()> {
+    let Some(layers) = runs.first().and_then(|r| r.history.last()).map(|l| {
+        l.layer_grad_norms
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect::<Vec<_>>()
+    }) else {
+        return Ok(());
+    };
+    let _ = writeln!(
+        md,
+        "\n### Gradient flow (last epoch, mean minibatch gradient norm)\n"
+    );
+    let _ = writeln!(md, "| run | {} | first / last |", layers.join(" | "));
+    let _ = writeln!(md, "|---|{}---:|", "---:|".repeat(layers.len()));
+    for r in runs {
+        let Some(l) = r.history.last() else { continue };
+        let norms: Vec<f64> = l.layer_grad_norms.iter().map(|(_, v)| *v).collect();
+        let ratio = match (norms.first(), norms.last()) {
+            (Some(f), Some(l)) if *l > 0.0 => f / l,
+            _ => f64::NAN,
+        };
+        let cells: Vec<String> = norms.iter().map(|v| format!("{v:.4}")).collect();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {ratio:.2} |",
+            r.experiment.name,
+            cells.join(" | ")
+        );
+    }
+    let overlay: Vec<(String, &History)> = runs
+        .iter()
+        .map(|r| (r.experiment.name.clone(), &r.history))
+        .collect();
+    let fig = plot::gradient_flow(group, &overlay);
+    fig.save_html(figures.join(format!("{}.html", fig.name)))?;
+    let _ = writeln!(md, "\n[gradient norm per layer](figures/{}.html)", fig.name);
     Ok(())
 }
 

@@ -38,6 +38,10 @@ pub struct EpochRecord {
     pub grad_noise: f64,
     /// Norm of the epoch-mean gradient (the signal the noise is compared with).
     pub grad_mean_norm: f64,
+    /// Gradient flow: mean L2 norm of each weight tensor's minibatch gradient over the epoch,
+    /// input side first (`("fc1.weight", 0.12)`).
+    #[serde(default)]
+    pub layer_grad_norms: Vec<(String, f64)>,
 }
 
 /// Per-epoch records plus the early-stopping outcome.

@@ -16,6 +16,7 @@ use super::optim::Optimizer;
 use crate::data::batches::mix;
 use crate::data::{BatchOptions, Mnist, Split};
 use crate::fsutil::write_bytes_atomic;
+use crate::models::layers::ParamKind;
 use crate::models::network::{WEIGHTS_FILE, read_model_json};
 use crate::models::{Model, Network};
 use crate::{Error, Result};
@@ -221,6 +222,7 @@ impl Trainer {
             let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
             let mut grad_sum: Vec<Vec<f64>> = params.iter().map(|p| vec![0.0; p.len()]).collect();
             let mut grad_sq = 0f64;
+            let mut layer_norm_sum = vec![0f64; trainable.len()];
             let mut out_of_time = false;
             for (b, batch) in batches.enumerate() {
                 let batch = batch?;
@@ -242,11 +244,14 @@ impl Trainer {
                     flat.push(g);
                 }
                 let mut sq = 0f64;
-                for (acc, g) in grad_sum.iter_mut().zip(&flat) {
+                for ((acc, g), norm) in grad_sum.iter_mut().zip(&flat).zip(&mut layer_norm_sum) {
+                    let mut layer_sq = 0f64;
                     for (a, &v) in acc.iter_mut().zip(g) {
                         *a += f64::from(v);
-                        sq += f64::from(v) * f64::from(v);
+                        layer_sq += f64::from(v) * f64::from(v);
                     }
+                    *norm += layer_sq.sqrt();
+                    sq += layer_sq;
                 }
                 if !sq.is_finite() {
                     return Err(self.non_finite("gradient", epoch, b));
@@ -320,6 +325,12 @@ impl Trainer {
                     .sqrt(),
                 grad_noise: (grad_sq / steps - mean_sq).max(0.0),
                 grad_mean_norm: mean_sq.sqrt(),
+                layer_grad_norms: trainable
+                    .iter()
+                    .zip(&layer_norm_sum)
+                    .filter(|(p, _)| p.kind == ParamKind::Weight)
+                    .map(|(p, s)| (p.name.clone(), s / steps))
+                    .collect(),
             };
             self.log_epoch(&record);
             self.history.epochs.push(record);
