@@ -34,6 +34,8 @@ pub fn saliency(
     class: Option<u8>,
     normalization: Normalization,
 ) -> Result<Vec<f32>> {
+    // Differentiate a copy made by the running code (see `Network::rebuilt`).
+    let net = &net.rebuilt()?;
     let x = Var::from_tensor(&input(net, split, index, normalization)?)?;
     let logits = net.forward_t(x.as_tensor(), false)?;
     let class = match class {

@@ -212,6 +212,17 @@ impl Network {
         Ok(())
     }
 
+    /// A new network with the same config and parameter values but its own, newly created
+    /// variables. Backpropagation keys gradients by tensor id, and in an evcxr notebook every
+    /// cell links its own copy of candle with its own id counter: a network made in one cell and
+    /// differentiated in another would mix up ids. Training and saliency differentiate a copy
+    /// made by the running code instead.
+    pub fn rebuilt(&self) -> Result<Network> {
+        let fresh = Network::named(self.name.clone(), &self.config, 0, &self.device)?;
+        fresh.restore(&self.snapshot()?)?;
+        Ok(fresh)
+    }
+
     /// Named tensors of every parameter, as saved.
     pub fn tensors(&self) -> HashMap<String, Tensor> {
         self.params

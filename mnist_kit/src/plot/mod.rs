@@ -2,6 +2,7 @@
 //! [`Figure`] saves as standalone offline HTML (plotly.js embedded) and shows itself in
 //! notebooks, injecting plotly.js once per kernel session rather than once per figure.
 
+pub mod export;
 pub mod grid;
 
 use std::path::Path;
@@ -15,6 +16,7 @@ use crate::Result;
 use crate::analysis::ConfusionMatrix;
 use crate::fsutil::write_bytes_atomic;
 use crate::train::{EpochRecord, History};
+pub use export::StaticExporter;
 pub use grid::ImageGrid;
 
 /// A named plotly figure.

@@ -552,6 +552,19 @@ pub fn write_report(
     for d in [&figures, &tables] {
         std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
     }
+    let sink = FigureSink {
+        dir: figures.clone(),
+        exporter: plot::StaticExporter::find(),
+    };
+    if sink.exporter.is_none() {
+        println!(
+            "static SVG/PNG export skipped: no chromium found (install Debian's chromium or set \
+             {}); HTML figures written",
+            plot::export::BROWSER_ENV
+        );
+    }
+    // Markdown of the figures, by section.
+    let mut shown: BTreeMap<String, String> = BTreeMap::new();
     // metrics.json
     let mut models = BTreeMap::new();
     for r in results {
@@ -590,15 +603,22 @@ pub fn write_report(
             r.train_seconds,
             r.images_per_sec
         );
-        plot::learning_curves(&r.history)
-            .save_html(figures.join(format!("learning_curves_{}.html", r.experiment.name)))?;
+        let md = sink.save(
+            &plot::learning_curves(&r.history),
+            &format!("{} learning curves", r.experiment.name),
+        )?;
+        shown.insert(format!("curves:{}", r.experiment.name), md);
     }
     write_bytes_atomic(&tables.join("models.csv"), csv.as_bytes())?;
     let acc: Vec<(String, f64)> = results
         .iter()
         .map(|r| (r.experiment.name.clone(), r.test_accuracy))
         .collect();
-    plot::bars("test accuracy", "accuracy", &acc).save_html(figures.join("test_accuracy.html"))?;
+    let md = sink.save(
+        &plot::bars("test accuracy", "accuracy", &acc),
+        "test accuracy by model",
+    )?;
+    shown.insert("accuracy".into(), md);
 
     // The most accurate model, ready for `mnist-kit predict --run results/models/best`.
     let best = results
@@ -640,7 +660,60 @@ pub fn write_report(
         let _ = writeln!(rcsv, "{},{:.4},{:.4}", r.variant, r.accuracy, r.loss);
     }
     write_bytes_atomic(&tables.join("robustness.csv"), rcsv.as_bytes())?;
-    let mut report = render_report(mnist, cfg, results, total_seconds)?;
+    if let Some(b) = best {
+        let net = load_network(cfg, &b.experiment.name)?;
+        let test = match b.experiment.train.test_limit {
+            Some(n) => mnist.test.take(n),
+            None => mnist.test.clone(),
+        };
+        let e = evaluate(&net, &test, 1000, b.experiment.train.normalization)?;
+        let cm = ConfusionMatrix::of(&e)?;
+        let md = sink.save(
+            &plot::confusion_heatmap(&b.experiment.name, &cm),
+            &format!("confusion matrix of {}", b.experiment.name),
+        )?;
+        shown.insert("confusion".into(), md);
+        let mistakes = crate::analysis::most_confident_mistakes(&e, 16);
+        let grid = plot::ImageGrid::predictions(
+            &format!("{}: most confident mistakes", b.experiment.name),
+            &test,
+            &mistakes,
+        )?;
+        grid.save_png(figures.join("mistakes.png"))?;
+        let captions: Vec<String> = mistakes
+            .iter()
+            .map(|p| format!("{}→{} ({:.0}%)", p.label, p.predicted, 100.0 * p.confidence))
+            .collect();
+        shown.insert(
+            "mistakes".into(),
+            format!(
+                "![most confident mistakes](figures/mistakes.png)\n\nIn reading order (true→predicted, \
+                 confidence): {}.",
+                captions.join(", ")
+            ),
+        );
+    }
+    if let Some(att) = results
+        .iter()
+        .find(|r| r.experiment.name == "lenet5-attention")
+    {
+        let net = load_network(cfg, &att.experiment.name)?;
+        let grid = plot::ImageGrid::attention(
+            &net,
+            &mnist.test,
+            &[0, 1, 2, 3],
+            att.experiment.train.normalization,
+        )?;
+        grid.save_png(figures.join("attention_maps.png"))?;
+        shown.insert(
+            "attention".into(),
+            "![attention maps](figures/attention_maps.png)\n\nEach row: a test digit, then the \
+             spatial attention map after the first and the second convolution block (bright = \
+             weighted up)."
+                .into(),
+        );
+    }
+    let mut report = render_report(mnist, cfg, results, total_seconds, &shown)?;
     if let (Some(b), false) = (best, robust.is_empty()) {
         let _ = writeln!(report, "\n## Robustness of {}\n", b.experiment.name);
         let _ = writeln!(
@@ -672,12 +745,9 @@ pub fn write_report(
     }
     write_weight_section(&mut report, cfg, results, &figures, &tables)?;
     for (group, runs) in &groups {
-        write_part2_section(&mut report, group, runs, &figures, &tables)?;
+        write_part2_section(&mut report, group, runs, &sink, &tables)?;
     }
     write_bytes_atomic(&out.join("REPORT.md"), report.as_bytes())?;
-    println!(
-        "static SVG/PNG export skipped: no chromedriver support in this build (HTML figures written)"
-    );
     Ok(())
 }
 
@@ -713,6 +783,33 @@ fn experiments_json(
         map.insert(group.clone(), serde_json::Value::Object(entries));
     }
     serde_json::Value::Object(map)
+}
+
+/// Where the report's figures go: offline HTML always, SVG and PNG when a headless Chromium
+/// is there ([`plot::StaticExporter`]).
+struct FigureSink {
+    dir: PathBuf,
+    exporter: Option<plot::StaticExporter>,
+}
+
+impl FigureSink {
+    /// Saves `fig`; returns the Markdown that shows it (the PNG with links) or links the HTML.
+    fn save(&self, fig: &plot::Figure, caption: &str) -> Result<String> {
+        fig.save_html(self.dir.join(format!("{}.html", fig.name)))?;
+        if let Some(x) = &self.exporter {
+            match x.export(fig, &self.dir) {
+                Ok(_) => {
+                    return Ok(format!(
+                        "![{caption}](figures/{n}.png)\n\n[SVG](figures/{n}.svg) · \
+                         [interactive HTML](figures/{n}.html)",
+                        n = fig.name
+                    ));
+                }
+                Err(e) => println!("static export of {} failed: {e}", fig.name),
+            }
+        }
+        Ok(format!("[{caption}](figures/{}.html)", fig.name))
+    }
 }
 
 /// What a group of runs shows, computed from its numbers: which run won and by how much, and
@@ -842,12 +939,20 @@ fn write_part2_section(
     md: &mut String,
     group: &str,
     runs: &[&ExperimentResult],
-    figures: &Path,
+    sink: &FigureSink,
     tables: &Path,
 ) -> Result<()> {
-    let (part, title) = group.split_once('-').unwrap_or(("", group));
-    let part = part.replace("part", "Part ");
-    let _ = writeln!(md, "\n## {part}: {}\n", title.replace('-', " "));
+    let heading = match group.split_once('-') {
+        Some((part, task)) if part.starts_with("part") => {
+            format!(
+                "{}: {}",
+                part.replace("part", "Part "),
+                task.replace('-', " ")
+            )
+        }
+        _ => group.replace('-', " "),
+    };
+    let _ = writeln!(md, "\n## {heading}\n");
     let _ = writeln!(
         md,
         "| run | test accuracy | train accuracy | validation accuracy | train - val gap | weight norm | gradient noise | s |"
@@ -892,14 +997,25 @@ fn write_part2_section(
         .map(|r| (r.experiment.name.clone(), &r.history))
         .collect();
     let fig = plot::overlay(group, "val_accuracy", &overlay_runs);
-    fig.save_html(figures.join(format!("{}.html", fig.name)))?;
     let _ = writeln!(
         md,
-        "\n[validation accuracy per epoch](figures/{}.html)",
-        fig.name
+        "\n{}",
+        sink.save(&fig, "validation accuracy per epoch")?
     );
+    if group.ends_with("l2") {
+        let fig = plot::overlay(group, "weight_norm", &overlay_runs);
+        let _ = writeln!(md, "\n{}", sink.save(&fig, "weight norm per epoch")?);
+    }
+    if group.ends_with("batch-size") {
+        let fig = plot::overlay(group, "grad_noise", &overlay_runs);
+        let _ = writeln!(md, "\n{}", sink.save(&fig, "gradient noise per epoch")?);
+    }
+    if group.ends_with("optimizers") {
+        let fig = plot::overlay(group, "train_loss", &overlay_runs);
+        let _ = writeln!(md, "\n{}", sink.save(&fig, "training loss per epoch")?);
+    }
     if group.ends_with("activations") {
-        write_gradient_flow(md, group, runs, figures)?;
+        write_gradient_flow(md, group, runs, sink)?;
     }
     Ok(())
 }
@@ -910,7 +1026,7 @@ fn write_gradient_flow(
     md: &mut String,
     group: &str,
     runs: &[&ExperimentResult],
-    figures: &Path,
+    sink: &FigureSink,
 ) -> Result<()> {
     let Some(layers) = runs.first().and_then(|r| r.history.last()).map(|l| {
         l.layer_grad_norms
@@ -946,8 +1062,7 @@ fn write_gradient_flow(
         .map(|r| (r.experiment.name.clone(), &r.history))
         .collect();
     let fig = plot::gradient_flow(group, &overlay);
-    fig.save_html(figures.join(format!("{}.html", fig.name)))?;
-    let _ = writeln!(md, "\n[gradient norm per layer](figures/{}.html)", fig.name);
+    let _ = writeln!(md, "\n{}", sink.save(&fig, "gradient norm per layer")?);
     Ok(())
 }
 
@@ -956,6 +1071,7 @@ fn render_report(
     cfg: &StudyConfig,
     results: &[ExperimentResult],
     total_seconds: f64,
+    shown: &BTreeMap<String, String>,
 ) -> Result<String> {
     let mut md = String::new();
     let _ = writeln!(md, "# mnist_kit study report\n");
@@ -1076,13 +1192,19 @@ fn render_report(
         let _ = writeln!(md);
     }
     let _ = writeln!(md, "## Figures\n");
-    let _ = writeln!(md, "- [test accuracy](figures/test_accuracy.html)");
+    for key in ["accuracy", "confusion", "mistakes", "attention"] {
+        if let Some(f) = shown.get(key) {
+            let _ = writeln!(md, "{f}\n");
+        }
+    }
+    let _ = writeln!(
+        md,
+        "### Learning curves (train, validation and test per epoch)\n"
+    );
     for r in results {
-        let _ = writeln!(
-            md,
-            "- [{} learning curves](figures/learning_curves_{}.html)",
-            r.experiment.name, r.experiment.name
-        );
+        if let Some(f) = shown.get(&format!("curves:{}", r.experiment.name)) {
+            let _ = writeln!(md, "{f}\n");
+        }
     }
     Ok(md)
 }

@@ -173,6 +173,19 @@ impl Trainer {
     /// Trains until `cfg.epochs` epochs are done (counting epochs already in the history),
     /// early stopping fires or the time budget runs out. Returns the history.
     pub fn fit(&mut self, data: &TrainData) -> Result<History> {
+        // Train fresh variables (see `Network::rebuilt`), then hand the values back to the
+        // caller's network, also when training stopped on an error.
+        let shared = self.net.clone();
+        self.net = shared.rebuilt()?;
+        let result = self.fit_epochs(data);
+        let synced = shared.restore(&self.net.snapshot()?);
+        self.net = shared;
+        let history = result?;
+        synced?;
+        Ok(history)
+    }
+
+    fn fit_epochs(&mut self, data: &TrainData) -> Result<History> {
         let started = Instant::now();
         let es = self.cfg.early_stopping;
         if self.history.stop_reason == "early_stopping" {
