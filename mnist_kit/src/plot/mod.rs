@@ -6,7 +6,7 @@ pub mod export;
 pub mod grid;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use plotly::common::{Mode, Title};
 use plotly::layout::{Axis, GridPattern, Layout, LayoutGrid};
@@ -28,9 +28,29 @@ pub struct Figure {
     pub plot: Plot,
 }
 
-static PLOTLY_INJECTED: AtomicBool = AtomicBool::new(false);
 // Each shown figure gets its own div id: the same figure shown twice must not share one.
 static SHOWN: AtomicUsize = AtomicUsize::new(0);
+
+/// True the first time it is asked in this process. Not a Rust static: evcxr links the kit into
+/// every cell separately, each copy with its own statics, so the mark is a file named after the
+/// process (pid and start time, so a reused pid does not count).
+fn first_figure_in_process() -> bool {
+    let start = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().nth(19).map(str::to_string))
+        })
+        .unwrap_or_default();
+    let mark =
+        std::env::temp_dir().join(format!("mnist_kit-plotly-{}-{start}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(mark)
+        .is_ok()
+}
 
 impl Figure {
     fn new(name: impl Into<String>, plot: Plot) -> Self {
@@ -58,7 +78,7 @@ impl Figure {
     /// The HTML a notebook cell shows: plotly.js the first time in a session, then a div.
     pub fn notebook_html(&self) -> String {
         let mut html = String::new();
-        if !PLOTLY_INJECTED.swap(true, Ordering::SeqCst) {
+        if first_figure_in_process() {
             html.push_str(&Plot::offline_js_sources());
         }
         html.push_str(&self.plot.to_inline_html(Some(&format!(
