@@ -528,12 +528,16 @@ pub fn run_study(mnist: &Mnist, cfg: &StudyConfig) -> Result<Vec<ExperimentResul
 }
 
 /// Writes `REPORT.md`, `metrics.json`, figures, tables and `models/best/`.
+/// `invocation_seconds`: how long this run of the study took (less than the experiments' sum
+/// when finished experiments were reused). `total_seconds` in `metrics.json` is the sum of every
+/// experiment's wall time, so a resumed study reports what the whole study cost.
 pub fn write_report(
     mnist: &Mnist,
     cfg: &StudyConfig,
     all: &[ExperimentResult],
-    total_seconds: f64,
+    invocation_seconds: f64,
 ) -> Result<()> {
+    let total_seconds: f64 = all.iter().map(|r| r.train_seconds).sum();
     let (arch, part2): (Vec<ExperimentResult>, Vec<ExperimentResult>) = all
         .iter()
         .cloned()
@@ -585,6 +589,7 @@ pub fn write_report(
         "models": models,
         "experiments": experiments_json(results, &groups),
         "total_seconds": total_seconds,
+        "invocation_seconds": invocation_seconds,
     });
     write_json(&out.join("metrics.json"), &metrics)?;
 
@@ -837,7 +842,7 @@ pub fn findings<R: std::borrow::Borrow<ExperimentResult>>(runs: &[R]) -> Finding
     let worst = runs
         .iter()
         .min_by(|a, b| a.test_accuracy.total_cmp(&b.test_accuracy));
-    if let (Some(b), Some(w)) = (best, worst) {
+    if let (Some(b), Some(w), true) = (best, worst, runs.len() > 1) {
         out.push(format!(
             "**{}** reached the highest test accuracy ({:.2}%), {:.2} points above **{}** ({:.2}%).",
             b.experiment.name,
@@ -852,7 +857,7 @@ pub fn findings<R: std::borrow::Borrow<ExperimentResult>>(runs: &[R]) -> Finding
         .iter()
         .filter_map(|r| r.history.last().and_then(gap).map(|g| (r, g)))
         .max_by(|a, b| a.1.total_cmp(&b.1));
-    if let Some((r, g)) = most_overfit {
+    if let (Some((r, g)), true) = (most_overfit, runs.len() > 1) {
         out.push(format!(
             "The widest train-validation gap is {}'s ({:+.2} points).",
             r.experiment.name,
@@ -1084,12 +1089,14 @@ fn render_report(
     }
     let _ = writeln!(
         md,
-        "Run on {} logical CPU(s), {} {}, mnist_kit {}; {:.0} s in total.\n",
+        "Run on {} logical CPU(s), {} {}, mnist_kit {}. The experiments took {:.0} s ({:.1} min) \
+         of training and evaluation in all; the report itself (figures, robustness) comes on top.\n",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         std::env::consts::OS,
         std::env::consts::ARCH,
         env!("CARGO_PKG_VERSION"),
-        total_seconds
+        total_seconds,
+        total_seconds / 60.0
     );
     let tr = split_stats(&mnist.train);
     let te = split_stats(&mnist.test);
