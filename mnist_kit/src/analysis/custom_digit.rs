@@ -46,14 +46,7 @@ impl Digit {
             .collect();
         let img = image::GrayImage::from_raw(SIDE as u32, SIDE as u32, bytes)
             .ok_or_else(|| Error::invalid("digit", "bad pixel count"))?;
-        let mut out = Vec::new();
-        DynamicImage::ImageLuma8(img)
-            .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
-            .map_err(|e| Error::Image {
-                source_name: "digit".into(),
-                reason: e.to_string(),
-            })?;
-        Ok(out)
+        crate::plot::grid::encode_png(img, "digit")
     }
 
     /// Shows the digit as a PNG in an evcxr notebook.

@@ -75,8 +75,8 @@ impl ImageGrid {
         Ok(())
     }
 
-    /// PNG of one tile, contrast-stretched to its own range.
-    fn png(&self, t: &Tile) -> Result<Vec<u8>> {
+    /// One tile as a zoomed grayscale image, contrast-stretched to its own range.
+    fn tile_image(&self, t: &Tile) -> Result<GrayImage> {
         let (lo, hi) = t
             .pixels
             .iter()
@@ -92,20 +92,12 @@ impl ImageGrid {
         let img = GrayImage::from_raw(t.width as u32, t.height as u32, bytes)
             .ok_or_else(|| Error::invalid("image tile", "bad size"))?;
         let z = self.zoom.max(1);
-        let big = imageops::resize(
+        Ok(imageops::resize(
             &img,
             t.width as u32 * z,
             t.height as u32 * z,
             imageops::FilterType::Nearest,
-        );
-        let mut out = Vec::new();
-        DynamicImage::ImageLuma8(big)
-            .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
-            .map_err(|e| Error::Image {
-                source_name: t.caption.clone(),
-                reason: e.to_string(),
-            })?;
-        Ok(out)
+        ))
     }
 
     /// HTML: a table of PNG images with captions.
@@ -117,7 +109,7 @@ impl ImageGrid {
             for t in row {
                 h.push_str(&format!(
                     "<td style=\"text-align:center\"><img src=\"data:image/png;base64,{}\"/><br/><small>{}</small></td>",
-                    encode(&self.png(t)?),
+                    encode(&encode_png(self.tile_image(t)?, &t.caption)?),
                     esc(&t.caption)
                 ));
             }
@@ -140,21 +132,10 @@ impl ImageGrid {
             image::Luma([255]),
         );
         for (k, t) in self.tiles.iter().enumerate() {
-            let tile = image::load_from_memory(&self.png(t)?).map_err(|e| Error::Image {
-                source_name: t.caption.clone(),
-                reason: e.to_string(),
-            })?;
             let (x, y) = ((k % cols) * cell_w + 1, (k / cols) * cell_h + 1);
-            imageops::replace(&mut canvas, &tile.to_luma8(), x as i64, y as i64);
+            imageops::replace(&mut canvas, &self.tile_image(t)?, x as i64, y as i64);
         }
-        let mut out = Vec::new();
-        DynamicImage::ImageLuma8(canvas)
-            .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
-            .map_err(|e| Error::Image {
-                source_name: self.title.clone(),
-                reason: e.to_string(),
-            })?;
-        Ok(out)
+        encode_png(canvas, &self.title)
     }
 
     /// Writes [`ImageGrid::to_png`] to `path`.
@@ -178,6 +159,18 @@ impl ImageGrid {
             Err(e) => println!("cannot show image grid: {e}"),
         }
     }
+}
+
+/// Encodes a grayscale image as PNG; `name` says which image in errors.
+pub(crate) fn encode_png(img: GrayImage, name: &str) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    DynamicImage::ImageLuma8(img)
+        .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+        .map_err(|e| Error::Image {
+            source_name: name.to_string(),
+            reason: e.to_string(),
+        })?;
+    Ok(out)
 }
 
 /// Ready-made grids of the study.
