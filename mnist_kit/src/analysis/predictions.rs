@@ -45,32 +45,28 @@ pub fn prediction(e: &Evaluation, index: usize, k: usize) -> Option<Prediction> 
 
 /// The `n` wrong predictions made with the highest confidence, most confident first.
 pub fn most_confident_mistakes(e: &Evaluation, n: usize) -> Vec<Prediction> {
-    let mut wrong: Vec<Prediction> = (0..e.len())
-        .filter(|&i| e.labels[i] != e.predictions[i])
-        .filter_map(|i| prediction(e, i, 3))
-        .collect();
-    wrong.sort_by(|a, b| {
-        b.confidence
-            .total_cmp(&a.confidence)
-            .then(a.index.cmp(&b.index))
-    });
-    wrong.truncate(n);
-    wrong
+    ranked(e, n, |p| p.label != p.predicted, |a, b| b.total_cmp(a))
 }
 
 /// The `n` correct predictions made with the lowest confidence, least confident first.
 pub fn least_confident_correct(e: &Evaluation, n: usize) -> Vec<Prediction> {
-    let mut right: Vec<Prediction> = (0..e.len())
-        .filter(|&i| e.labels[i] == e.predictions[i])
+    ranked(e, n, |p| p.label == p.predicted, |a, b| a.total_cmp(b))
+}
+
+/// The first `n` predictions that `keep` accepts, ordered by confidence (ties by index).
+fn ranked(
+    e: &Evaluation,
+    n: usize,
+    keep: impl Fn(&Prediction) -> bool,
+    order: impl Fn(&f32, &f32) -> std::cmp::Ordering,
+) -> Vec<Prediction> {
+    let mut picked: Vec<Prediction> = (0..e.len())
         .filter_map(|i| prediction(e, i, 3))
+        .filter(|p| keep(p))
         .collect();
-    right.sort_by(|a, b| {
-        a.confidence
-            .total_cmp(&b.confidence)
-            .then(a.index.cmp(&b.index))
-    });
-    right.truncate(n);
-    right
+    picked.sort_by(|a, b| order(&a.confidence, &b.confidence).then(a.index.cmp(&b.index)));
+    picked.truncate(n);
+    picked
 }
 
 #[cfg(test)]
