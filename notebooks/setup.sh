@@ -15,7 +15,7 @@ CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
 if cargo install --list | grep -q "^evcxr_jupyter v$EVCXR_VERSION:"; then
     echo "evcxr_jupyter $EVCXR_VERSION already installed"
 else
-    echo "installing evcxr_jupyter $EVCXR_VERSION (about 12 minutes on 2 cores)"
+    echo "installing evcxr_jupyter $EVCXR_VERSION (tens of minutes on 2 cores)"
     cargo install --locked evcxr_jupyter --version "$EVCXR_VERSION"
 fi
 
