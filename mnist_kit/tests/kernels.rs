@@ -45,6 +45,39 @@ fn conv_with_grads(
     [y, g(&xv), g(&wv), g(&bv)]
 }
 
+/// A training forward: the kernel keeps its unfolded input for the backward.
+fn train_conv(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+) -> mnist_kit::Result<Tensor> {
+    let opts = ops::ConvOptions {
+        stride,
+        padding,
+        train: true,
+        ..Default::default()
+    };
+    ops::conv2d_with(x, w, b, opts)
+}
+
+fn train_conv_relu(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+) -> mnist_kit::Result<Tensor> {
+    let opts = ops::ConvOptions {
+        stride,
+        padding,
+        relu: true,
+        train: true,
+    };
+    ops::conv2d_with(x, w, b, opts)
+}
+
 #[test]
 fn conv2d_matches_candle_forward_and_backward() {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
@@ -63,20 +96,41 @@ fn conv2d_matches_candle_forward_and_backward() {
         let b = rand_tensor(&mut rng, &[o]);
         let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
         let r = rand_tensor(&mut rng, &[n, o, oh, ow]);
-        let fast = conv_with_grads(ops::conv2d, &x, &wt, &b, &r, s, p);
         let reference = conv_with_grads(ops::reference::conv2d, &x, &wt, &b, &r, s, p);
-        for (what, a, b) in ["output", "grad x", "grad w", "grad b"]
-            .iter()
-            .zip(&fast)
-            .zip(&reference)
-            .map(|((w, a), b)| (w, a, b))
-        {
-            let d = max_diff(a, b);
-            assert!(
-                d < 1e-4,
-                "{what} of conv {n}x{c}x{h}x{w} k{k} s{s} p{p}: max diff {d}"
-            );
+        for (path, f) in [("eval", ops::conv2d as ConvFn), ("train", train_conv)] {
+            let fast = conv_with_grads(f, &x, &wt, &b, &r, s, p);
+            for (what, a, b) in ["output", "grad x", "grad w", "grad b"]
+                .iter()
+                .zip(&fast)
+                .zip(&reference)
+                .map(|((w, a), b)| (w, a, b))
+            {
+                let d = max_diff(a, b);
+                assert!(
+                    d < 1e-4,
+                    "{path} {what} of conv {n}x{c}x{h}x{w} k{k} s{s} p{p}: max diff {d}"
+                );
+            }
         }
+    }
+}
+
+#[test]
+fn a_second_backward_through_a_training_conv_unfolds_again() {
+    // The kept columns are handed to the first backward; the second must not reuse them.
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let x = Var::from_tensor(&rand_tensor(&mut rng, &[3, 2, 9, 9])).unwrap();
+    let w = Var::from_tensor(&rand_tensor(&mut rng, &[4, 2, 3, 3])).unwrap();
+    let y = train_conv_relu(x.as_tensor(), w.as_tensor(), None, 1, 1).unwrap();
+    let loss = y.sqr().unwrap().sum_all().unwrap();
+    let first = loss.backward().unwrap();
+    let second = loss.backward().unwrap();
+    for v in [&x, &w] {
+        let (a, b) = (
+            first.get(v.as_tensor()).unwrap(),
+            second.get(v.as_tensor()).unwrap(),
+        );
+        assert_eq!(max_diff(a, b), 0.0);
     }
 }
 
@@ -91,21 +145,24 @@ fn data_batches_get_no_input_gradient() {
     assert!(grads.get(w.as_tensor()).is_some());
 }
 
-/// PyTorch's max-pool gradient: each output's gradient goes to the first maximum of its window.
-fn naive_max_pool_grad(x: &Tensor, r: &Tensor) -> Vec<f32> {
+/// PyTorch's max-pool gradient: each output's gradient goes to the first maximum of its
+/// `k` x `k` window.
+fn naive_max_pool_grad(x: &Tensor, r: &Tensor, k: usize) -> Vec<f32> {
     let (n, c, h, w) = x.dims4().unwrap();
     let xv: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
     let rv: Vec<f32> = r.flatten_all().unwrap().to_vec1().unwrap();
-    let (oh, ow) = (h / 2, w / 2);
+    let (oh, ow) = (h / k, w / k);
     let mut g = vec![0f32; xv.len()];
     for plane in 0..n * c {
         for oy in 0..oh {
             for ox in 0..ow {
-                let idx = |dy: usize, dx: usize| plane * h * w + (2 * oy + dy) * w + 2 * ox + dx;
+                let idx = |dy: usize, dx: usize| plane * h * w + (k * oy + dy) * w + k * ox + dx;
                 let mut best = idx(0, 0);
-                for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
-                    if xv[idx(dy, dx)] > xv[best] {
-                        best = idx(dy, dx);
+                for dy in 0..k {
+                    for dx in 0..k {
+                        if xv[idx(dy, dx)] > xv[best] {
+                            best = idx(dy, dx);
+                        }
                     }
                 }
                 g[best] += rv[plane * oh * ow + oy * ow + ox];
@@ -121,10 +178,20 @@ fn max_pool_matches_candle_forward_and_pytorch_backward() {
     // i.e. by 1/4 for a unique maximum in a 2x2 window, so the gradient is checked against
     // PyTorch's rule computed naively.
     let mut rng = ChaCha8Rng::seed_from_u64(3);
-    for shape in [[2, 3, 28, 28], [1, 2, 7, 9], [4, 16, 10, 10], [1, 1, 3, 3]] {
-        let x = Var::from_tensor(&rand_tensor(&mut rng, &shape)).unwrap();
-        let y_fast = ops::max_pool2d(x.as_tensor(), 2).unwrap();
-        let y_ref = ops::reference::max_pool2d(x.as_tensor(), 2).unwrap();
+    let ties = Tensor::ones((1, 2, 4, 6), candle_core::DType::F32, &Device::Cpu).unwrap();
+    for (k, x) in [
+        (2, rand_tensor(&mut rng, &[2, 3, 28, 28])),
+        (2, rand_tensor(&mut rng, &[1, 2, 7, 9])),
+        (2, rand_tensor(&mut rng, &[4, 16, 10, 10])),
+        (2, rand_tensor(&mut rng, &[1, 1, 3, 3])),
+        (2, ties.clone()),
+        (3, rand_tensor(&mut rng, &[2, 3, 10, 8])),
+        (3, ties),
+    ] {
+        let shape = x.dims().to_vec();
+        let x = Var::from_tensor(&x).unwrap();
+        let y_fast = ops::max_pool2d(x.as_tensor(), k).unwrap();
+        let y_ref = ops::reference::max_pool2d(x.as_tensor(), k).unwrap();
         assert_eq!(max_diff(&y_fast, &y_ref), 0.0, "{shape:?}");
         let r = rand_tensor(&mut rng, y_fast.dims());
         let g_fast = (&y_fast * &r)
@@ -140,7 +207,11 @@ fn max_pool_matches_candle_forward_and_pytorch_backward() {
             .unwrap()
             .to_vec1()
             .unwrap();
-        assert_eq!(got, naive_max_pool_grad(x.as_tensor(), &r), "{shape:?}");
+        assert_eq!(
+            got,
+            naive_max_pool_grad(x.as_tensor(), &r, k),
+            "{shape:?} k={k}"
+        );
     }
 }
 
@@ -167,14 +238,16 @@ fn fused_conv_relu_matches_conv_then_relu() {
         let b = rand_tensor(&mut rng, &[o]);
         let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
         let r = rand_tensor(&mut rng, &[n, o, oh, ow]);
-        let fast = conv_with_grads(ops::conv2d_relu, &x, &wt, &b, &r, s, p);
         let reference = conv_with_grads(reference_conv_relu, &x, &wt, &b, &r, s, p);
-        for (a, b) in fast.iter().zip(&reference) {
-            assert!(
-                max_diff(a, b) < 1e-4,
-                "conv+relu {n}x{c}x{h}x{w}: {}",
-                max_diff(a, b)
-            );
+        for f in [ops::conv2d_relu as ConvFn, train_conv_relu] {
+            let fast = conv_with_grads(f, &x, &wt, &b, &r, s, p);
+            for (a, b) in fast.iter().zip(&reference) {
+                assert!(
+                    max_diff(a, b) < 1e-4,
+                    "conv+relu {n}x{c}x{h}x{w}: {}",
+                    max_diff(a, b)
+                );
+            }
         }
     }
 }

@@ -111,12 +111,15 @@ impl ConvBlock {
     ) -> Result<Tensor> {
         let mut h = match &self.bn {
             // Without BatchNorm in between, conv + bias + ReLU run as one op.
-            None if a == Activation::Relu => self.conv.forward_relu(x)?,
-            None => activate(&self.conv.forward(x)?, a)?,
-            Some(bn) => activate(&bn.forward_t(&self.conv.forward(x)?, train)?, a)?,
+            None if a == Activation::Relu => self.conv.forward_t(x, true, train)?,
+            None => activate(&self.conv.forward_t(x, false, train)?, a)?,
+            Some(bn) => activate(
+                &bn.forward_t(&self.conv.forward_t(x, false, train)?, train)?,
+                a,
+            )?,
         };
         if let Some(att) = &self.attention {
-            let (scaled, map) = att.forward(&h)?;
+            let (scaled, map) = att.forward_t(&h, train)?;
             maps.push(map);
             h = scaled;
         }
@@ -377,10 +380,17 @@ impl BasicBlock {
     }
 
     fn forward_t(&self, x: &Tensor, a: Activation, train: bool) -> Result<Tensor> {
-        let h = activate(&self.bn1.forward_t(&self.conv1.forward(x)?, train)?, a)?;
-        let h = self.bn2.forward_t(&self.conv2.forward(&h)?, train)?;
+        let h = activate(
+            &self
+                .bn1
+                .forward_t(&self.conv1.forward_t(x, false, train)?, train)?,
+            a,
+        )?;
+        let h = self
+            .bn2
+            .forward_t(&self.conv2.forward_t(&h, false, train)?, train)?;
         let skip = match &self.shortcut {
-            Some((c, bn)) => bn.forward_t(&c.forward(x)?, train)?,
+            Some((c, bn)) => bn.forward_t(&c.forward_t(x, false, train)?, train)?,
             None => x.clone(),
         };
         activate(&(h + skip)?, a)
@@ -438,7 +448,9 @@ impl ResNet {
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut h = activate(
-            &self.stem_bn.forward_t(&self.stem.forward(x)?, train)?,
+            &self
+                .stem_bn
+                .forward_t(&self.stem.forward_t(x, false, train)?, train)?,
             self.activation,
         )?;
         for block in &self.blocks {

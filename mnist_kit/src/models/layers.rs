@@ -262,26 +262,21 @@ impl Conv2d {
         })
     }
 
-    /// Applies the convolution to `(N, C, H, W)`.
+    /// Applies the convolution to `(N, C, H, W)` (an inference forward).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        ops::conv2d(
-            x,
-            &self.weight,
-            self.bias.as_ref(),
-            self.stride,
-            self.padding,
-        )
+        self.forward_t(x, false, false)
     }
 
-    /// `relu(conv(x))` as one fused op where the device allows.
-    pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
-        ops::conv2d_relu(
-            x,
-            &self.weight,
-            self.bias.as_ref(),
-            self.stride,
-            self.padding,
-        )
+    /// Applies the convolution, with `relu` fused where the device allows; `train` marks a
+    /// forward whose backward will run (see [`ops::ConvOptions::train`]).
+    pub fn forward_t(&self, x: &Tensor, relu: bool, train: bool) -> Result<Tensor> {
+        let opts = ops::ConvOptions {
+            stride: self.stride,
+            padding: self.padding,
+            relu,
+            train,
+        };
+        ops::conv2d_with(x, &self.weight, self.bias.as_ref(), opts)
     }
 
     /// The kernel `(O, C, K, K)`.
@@ -476,10 +471,15 @@ impl SpatialAttention {
 
     /// Returns the scaled input and the attention map `(N, 1, H, W)` in `[0, 1]`.
     pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        self.forward_t(x, false)
+    }
+
+    /// [`SpatialAttention::forward`]; `train` marks a forward whose backward will run.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
         let mean = x.mean_keepdim(1)?;
         let max = x.max_keepdim(1)?;
         let pooled = Tensor::cat(&[&mean, &max], 1)?;
-        let map = candle_nn::ops::sigmoid(&self.conv.forward(&pooled)?)?;
+        let map = candle_nn::ops::sigmoid(&self.conv.forward_t(&pooled, false, train)?)?;
         Ok((x.broadcast_mul(&map)?, map))
     }
 }

@@ -2,7 +2,7 @@
 //! gradient, weight gradient) and 2x2 max pooling with an argmax backward. Work is split over
 //! images with rayon in fixed chunks, so results do not depend on thread scheduling.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 use super::gemm::{Mat, matmul};
@@ -56,6 +56,9 @@ impl ConvGeom {
             candle_core::bail!(
                 "conv2d: input {x:?} and kernel {wt:?} do not match (stride {stride})"
             );
+        }
+        if k == 0 || c == 0 || h == 0 || w == 0 || o == 0 {
+            candle_core::bail!("conv2d: empty input {x:?} or kernel {wt:?}");
         }
         if h + 2 * pad < k || w + 2 * pad < k {
             candle_core::bail!("conv2d: kernel {k} larger than padded input {h}x{w}");
@@ -225,12 +228,33 @@ fn split_blocks<'a>(
     pieces
 }
 
-/// Copies `dy` of images `[a, b)` from `(N, O, P)` into `(O, (b-a)*P)`.
-fn gather(dy: &[f32], a: usize, b: usize, o: usize, p: usize, out: &mut [f32]) {
-    let ld = (b - a) * p;
-    for i in a..b {
-        for oc in 0..o {
-            out[oc * ld + (i - a) * p..][..p].copy_from_slice(&dy[(i * o + oc) * p..][..p]);
+/// A convolution's output gradient, and the fused ReLU's output that masks it.
+#[derive(Clone, Copy)]
+pub(crate) struct OutGrad<'a> {
+    pub dy: &'a [f32],
+    pub relu_out: Option<&'a [f32]>,
+}
+
+impl OutGrad<'_> {
+    /// Copies the (masked) gradient of images `[a, b)` from `(N, O, P)` into `(O, (b-a)*P)`
+    /// and adds each channel's sum (the bias gradient) to `db`.
+    fn gather(&self, a: usize, b: usize, o: usize, p: usize, out: &mut [f32], db: &mut [f32]) {
+        let ld = (b - a) * p;
+        for i in a..b {
+            for (oc, db) in db.iter_mut().enumerate().take(o) {
+                let at = (i * o + oc) * p;
+                let dst = &mut out[oc * ld + (i - a) * p..][..p];
+                let src = &self.dy[at..][..p];
+                match self.relu_out {
+                    None => dst.copy_from_slice(src),
+                    Some(y) => {
+                        for ((d, &g), &v) in dst.iter_mut().zip(src).zip(&y[at..][..p]) {
+                            *d = if v > 0.0 { g } else { 0.0 };
+                        }
+                    }
+                }
+                *db += dst.iter().sum::<f32>();
+            }
         }
     }
 }
@@ -244,6 +268,8 @@ pub(crate) enum Fused {
     Relu,
 }
 
+/// `act(conv(x, w) + b)` for `n` images. With `keep_cols` it also returns the unfolded input
+/// (block by block, as [`conv_backward`] reads it), so the backward need not unfold again.
 pub(crate) fn conv_forward(
     x: &[f32],
     wt: &[f32],
@@ -251,17 +277,23 @@ pub(crate) fn conv_forward(
     n: usize,
     g: ConvGeom,
     act: Fused,
-) -> crate::Result<Vec<f32>> {
+    keep_cols: bool,
+) -> crate::Result<(Vec<f32>, Option<Vec<f32>>)> {
     let (ckk, p, o) = (g.ckk(), g.p(), g.o);
     let mut out = vec![0f32; n * o * p];
+    let mut cols = vec![0f32; if keep_cols { n * ckk * p } else { 0 }];
     let blocks = ranges(n, g.block());
+    let kept = split_blocks(&mut cols, &blocks, if keep_cols { ckk * p } else { 0 });
     split_blocks(&mut out, &blocks, o * p)
         .into_par_iter()
+        .zip(kept)
         .zip(blocks.par_iter())
-        .try_for_each(|(out_b, &(a, b))| -> crate::Result<()> {
+        .try_for_each(|((out_b, kept_b), &(a, b))| -> crate::Result<()> {
             let nb = b - a;
             let ld = nb * p;
-            with_scratch(ckk * ld, o * ld, |col, tmp| {
+            let scratch_cols = if keep_cols { 0 } else { ckk * ld };
+            with_scratch(scratch_cols, o * ld, |scratch, tmp| {
+                let col = if keep_cols { kept_b } else { scratch };
                 for i in a..b {
                     g.im2col(
                         &x[i * g.image()..(i + 1) * g.image()],
@@ -294,98 +326,107 @@ pub(crate) fn conv_forward(
                 Ok(())
             })
         })?;
-    Ok(out)
+    Ok((out, keep_cols.then_some(cols)))
 }
 
-pub(crate) fn conv_grad_input(
-    dy: &[f32],
+/// The gradients of one convolution, `(dw, db, dx)`, in one pass over the output gradient;
+/// `dx` only when `need_dx`. `cols` is the forward's unfolded input when it kept it, else
+/// `x` is unfolded again.
+pub(crate) fn conv_backward(
+    grad: OutGrad,
+    x: &[f32],
+    cols: Option<&[f32]>,
     wt: &[f32],
     n: usize,
     g: ConvGeom,
-) -> crate::Result<Vec<f32>> {
+    need_dx: bool,
+) -> crate::Result<ConvGrads> {
     let (ckk, p, o) = (g.ckk(), g.p(), g.o);
-    let mut dx = vec![0f32; n * g.image()];
+    if cols.is_some_and(|c| c.len() != n * ckk * p) {
+        return Err(crate::Error::invalid(
+            "conv2d backward",
+            "kept columns do not match the input",
+        ));
+    }
     let blocks = ranges(n, g.block());
-    split_blocks(&mut dx, &blocks, g.image())
+    let mut dx = vec![0f32; if need_dx { n * g.image() } else { 0 }];
+    let dx_blocks = split_blocks(&mut dx, &blocks, if need_dx { g.image() } else { 0 });
+    let partials = dx_blocks
         .into_par_iter()
         .zip(blocks.par_iter())
-        .try_for_each(|(dx_b, &(a, b))| -> crate::Result<()> {
+        .map(|(dx_b, &(a, b))| -> crate::Result<(Vec<f32>, Vec<f32>)> {
             let ld = (b - a) * p;
-            with_scratch(ckk * ld, o * ld, |col, dyc| {
-                gather(dy, a, b, o, p, dyc);
-                // dcol = W^T (CKK x O) * dy (O x nb*P)
-                matmul(
-                    col,
-                    ckk,
-                    ld,
-                    o,
-                    Mat::transposed(wt, ckk),
-                    Mat::rows(dyc, ld),
-                    false,
-                )?;
-                for (j, dx_i) in dx_b.chunks_mut(g.image()).enumerate() {
-                    g.col2im(&col[j * p..], ld, dx_i);
-                }
-                Ok(())
-            })
-        })?;
-    Ok(dx)
-}
-
-pub(crate) fn conv_grad_weight(
-    x: &[f32],
-    dy: &[f32],
-    n: usize,
-    g: ConvGeom,
-) -> crate::Result<Vec<f32>> {
-    let (ckk, p, o) = (g.ckk(), g.p(), g.o);
-    let partials = ranges(n, g.block())
-        .into_par_iter()
-        .map(|(a, b)| -> crate::Result<Vec<f32>> {
-            let ld = (b - a) * p;
-            with_scratch(ckk * ld, o * ld, |col, dyc| {
-                for i in a..b {
-                    g.im2col(
-                        &x[i * g.image()..(i + 1) * g.image()],
-                        &mut col[(i - a) * p..],
-                        ld,
-                    );
-                }
-                gather(dy, a, b, o, p, dyc);
+            let mut dw = vec![0f32; o * ckk];
+            let mut db = vec![0f32; o];
+            let scratch_cols = if cols.is_none() || need_dx {
+                ckk * ld
+            } else {
+                0
+            };
+            with_scratch(scratch_cols, o * ld, |col, dyc| {
+                grad.gather(a, b, o, p, dyc, &mut db);
+                let unfolded: &[f32] = match cols {
+                    Some(c) => &c[a * ckk * p..b * ckk * p],
+                    None => {
+                        for i in a..b {
+                            g.im2col(
+                                &x[i * g.image()..(i + 1) * g.image()],
+                                &mut col[(i - a) * p..],
+                                ld,
+                            );
+                        }
+                        col
+                    }
+                };
                 // dW = dy (O x nb*P) * col^T (nb*P x CKK)
-                let mut dw = vec![0f32; o * ckk];
                 matmul(
                     &mut dw,
                     o,
                     ckk,
                     ld,
                     Mat::rows(dyc, ld),
-                    Mat::transposed(col, ld),
+                    Mat::transposed(unfolded, ld),
                     false,
                 )?;
-                Ok(dw)
-            })
+                if need_dx {
+                    // dcol = W^T (CKK x O) * dy (O x nb*P), folded back into the images.
+                    matmul(
+                        col,
+                        ckk,
+                        ld,
+                        o,
+                        Mat::transposed(wt, ckk),
+                        Mat::rows(dyc, ld),
+                        false,
+                    )?;
+                    for (j, dx_i) in dx_b.chunks_mut(g.image()).enumerate() {
+                        g.col2im(&col[j * p..], ld, dx_i);
+                    }
+                }
+                Ok::<(), crate::Error>(())
+            })?;
+            Ok((dw, db))
         })
         .collect::<crate::Result<Vec<_>>>()?;
     // Partial sums are added in block order: reproducible whatever the scheduling.
     let mut dw = vec![0f32; o * ckk];
-    for part in partials {
-        for (t, v) in dw.iter_mut().zip(part) {
-            *t += v;
-        }
+    let mut db = vec![0f32; o];
+    for (pw, pb) in partials {
+        dw.iter_mut().zip(pw).for_each(|(t, v)| *t += v);
+        db.iter_mut().zip(pb).for_each(|(t, v)| *t += v);
     }
-    Ok(dw)
+    Ok(ConvGrads {
+        dw,
+        db,
+        dx: need_dx.then_some(dx),
+    })
 }
 
-/// Per-channel sums of `dy (N, O, P)`: the bias gradient.
-fn bias_grad(dy: &[f32], n: usize, o: usize, p: usize) -> Vec<f32> {
-    let mut db = vec![0f32; o];
-    for i in 0..n {
-        for (oc, d) in db.iter_mut().enumerate() {
-            *d += dy[(i * o + oc) * p..][..p].iter().sum::<f32>();
-        }
-    }
-    db
+/// The gradients [`conv_backward`] computes.
+pub(crate) struct ConvGrads {
+    pub dw: Vec<f32>,
+    pub db: Vec<f32>,
+    pub dx: Option<Vec<f32>>,
 }
 
 fn geom(
@@ -401,11 +442,22 @@ fn geom(
     ))
 }
 
+/// The f32 data of a contiguous CPU tensor's storage.
+fn storage_slice<'a>(s: &'a Storage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+    match s {
+        Storage::Cpu(c) => slice(c, l, what),
+        _ => candle_core::bail!("{what}: the fast CPU path needs a CPU tensor"),
+    }
+}
+
 /// `act(conv2d(x, w) + b)`: x `(N, C, H, W)`, w `(O, C, K, K)`, b `(O,)`.
 pub(crate) struct Conv2d {
     pub stride: usize,
     pub pad: usize,
     pub act: Fused,
+    /// Keep the unfolded input for the backward (training forwards).
+    pub keep_cols: bool,
+    pub cols: std::sync::Mutex<Option<Vec<f32>>>,
 }
 
 impl CustomOp3 for Conv2d {
@@ -427,15 +479,19 @@ impl CustomOp3 for Conv2d {
         if b.len() != g.o {
             candle_core::bail!("conv2d: bias has {} values for {} channels", b.len(), g.o);
         }
-        let out = conv_forward(
+        let (out, cols) = conv_forward(
             slice(s1, l1, "conv2d input")?,
             slice(s2, l2, "conv2d kernel")?,
             b,
             xd[0],
             g,
             self.act,
+            self.keep_cols,
         )
         .map_err(to_candle)?;
+        if let Ok(mut slot) = self.cols.lock() {
+            *slot = cols;
+        }
         Ok((CpuStorage::F32(out), Shape::from((xd[0], g.o, g.oh, g.ow))))
     }
 
@@ -447,151 +503,163 @@ impl CustomOp3 for Conv2d {
         res: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let dy = match self.act {
-            Fused::None => dy.contiguous()?,
-            Fused::Relu => dy.contiguous()?.apply_op2_no_bwd(res, &ReluMask)?,
-        };
-        let dw = dy.apply_op2_no_bwd(
-            x,
-            &ConvGradWeight {
-                kernel: w.dims().to_vec(),
-                stride: self.stride,
-                pad: self.pad,
-            },
-        )?;
-        let db = dy.apply_op1_no_bwd(&BiasGrad)?;
+        let dy = dy.contiguous()?;
+        let (xd, g) = geom(x.layout(), w.layout(), self.stride, self.pad)?;
+        // Used once: a second backward through the same graph unfolds again.
+        let cols = self.cols.lock().ok().and_then(|mut c| c.take());
         // The input gradient of a data batch is never used: skip it (PyTorch does too).
-        let dx = if x.track_op() {
-            Some(dy.apply_op2_no_bwd(
-                w,
-                &ConvGradInput {
-                    input: x.dims().to_vec(),
-                    stride: self.stride,
-                    pad: self.pad,
+        let need_dx = x.track_op();
+        let ConvGrads { dw, db, dx } = {
+            let (dys, dyl) = dy.storage_and_layout();
+            let (xs, xl) = x.storage_and_layout();
+            let (ws, wl) = w.storage_and_layout();
+            let (ys, yl) = res.storage_and_layout();
+            let grad = OutGrad {
+                dy: storage_slice(&dys, dyl, "conv2d grad")?,
+                relu_out: match self.act {
+                    Fused::None => None,
+                    Fused::Relu => Some(storage_slice(&ys, yl, "conv2d output")?),
                 },
-            )?)
-        } else {
-            None
+            };
+            conv_backward(
+                grad,
+                storage_slice(&xs, xl, "conv2d input")?,
+                cols.as_deref(),
+                storage_slice(&ws, wl, "conv2d kernel")?,
+                xd[0],
+                g,
+                need_dx,
+            )
+            .map_err(to_candle)?
         };
-        Ok((dx, Some(dw), Some(db)))
-    }
-}
-
-/// `dy * (y > 0)`: the ReLU backward from the fused output.
-struct ReluMask;
-
-impl CustomOp2 for ReluMask {
-    fn name(&self) -> &'static str {
-        "mnist-kit-relu-mask"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (dy, y) = (slice(s1, l1, "relu grad")?, slice(s2, l2, "relu output")?);
-        let out = dy
-            .iter()
-            .zip(y)
-            .map(|(&d, &v)| if v > 0.0 { d } else { 0.0 })
-            .collect();
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
-    }
-}
-
-/// dy `(N, O, OH, OW)` -> `(O,)` sums.
-struct BiasGrad;
-
-impl CustomOp1 for BiasGrad {
-    fn name(&self) -> &'static str {
-        "mnist-kit-bias-grad"
-    }
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let [n, o, h, w] = dims4(l, "bias grad")?;
+        let dev = x.device();
         Ok((
-            CpuStorage::F32(bias_grad(slice(s, l, "bias grad")?, n, o, h * w)),
-            Shape::from(o),
+            dx.map(|v| Tensor::from_vec(v, x.shape(), dev))
+                .transpose()?,
+            Some(Tensor::from_vec(dw, w.shape(), dev)?),
+            Some(Tensor::from_vec(db, g.o, dev)?),
         ))
     }
 }
 
-/// dy `(N, O, OH, OW)` and w -> dx `(N, C, H, W)`.
-struct ConvGradInput {
-    input: Vec<usize>,
-    stride: usize,
-    pad: usize,
-}
-
-impl CustomOp2 for ConvGradInput {
-    fn name(&self) -> &'static str {
-        "mnist-kit-conv2d-grad-input"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let xd = arr4(&self.input, "conv2d grad input shape")?;
-        let g = ConvGeom::new(xd, dims4(l2, "conv2d kernel")?, self.stride, self.pad)?;
-        let dx = conv_grad_input(
-            slice(s1, l1, "conv2d grad")?,
-            slice(s2, l2, "conv2d kernel")?,
-            xd[0],
-            g,
-        )
-        .map_err(to_candle)?;
-        Ok((CpuStorage::F32(dx), Shape::from(xd.to_vec())))
-    }
-}
-
-/// dy `(N, O, OH, OW)` and x -> dw `(O, C, K, K)`.
-struct ConvGradWeight {
-    kernel: Vec<usize>,
-    stride: usize,
-    pad: usize,
-}
-
-impl CustomOp2 for ConvGradWeight {
-    fn name(&self) -> &'static str {
-        "mnist-kit-conv2d-grad-weight"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let wd = arr4(&self.kernel, "conv2d grad kernel shape")?;
-        let xd = dims4(l2, "conv2d input")?;
-        let g = ConvGeom::new(xd, wd, self.stride, self.pad)?;
-        let dw = conv_grad_weight(
-            slice(s2, l2, "conv2d input")?,
-            slice(s1, l1, "conv2d grad")?,
-            xd[0],
-            g,
-        )
-        .map_err(to_candle)?;
-        Ok((CpuStorage::F32(dw), Shape::from(wd.to_vec())))
-    }
-}
-
-/// 2x2 (or `size`) max pooling with stride `size`; the backward routes each gradient to the
-/// first maximum of its window, as PyTorch does.
+/// Max pooling with a `size` x `size` window and stride `size`. The forward keeps the
+/// position of each window's maximum (first maximum, as PyTorch), so the backward is a
+/// scatter instead of a second search.
 pub(crate) struct MaxPool {
     pub size: usize,
+    argmax: std::sync::Mutex<Option<std::sync::Arc<Vec<u8>>>>,
+}
+
+impl MaxPool {
+    pub fn new(size: usize) -> Self {
+        MaxPool {
+            size,
+            argmax: Default::default(),
+        }
+    }
 }
 
 fn pool_dims(l: &Layout, size: usize) -> candle_core::Result<([usize; 4], usize, usize)> {
     let d = dims4(l, "max_pool2d")?;
-    if size == 0 || d[2] < size || d[3] < size {
-        candle_core::bail!("max_pool2d: window {size} larger than input {d:?}");
+    if size == 0 || size > 16 || d[2] < size || d[3] < size {
+        candle_core::bail!("max_pool2d: window {size} unsupported for input {d:?}");
     }
     Ok((d, d[2] / size, d[3] / size))
+}
+
+/// Max-pools one plane `(h, w)` into `out (oh, ow)`, writing each window's argmax
+/// (row-major index inside the window) to `arg`.
+fn pool_plane(src: &[f32], w: usize, k: usize, ow: usize, out: &mut [f32], arg: &mut [u8]) {
+    for (oy, (orow, arow)) in out
+        .chunks_exact_mut(ow)
+        .zip(arg.chunks_exact_mut(ow))
+        .enumerate()
+    {
+        let rows = &src[oy * k * w..][..k * w];
+        if k == 2 {
+            let (r0, r1) = rows.split_at(w);
+            for (((o, a), p0), p1) in orow
+                .iter_mut()
+                .zip(arow.iter_mut())
+                .zip(r0.chunks_exact(2))
+                .zip(r1.chunks_exact(2))
+            {
+                let (mut m, mut j) = (p0[0], 0u8);
+                for (i, v) in [p0[1], p1[0], p1[1]].into_iter().enumerate() {
+                    if v > m || v.is_nan() && !m.is_nan() {
+                        (m, j) = (v, i as u8 + 1);
+                    }
+                }
+                (*o, *a) = (m, j);
+            }
+        } else {
+            for (ox, (o, a)) in orow.iter_mut().zip(arow.iter_mut()).enumerate() {
+                let (mut m, mut j) = (f32::NEG_INFINITY, 0u8);
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let v = rows[ky * w + ox * k + kx];
+                        if (ky, kx) == (0, 0) || v > m || v.is_nan() && !m.is_nan() {
+                            (m, j) = (v, (ky * k + kx) as u8);
+                        }
+                    }
+                }
+                (*o, *a) = (m, j);
+            }
+        }
+    }
+}
+
+/// Max-pools `x (N, C, H, W)`: the output and the argmax of every window.
+pub(crate) fn max_pool_forward(
+    x: &[f32],
+    [n, c, h, w]: [usize; 4],
+    k: usize,
+) -> (Vec<f32>, Vec<u8>) {
+    let (oh, ow) = (h / k, w / k);
+    let mut out = vec![0f32; n * c * oh * ow];
+    let mut arg = vec![0u8; out.len()];
+    // One task per image: planes are small, per-plane tasks cost more than they carry.
+    out.par_chunks_mut(c * oh * ow)
+        .zip(arg.par_chunks_mut(c * oh * ow))
+        .zip(x.par_chunks(c * h * w))
+        .for_each(|((o, a), src)| {
+            for ((o, a), plane) in o
+                .chunks_mut(oh * ow)
+                .zip(a.chunks_mut(oh * ow))
+                .zip(src.chunks(h * w))
+            {
+                pool_plane(plane, w, k, ow, o, a);
+            }
+        });
+    (out, arg)
+}
+
+/// Scatters `dy (N, C, OH, OW)` to the argmax positions of `(N, C, H, W)`.
+pub(crate) fn max_pool_backward(
+    dy: &[f32],
+    arg: &[u8],
+    [n, c, h, w]: [usize; 4],
+    k: usize,
+) -> Vec<f32> {
+    let (oh, ow) = (h / k, w / k);
+    let mut dx = vec![0f32; n * c * h * w];
+    dx.par_chunks_mut(c * h * w)
+        .zip(dy.par_chunks(c * oh * ow))
+        .zip(arg.par_chunks(c * oh * ow))
+        .for_each(|((dx, dy), arg)| {
+            for ((d, g), a) in dx
+                .chunks_mut(h * w)
+                .zip(dy.chunks(oh * ow))
+                .zip(arg.chunks(oh * ow))
+            {
+                for (i, (&g, &a)) in g.iter().zip(a).enumerate() {
+                    let (oy, ox) = (i / ow, i % ow);
+                    let (ky, kx) = (a as usize / k, a as usize % k);
+                    d[(oy * k + ky) * w + ox * k + kx] = g;
+                }
+            }
+        });
+    dx
 }
 
 impl CustomOp1 for MaxPool {
@@ -600,29 +668,12 @@ impl CustomOp1 for MaxPool {
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = slice(s, l, "max_pool2d")?;
-        let ([n, c, h, w], oh, ow) = pool_dims(l, self.size)?;
-        let k = self.size;
-        let mut out = vec![0f32; n * c * oh * ow];
-        out.par_chunks_mut(oh * ow)
-            .enumerate()
-            .for_each(|(plane, o)| {
-                let src = &x[plane * h * w..(plane + 1) * h * w];
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let mut m = f32::NEG_INFINITY;
-                        for ky in 0..k {
-                            for kx in 0..k {
-                                let v = src[(oy * k + ky) * w + ox * k + kx];
-                                if v > m || v.is_nan() {
-                                    m = v;
-                                }
-                            }
-                        }
-                        o[oy * ow + ox] = m;
-                    }
-                }
-            });
-        Ok((CpuStorage::F32(out), Shape::from((n, c, oh, ow))))
+        let (d, oh, ow) = pool_dims(l, self.size)?;
+        let (out, arg) = max_pool_forward(x, d, self.size);
+        if let Ok(mut slot) = self.argmax.lock() {
+            *slot = Some(std::sync::Arc::new(arg));
+        }
+        Ok((CpuStorage::F32(out), Shape::from((d[0], d[1], oh, ow))))
     }
     fn bwd(
         &self,
@@ -630,53 +681,43 @@ impl CustomOp1 for MaxPool {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
+        let argmax = self.argmax.lock().ok().and_then(|s| s.clone());
+        let Some(argmax) = argmax else {
+            candle_core::bail!("max_pool2d backward: the forward's argmax is missing")
+        };
         let grad = grad.contiguous()?;
-        Ok(Some(arg.apply_op2_no_bwd(
-            &grad,
-            &MaxPoolGrad { size: self.size },
-        )?))
+        Ok(Some(grad.apply_op1_no_bwd(&MaxPoolGrad {
+            size: self.size,
+            input: arg.dims().to_vec(),
+            argmax,
+        })?))
     }
 }
 
-/// x and dy -> dx for [`MaxPool`].
+/// dy -> dx for [`MaxPool`], from the forward's argmax.
 struct MaxPoolGrad {
     size: usize,
+    input: Vec<usize>,
+    argmax: std::sync::Arc<Vec<u8>>,
 }
 
-impl CustomOp2 for MaxPoolGrad {
+impl CustomOp1 for MaxPoolGrad {
     fn name(&self) -> &'static str {
         "mnist-kit-max-pool2d-grad"
     }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = slice(s1, l1, "max_pool2d grad")?;
-        let dy = slice(s2, l2, "max_pool2d grad")?;
-        let ([n, c, h, w], oh, ow) = pool_dims(l1, self.size)?;
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let dy = slice(s, l, "max_pool2d grad")?;
+        let d = arr4(&self.input, "max_pool2d grad")?;
         let k = self.size;
-        let mut dx = vec![0f32; n * c * h * w];
-        dx.par_chunks_mut(h * w).enumerate().for_each(|(plane, d)| {
-            let src = &x[plane * h * w..(plane + 1) * h * w];
-            let g = &dy[plane * oh * ow..(plane + 1) * oh * ow];
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let mut best = (oy * k) * w + ox * k;
-                    for ky in 0..k {
-                        for kx in 0..k {
-                            let i = (oy * k + ky) * w + ox * k + kx;
-                            if src[i] > src[best] {
-                                best = i;
-                            }
-                        }
-                    }
-                    d[best] += g[oy * ow + ox];
-                }
-            }
-        });
-        Ok((CpuStorage::F32(dx), Shape::from((n, c, h, w))))
+        if dy.len() != d[0] * d[1] * (d[2] / k) * (d[3] / k) || self.argmax.len() != dy.len() {
+            candle_core::bail!(
+                "max_pool2d grad: gradient {:?} does not match input {d:?}",
+                l.dims()
+            );
+        }
+        Ok((
+            CpuStorage::F32(max_pool_backward(dy, &self.argmax, d, k)),
+            Shape::from(d.to_vec()),
+        ))
     }
 }

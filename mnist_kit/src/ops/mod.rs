@@ -15,6 +15,31 @@ fn fast(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32
 }
 
+/// How a convolution runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvOptions {
+    /// Step between windows.
+    pub stride: usize,
+    /// Zero padding on each side.
+    pub padding: usize,
+    /// Apply `max(0, .)` to the output, fused into the op on the CPU.
+    pub relu: bool,
+    /// A training forward: the CPU kernel keeps its unfolded input (im2col columns) for the
+    /// backward instead of unfolding again. Costs that memory until the backward runs.
+    pub train: bool,
+}
+
+impl Default for ConvOptions {
+    fn default() -> Self {
+        ConvOptions {
+            stride: 1,
+            padding: 0,
+            relu: false,
+            train: false,
+        }
+    }
+}
+
 /// 2-D convolution, NCHW input `(N, C, H, W)`, weight `(O, C, K, K)`, optional bias `(O,)`.
 pub fn conv2d(
     x: &Tensor,
@@ -23,7 +48,12 @@ pub fn conv2d(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
-    conv(x, weight, bias, stride, padding, cpu::Fused::None)
+    let opts = ConvOptions {
+        stride,
+        padding,
+        ..Default::default()
+    };
+    conv2d_with(x, weight, bias, opts)
 }
 
 /// `relu(conv2d(x, w) + b)` in one op on the CPU (its backward masks the gradient by the
@@ -35,17 +65,39 @@ pub fn conv2d_relu(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
-    conv(x, weight, bias, stride, padding, cpu::Fused::Relu)
+    let opts = ConvOptions {
+        stride,
+        padding,
+        relu: true,
+        ..Default::default()
+    };
+    conv2d_with(x, weight, bias, opts)
 }
 
-fn conv(
+/// 2-D convolution with every option, see [`ConvOptions`].
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use mnist_kit::ops::{conv2d_with, ConvOptions};
+/// let x = Tensor::ones((2, 1, 8, 8), candle_core::DType::F32, &Device::Cpu)?;
+/// let w = Tensor::ones((4, 1, 3, 3), candle_core::DType::F32, &Device::Cpu)?;
+/// let opts = ConvOptions { padding: 1, relu: true, ..Default::default() };
+/// let y = conv2d_with(&x, &w, None, opts)?;
+/// assert_eq!(y.dims(), &[2, 4, 8, 8]);
+/// # Ok::<(), mnist_kit::Error>(())
+/// ```
+pub fn conv2d_with(
     x: &Tensor,
     weight: &Tensor,
     bias: Option<&Tensor>,
-    stride: usize,
-    padding: usize,
-    act: cpu::Fused,
+    opts: ConvOptions,
 ) -> Result<Tensor> {
+    let ConvOptions {
+        stride,
+        padding,
+        relu,
+        train,
+    } = opts;
     if fast(x) {
         let zeros;
         let bias = match bias {
@@ -58,17 +110,20 @@ fn conv(
         let op = cpu::Conv2d {
             stride,
             pad: padding,
-            act,
+            act: if relu {
+                cpu::Fused::Relu
+            } else {
+                cpu::Fused::None
+            },
+            keep_cols: train,
+            cols: Default::default(),
         };
         return Ok(x
             .contiguous()?
             .apply_op3(&weight.contiguous()?, &bias, op)?);
     }
     let y = add_bias(x.conv2d(weight, padding, stride, 1, 1)?, bias)?;
-    Ok(match act {
-        cpu::Fused::None => y,
-        cpu::Fused::Relu => y.relu()?,
-    })
+    Ok(if relu { y.relu()? } else { y })
 }
 
 fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
@@ -113,7 +168,7 @@ pub fn batch_norm_train(
 /// Max pooling with a square window and stride equal to the window.
 pub fn max_pool2d(x: &Tensor, size: usize) -> Result<Tensor> {
     if fast(x) {
-        Ok(x.contiguous()?.apply_op1(cpu::MaxPool { size })?)
+        Ok(x.contiguous()?.apply_op1(cpu::MaxPool::new(size))?)
     } else {
         Ok(x.max_pool2d(size)?)
     }
