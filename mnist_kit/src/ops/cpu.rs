@@ -195,6 +195,34 @@ fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) ->
     })
 }
 
+/// Column buffers handed back by finished backwards, reused by the next training forward:
+/// a fresh buffer costs a zeroing pass (or page faults) over megabytes every step.
+static COLUMN_POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
+const COLUMN_POOL_SIZE: usize = 8;
+
+/// A buffer of `n` floats with arbitrary contents (callers overwrite every element).
+fn take_columns(n: usize) -> Vec<f32> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let reused = COLUMN_POOL.lock().ok().and_then(|mut pool| {
+        let i = pool.iter().position(|v| v.capacity() >= n)?;
+        Some(pool.swap_remove(i))
+    });
+    let mut v = reused.unwrap_or_default();
+    v.resize(n, 0.0);
+    v.truncate(n);
+    v
+}
+
+fn return_columns(v: Vec<f32>) {
+    if let Ok(mut pool) = COLUMN_POOL.lock()
+        && pool.len() < COLUMN_POOL_SIZE
+    {
+        pool.push(v);
+    }
+}
+
 /// Splits `n` images into one fixed range per thread, each cut into GEMM blocks. The split
 /// depends only on `n`, the block size and the thread count, so sums are reproducible.
 fn ranges(n: usize, block: usize) -> Vec<(usize, usize)> {
@@ -253,10 +281,23 @@ impl OutGrad<'_> {
                         }
                     }
                 }
-                *db += dst.iter().sum::<f32>();
+                *db += sum(dst);
             }
         }
     }
+}
+
+/// A sum in eight independent lanes (vectorizes; a plain `iter().sum()` is one serial chain).
+fn sum(v: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = v.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (l, x) in lanes.iter_mut().zip(c) {
+            *l += x;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// Output activation fused into the convolution.
@@ -281,7 +322,7 @@ pub(crate) fn conv_forward(
 ) -> crate::Result<(Vec<f32>, Option<Vec<f32>>)> {
     let (ckk, p, o) = (g.ckk(), g.p(), g.o);
     let mut out = vec![0f32; n * o * p];
-    let mut cols = vec![0f32; if keep_cols { n * ckk * p } else { 0 }];
+    let mut cols = take_columns(if keep_cols { n * ckk * p } else { 0 });
     let blocks = ranges(n, g.block());
     let kept = split_blocks(&mut cols, &blocks, if keep_cols { ckk * p } else { 0 });
     split_blocks(&mut out, &blocks, o * p)
@@ -532,6 +573,9 @@ impl CustomOp3 for Conv2d {
             )
             .map_err(to_candle)?
         };
+        if let Some(c) = cols {
+            return_columns(c);
+        }
         let dev = x.device();
         Ok((
             dx.map(|v| Tensor::from_vec(v, x.shape(), dev))
@@ -585,10 +629,14 @@ fn pool_plane(src: &[f32], w: usize, k: usize, ow: usize, out: &mut [f32], arg: 
                 .zip(r1.chunks_exact(2))
             {
                 let (mut m, mut j) = (p0[0], 0u8);
-                for (i, v) in [p0[1], p1[0], p1[1]].into_iter().enumerate() {
-                    if v > m || v.is_nan() && !m.is_nan() {
-                        (m, j) = (v, i as u8 + 1);
-                    }
+                if p0[1] > m || p0[1].is_nan() && !m.is_nan() {
+                    (m, j) = (p0[1], 1);
+                }
+                if p1[0] > m || p1[0].is_nan() && !m.is_nan() {
+                    (m, j) = (p1[0], 2);
+                }
+                if p1[1] > m || p1[1].is_nan() && !m.is_nan() {
+                    (m, j) = (p1[1], 3);
                 }
                 (*o, *a) = (m, j);
             }
@@ -652,10 +700,12 @@ pub(crate) fn max_pool_backward(
                 .zip(dy.chunks(oh * ow))
                 .zip(arg.chunks(oh * ow))
             {
-                for (i, (&g, &a)) in g.iter().zip(a).enumerate() {
-                    let (oy, ox) = (i / ow, i % ow);
-                    let (ky, kx) = (a as usize / k, a as usize % k);
-                    d[(oy * k + ky) * w + ox * k + kx] = g;
+                for (oy, (g, a)) in g.chunks_exact(ow).zip(a.chunks_exact(ow)).enumerate() {
+                    let rows = &mut d[oy * k * w..][..k * w];
+                    for (ox, (&g, &a)) in g.iter().zip(a).enumerate() {
+                        let (ky, kx) = (a as usize / k, a as usize % k);
+                        rows[ky * w + ox * k + kx] = g;
+                    }
                 }
             }
         });
