@@ -27,7 +27,8 @@ cat > "$KERNEL_DIR/kernel.json" <<JSON
   "argv": ["$CARGO_BIN/evcxr_jupyter", "--control_file", "{connection_file}"],
   "display_name": "Rust",
   "language": "rust",
-  "interrupt_mode": "message"
+  "interrupt_mode": "message",
+  "env": {"CANDLE_NUM_THREADS": "1"}
 }
 JSON
 echo "kernel 'rust' registered in $KERNEL_DIR; start with: .venv/bin/jupyter lab notebooks/"
