@@ -296,3 +296,43 @@ fn fused_batch_norm_matches_candle_values_statistics_and_gradients() {
         }
     }
 }
+
+#[test]
+fn fused_linear_matches_candle_forward_and_backward() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    // (n, inputs, outputs): tiny, odd, and large enough to split over threads.
+    for (n, i, o) in [(1, 3, 2), (5, 17, 9), (64, 1024, 48), (300, 120, 84)] {
+        let x = Var::from_tensor(&rand_tensor(&mut rng, &[n, i])).unwrap();
+        let w = Var::from_tensor(&rand_tensor(&mut rng, &[o, i])).unwrap();
+        let b = Var::from_tensor(&rand_tensor(&mut rng, &[o])).unwrap();
+        let r = rand_tensor(&mut rng, &[n, o]);
+        let reference =
+            ops::reference::linear(x.as_tensor(), w.as_tensor(), b.as_tensor()).unwrap();
+        for relu in [false, true] {
+            let y = ops::linear(x.as_tensor(), w.as_tensor(), b.as_tensor(), relu).unwrap();
+            let y_ref = if relu {
+                reference.relu().unwrap()
+            } else {
+                reference.clone()
+            };
+            assert!(
+                max_diff(&y, &y_ref) < 1e-4,
+                "forward {n}x{i}x{o} relu={relu}"
+            );
+            let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let grads_ref = (&y_ref * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for (what, v) in [("x", &x), ("w", &w), ("b", &b)] {
+                let d = max_diff(
+                    grads.get(v.as_tensor()).unwrap(),
+                    grads_ref.get(v.as_tensor()).unwrap(),
+                );
+                assert!(d < 1e-3, "grad {what} {n}x{i}x{o} relu={relu}: {d}");
+            }
+        }
+    }
+}

@@ -77,11 +77,12 @@ impl Mlp {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut h = x.flatten_from(1)?;
         for (lin, bn, drop) in &self.hidden {
-            h = lin.forward(&h)?;
-            if let Some(bn) = bn {
-                h = bn.forward_t(&h, train)?;
-            }
-            h = drop.forward_t(&activate(&h, self.activation)?, train)?;
+            h = match bn {
+                None if self.activation == Activation::Relu => lin.forward_relu(&h)?,
+                None => activate(&lin.forward(&h)?, self.activation)?,
+                Some(bn) => activate(&bn.forward_t(&lin.forward(&h)?, train)?, self.activation)?,
+            };
+            h = drop.forward_t(&h, train)?;
         }
         self.out.forward(&h)
     }
@@ -238,7 +239,11 @@ impl Lenet {
             h = d.forward_t(&h, train)?;
         }
         for (fc, drop) in &self.fcs {
-            h = drop.forward_t(&activate(&fc.forward(&h)?, self.activation)?, train)?;
+            let a = match self.activation {
+                Activation::Relu => fc.forward_relu(&h)?,
+                other => activate(&fc.forward(&h)?, other)?,
+            };
+            h = drop.forward_t(&a, train)?;
         }
         Ok((self.out.forward(&h)?, maps))
     }

@@ -178,7 +178,12 @@ impl Linear {
 
     /// Applies the layer to `(N, in)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?)
+        ops::linear(x, &self.weight, &self.bias, false)
+    }
+
+    /// `relu(layer(x))`, one fused op where the device allows.
+    pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
+        ops::linear(x, &self.weight, &self.bias, true)
     }
 
     /// The weight `(out, in)`.

@@ -30,7 +30,7 @@ fn arr4(d: &[usize], what: &str) -> candle_core::Result<[usize; 4]> {
     }
 }
 
-fn to_candle(e: crate::Error) -> candle_core::Error {
+pub(crate) fn to_candle(e: crate::Error) -> candle_core::Error {
     candle_core::Error::Msg(e.to_string())
 }
 
@@ -225,7 +225,7 @@ fn return_columns(v: Vec<f32>) {
 
 /// Splits `n` images into one fixed range per thread, each cut into GEMM blocks. The split
 /// depends only on `n`, the block size and the thread count, so sums are reproducible.
-fn ranges(n: usize, block: usize) -> Vec<(usize, usize)> {
+pub(crate) fn ranges(n: usize, block: usize) -> Vec<(usize, usize)> {
     let per = n.div_ceil(rayon::current_num_threads().max(1)).max(1);
     let mut out = Vec::new();
     let mut start = 0;
@@ -242,7 +242,7 @@ fn ranges(n: usize, block: usize) -> Vec<(usize, usize)> {
 }
 
 /// Cuts `buf` into the disjoint runs of whole images that `blocks` cover.
-fn split_blocks<'a>(
+pub(crate) fn split_blocks<'a>(
     mut buf: &'a mut [f32],
     blocks: &[(usize, usize)],
     per_image: usize,
@@ -381,7 +381,7 @@ pub(crate) fn conv_backward(
     n: usize,
     g: ConvGeom,
     need_dx: bool,
-) -> crate::Result<ConvGrads> {
+) -> crate::Result<Grads> {
     let (ckk, p, o) = (g.ckk(), g.p(), g.o);
     if cols.is_some_and(|c| c.len() != n * ckk * p) {
         return Err(crate::Error::invalid(
@@ -456,15 +456,15 @@ pub(crate) fn conv_backward(
         dw.iter_mut().zip(pw).for_each(|(t, v)| *t += v);
         db.iter_mut().zip(pb).for_each(|(t, v)| *t += v);
     }
-    Ok(ConvGrads {
+    Ok(Grads {
         dw,
         db,
         dx: need_dx.then_some(dx),
     })
 }
 
-/// The gradients [`conv_backward`] computes.
-pub(crate) struct ConvGrads {
+/// The gradients of a layer op: weight, bias and, when asked for, input.
+pub(crate) struct Grads {
     pub dw: Vec<f32>,
     pub db: Vec<f32>,
     pub dx: Option<Vec<f32>>,
@@ -484,7 +484,11 @@ fn geom(
 }
 
 /// The f32 data of a contiguous CPU tensor's storage.
-fn storage_slice<'a>(s: &'a Storage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+pub(crate) fn storage_slice<'a>(
+    s: &'a Storage,
+    l: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
     match s {
         Storage::Cpu(c) => slice(c, l, what),
         _ => candle_core::bail!("{what}: the fast CPU path needs a CPU tensor"),
@@ -550,7 +554,7 @@ impl CustomOp3 for Conv2d {
         let cols = self.cols.lock().ok().and_then(|mut c| c.take());
         // The input gradient of a data batch is never used: skip it (PyTorch does too).
         let need_dx = x.track_op();
-        let ConvGrads { dw, db, dx } = {
+        let Grads { dw, db, dx } = {
             let (dys, dyl) = dy.storage_and_layout();
             let (xs, xl) = x.storage_and_layout();
             let (ws, wl) = w.storage_and_layout();

@@ -5,6 +5,7 @@
 
 pub(crate) mod bn;
 pub(crate) mod cpu;
+mod dense;
 mod gemm;
 
 use candle_core::{DType, Tensor};
@@ -126,6 +127,25 @@ pub fn conv2d_with(
     Ok(if relu { y.relu()? } else { y })
 }
 
+/// `x W^T + b` for x `(N, I)`, W `(O, I)`, b `(O,)`, with `max(0, .)` fused when `relu`; on
+/// the CPU one op (forward and one backward pass for all three gradients).
+pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor, relu: bool) -> Result<Tensor> {
+    if fast(x) && x.rank() == 2 {
+        let act = if relu {
+            cpu::Fused::Relu
+        } else {
+            cpu::Fused::None
+        };
+        return Ok(x.contiguous()?.apply_op3(
+            &weight.contiguous()?,
+            &bias.contiguous()?,
+            dense::Linear { act },
+        )?);
+    }
+    let y = x.matmul(&weight.t()?)?.broadcast_add(bias)?;
+    Ok(if relu { y.relu()? } else { y })
+}
+
 fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     Ok(match bias {
         Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?,
@@ -228,6 +248,11 @@ pub mod reference {
         let shift = (beta - (mean * &scale)?)?;
         Ok(x.broadcast_mul(&scale.reshape(shape.as_slice())?)?
             .broadcast_add(&shift.reshape(shape.as_slice())?)?)
+    }
+
+    /// `x W^T + b` from candle's ops.
+    pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+        Ok(x.matmul(&weight.t()?)?.broadcast_add(bias)?)
     }
 
     /// candle's `max_pool2d`.
