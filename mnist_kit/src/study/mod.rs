@@ -145,6 +145,8 @@ pub fn experiments(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
     };
     // Epochs per model fit the whole study in about 30 minutes on two cores: the cheap models
     // get 10, the costly ones fewer, the augmented ones more (augmentation needs time to pay).
+    // The deep, narrow parameter-matched MLP reaches 97.3-97.4% at 10-20 epochs without
+    // augmentation; with it, 20 epochs give ~97.9% for ~30 s.
     let epochs = |full: usize| TrainConfig {
         epochs: if quick { 2 } else { full },
         ..base.clone()
@@ -155,12 +157,12 @@ pub fn experiments(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
     };
     let plan: [(&str, TrainConfig); 7] = [
         ("dense128", epochs(10)),
-        ("mlp-61k", epochs(10)),
+        ("mlp-61k", augmented(20)),
         ("lenet5", epochs(10)),
         ("lenet5-attention", epochs(10)),
         ("simple-cnn", epochs(8)),
-        ("lenet5-regularized", augmented(15)),
-        ("resnet", augmented(12)),
+        ("lenet5-regularized", augmented(30)),
+        ("resnet", augmented(20)),
     ];
     plan.into_iter()
         .map(|(model, train)| {
@@ -1116,18 +1118,23 @@ fn render_report(
     let _ = writeln!(md, "## Models\n");
     let _ = writeln!(
         md,
-        "| model | params | test accuracy | test loss | epochs | training time (s) | images/s |"
+        "| model | params | test accuracy | test loss | epochs | augmented | training time (s) | images/s |"
     );
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|:---:|---:|---:|");
     for r in results {
         let _ = writeln!(
             md,
-            "| {} | {} | {:.2}% | {:.4} | {} | {:.0} | {:.0} |",
+            "| {} | {} | {:.2}% | {:.4} | {} | {} | {:.0} | {:.0} |",
             r.experiment.name,
             r.params,
             100.0 * r.test_accuracy,
             r.test_loss,
             r.epochs,
+            if r.experiment.train.augment.is_some() {
+                "yes"
+            } else {
+                "no"
+            },
             r.train_seconds,
             r.images_per_sec
         );
