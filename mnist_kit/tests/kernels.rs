@@ -124,6 +124,9 @@ fn a_second_backward_through_a_training_conv_unfolds_again() {
     let y = train_conv_relu(x.as_tensor(), w.as_tensor(), None, 1, 1).unwrap();
     let loss = y.sqr().unwrap().sum_all().unwrap();
     let first = loss.backward().unwrap();
+    // Another training forward in between takes the column buffer the first backward gave back.
+    let other = rand_tensor(&mut rng, &[3, 2, 9, 9]);
+    let _ = train_conv_relu(&other, w.as_tensor(), None, 1, 1).unwrap();
     let second = loss.backward().unwrap();
     for v in [&x, &w] {
         let (a, b) = (

@@ -309,6 +309,12 @@ pub(crate) enum Fused {
     Relu,
 }
 
+impl Fused {
+    pub fn relu_if(relu: bool) -> Self {
+        if relu { Fused::Relu } else { Fused::None }
+    }
+}
+
 /// `act(conv(x, w) + b)` for `n` images. With `keep_cols` it also returns the unfolded input
 /// (block by block, as [`conv_backward`] reads it), so the backward need not unfold again.
 pub(crate) fn conv_forward(
@@ -449,18 +455,11 @@ pub(crate) fn conv_backward(
             Ok((dw, db))
         })
         .collect::<crate::Result<Vec<_>>>()?;
-    // Partial sums are added in block order: reproducible whatever the scheduling.
-    let mut dw = vec![0f32; o * ckk];
-    let mut db = vec![0f32; o];
-    for (pw, pb) in partials {
-        dw.iter_mut().zip(pw).for_each(|(t, v)| *t += v);
-        db.iter_mut().zip(pb).for_each(|(t, v)| *t += v);
-    }
-    Ok(Grads {
-        dw,
-        db,
-        dx: need_dx.then_some(dx),
-    })
+    Ok(Grads::from_partials(
+        partials,
+        (o * ckk, o),
+        need_dx.then_some(dx),
+    ))
 }
 
 /// The gradients of a layer op: weight, bias and, when asked for, input.
@@ -468,6 +467,24 @@ pub(crate) struct Grads {
     pub dw: Vec<f32>,
     pub db: Vec<f32>,
     pub dx: Option<Vec<f32>>,
+}
+
+impl Grads {
+    /// Adds per-block `(dw, db)` partial sums (each `dw_len` and `db_len` long) in block
+    /// order, so the result does not depend on thread scheduling.
+    pub fn from_partials(
+        partials: Vec<(Vec<f32>, Vec<f32>)>,
+        (dw_len, db_len): (usize, usize),
+        dx: Option<Vec<f32>>,
+    ) -> Self {
+        let mut dw = vec![0f32; dw_len];
+        let mut db = vec![0f32; db_len];
+        for (pw, pb) in partials {
+            dw.iter_mut().zip(pw).for_each(|(t, v)| *t += v);
+            db.iter_mut().zip(pb).for_each(|(t, v)| *t += v);
+        }
+        Grads { dw, db, dx }
+    }
 }
 
 fn geom(

@@ -117,18 +117,11 @@ pub(crate) fn linear_backward(
             Ok((dw, db))
         })
         .collect::<crate::Result<Vec<_>>>()?;
-    // Partial sums in block order: reproducible whatever the scheduling.
-    let mut dw = vec![0f32; o * i];
-    let mut db = vec![0f32; o];
-    for (pw, pb) in partials {
-        dw.iter_mut().zip(pw).for_each(|(t, v)| *t += v);
-        db.iter_mut().zip(pb).for_each(|(t, v)| *t += v);
-    }
-    Ok(Grads {
-        dw,
-        db,
-        dx: need_dx.then_some(dx),
-    })
+    Ok(Grads::from_partials(
+        partials,
+        (o * i, o),
+        need_dx.then_some(dx),
+    ))
 }
 
 /// `act(x W^T + b)`: x `(N, I)`, W `(O, I)`, b `(O,)`.

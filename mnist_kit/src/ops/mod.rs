@@ -111,11 +111,7 @@ pub fn conv2d_with(
         let op = cpu::Conv2d {
             stride,
             pad: padding,
-            act: if relu {
-                cpu::Fused::Relu
-            } else {
-                cpu::Fused::None
-            },
+            act: cpu::Fused::relu_if(relu),
             keep_cols: train,
             cols: Default::default(),
         };
@@ -131,11 +127,7 @@ pub fn conv2d_with(
 /// the CPU one op (forward and one backward pass for all three gradients).
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor, relu: bool) -> Result<Tensor> {
     if fast(x) && x.rank() == 2 {
-        let act = if relu {
-            cpu::Fused::Relu
-        } else {
-            cpu::Fused::None
-        };
+        let act = cpu::Fused::relu_if(relu);
         return Ok(x.contiguous()?.apply_op3(
             &weight.contiguous()?,
             &bias.contiguous()?,
