@@ -11,7 +11,5 @@ export MNIST_KIT_QUICK="${MNIST_KIT_QUICK:-1}"
 # and not under /root, where this machine refuses to dlopen the compiled cells.
 export EVCXR_TMPDIR="${EVCXR_TMPDIR:-${TMPDIR:-/tmp}/mnist_kit-evcxr-$(id -u)}"
 mkdir -p "$EVCXR_TMPDIR"
-# candle's elementwise thread pool competes with the kit's kernels (see mnist-kit's main).
-export CANDLE_NUM_THREADS="${CANDLE_NUM_THREADS:-1}"
 export JUPYTER_PATH="$PWD/.venv/share/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"
 exec .venv/bin/python notebooks/run_notebooks.py "$@"
