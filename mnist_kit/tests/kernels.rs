@@ -90,6 +90,12 @@ fn conv2d_matches_candle_forward_and_backward() {
         (1, 4, 5, 5, 8, 1, 2, 0),
         (5, 2, 28, 28, 3, 7, 1, 3),
         (3, 8, 11, 13, 5, 3, 1, 1),
+        // One output map, stride 1: the direct convolution (spatial attention).
+        (5, 2, 28, 28, 1, 7, 1, 3),
+        (3, 2, 10, 10, 1, 7, 1, 3),
+        (2, 3, 4, 6, 1, 5, 1, 4),
+        (2, 1, 9, 7, 1, 3, 1, 0),
+        (1, 2, 5, 5, 1, 7, 1, 1),
     ] {
         let x = rand_tensor(&mut rng, &[n, c, h, w]);
         let wt = rand_tensor(&mut rng, &[o, c, k, k]);
@@ -338,4 +344,61 @@ fn fused_linear_matches_candle_forward_and_backward() {
             }
         }
     }
+}
+
+/// Output and input gradients of `sum(f(inputs) * r)`.
+fn grads_of(f: impl Fn(&[&Tensor]) -> Tensor, inputs: &[&Tensor], r: &Tensor) -> Vec<Tensor> {
+    let vars: Vec<Var> = inputs
+        .iter()
+        .map(|t| Var::from_tensor(t).unwrap())
+        .collect();
+    let ts: Vec<&Tensor> = vars.iter().map(|v| v.as_tensor()).collect();
+    let y = f(&ts);
+    let grads = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
+    let mut out = vec![y];
+    out.extend(
+        vars.iter()
+            .map(|v| grads.get(v.as_tensor()).unwrap().clone()),
+    );
+    out
+}
+
+#[test]
+fn spatial_attention_ops_match_candle() {
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    // Random values have no ties, where the max's gradient conventions differ.
+    for shape in [[3, 6, 28, 28], [2, 16, 10, 10], [1, 1, 5, 3]] {
+        let x = rand_tensor(&mut rng, &shape);
+        let r = rand_tensor(&mut rng, &[shape[0], 2, shape[2], shape[3]]);
+        let fast = grads_of(|t| ops::channel_mean_max(t[0]).unwrap(), &[&x], &r);
+        let slow = grads_of(
+            |t| ops::reference::channel_mean_max(t[0]).unwrap(),
+            &[&x],
+            &r,
+        );
+        for (a, b) in fast.iter().zip(&slow) {
+            assert!(max_diff(a, b) < 1e-5, "channel mean/max {shape:?}");
+        }
+
+        let map = rand_tensor(&mut rng, &[shape[0], 1, shape[2], shape[3]]);
+        let r = rand_tensor(&mut rng, &shape);
+        let f = |t: &[&Tensor]| ops::scale_pixels(t[0], t[1]).unwrap();
+        let g = |t: &[&Tensor]| ops::reference::scale_pixels(t[0], t[1]).unwrap();
+        let fast = grads_of(f, &[&x, &map], &r);
+        let slow = grads_of(g, &[&x, &map], &r);
+        for (a, b) in fast.iter().zip(&slow) {
+            assert!(max_diff(a, b) < 1e-4, "scale pixels {shape:?}");
+        }
+    }
+    // Ties: the whole gradient of the max goes to one channel (candle gives it to each tie).
+    let x = Tensor::zeros((1, 4, 2, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let r = Tensor::ones((1, 2, 2, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let g = &grads_of(|t| ops::channel_mean_max(t[0]).unwrap(), &[&x], &r)[1];
+    let total: f32 = g.sum_all().unwrap().to_scalar().unwrap();
+    assert!(
+        (total - 8.0).abs() < 1e-5,
+        "mean 4 x 1 + max 4 x 1, got {total}"
+    );
+    let bad = Tensor::zeros((1, 0, 2, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
+    assert!(ops::channel_mean_max(&bad).is_err());
 }

@@ -3,9 +3,11 @@
 //! backward); on other devices they fall back to candle's generic ops, so the models never
 //! know which path runs. [`reference`] exposes candle's path for comparison and tests.
 
+mod attention;
 pub(crate) mod bn;
 pub(crate) mod cpu;
 mod dense;
+mod direct;
 mod gemm;
 
 use candle_core::{DType, Tensor};
@@ -99,6 +101,17 @@ pub fn conv2d_with(
         relu,
         train,
     } = opts;
+    // One output map (spatial attention): a direct convolution, no im2col.
+    if let Some(b) = bias
+        && fast(x)
+        && weight.dim(0)? == 1
+        && stride == 1
+        && !relu
+    {
+        let op = direct::SingleMapConv { pad: padding };
+        let (w, b) = (weight.contiguous()?, b.contiguous()?);
+        return Ok(x.contiguous()?.apply_op3(&w, &b, op)?);
+    }
     if fast(x) {
         let zeros;
         let bias = match bias {
@@ -177,6 +190,27 @@ pub fn batch_norm_train(
     )))
 }
 
+/// Per-pixel mean and max over the channels: `(N, C, H, W)` to `(N, 2, H, W)`, channel 0 the
+/// mean, channel 1 the max (the input of spatial attention). The max's gradient goes to the
+/// first channel holding it.
+pub fn channel_mean_max(x: &Tensor) -> Result<Tensor> {
+    if fast(x) {
+        Ok(x.contiguous()?.apply_op1(attention::ChannelMeanMax)?)
+    } else {
+        reference::channel_mean_max(x)
+    }
+}
+
+/// Every channel of `x (N, C, H, W)` times the per-pixel `map (N, 1, H, W)`.
+pub fn scale_pixels(x: &Tensor, map: &Tensor) -> Result<Tensor> {
+    if fast(x) && fast(map) {
+        Ok(x.contiguous()?
+            .apply_op2(&map.contiguous()?, attention::ScalePixels)?)
+    } else {
+        reference::scale_pixels(x, map)
+    }
+}
+
 /// Max pooling with a square window and stride equal to the window.
 pub fn max_pool2d(x: &Tensor, size: usize) -> Result<Tensor> {
     if fast(x) {
@@ -250,5 +284,16 @@ pub mod reference {
     /// candle's `max_pool2d`.
     pub fn max_pool2d(x: &Tensor, size: usize) -> Result<Tensor> {
         Ok(x.max_pool2d(size)?)
+    }
+
+    /// Mean and max over dim 1, concatenated along dim 1 (the max's gradient goes to every
+    /// tie).
+    pub fn channel_mean_max(x: &Tensor) -> Result<Tensor> {
+        Ok(Tensor::cat(&[&x.mean_keepdim(1)?, &x.max_keepdim(1)?], 1)?)
+    }
+
+    /// `x * map`, the map broadcast over dim 1.
+    pub fn scale_pixels(x: &Tensor, map: &Tensor) -> Result<Tensor> {
+        Ok(x.broadcast_mul(map)?)
     }
 }
