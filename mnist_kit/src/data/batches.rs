@@ -218,7 +218,8 @@ impl<'a> Batches<'a> {
                 }
             }
         };
-        if n >= 256 {
+        // A copy is not worth a rayon task below 256 images; a bilinear warp is, from 32.
+        if n >= 256 || (self.transform.is_some() && n >= 32) {
             use rayon::prelude::*;
             data.par_chunks_mut(self.spec.len())
                 .enumerate()

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::models::Network;
@@ -153,6 +154,102 @@ impl Default for OptimizerConfig {
     }
 }
 
+/// Elements per parallel task of an update.
+const CHUNK: usize = 1 << 14;
+
+/// One step's update rule with its constants, applied chunk by chunk.
+struct Rule {
+    kind: OptimizerKind,
+    lr: f32,
+    l2: f32,
+    /// `1 - lr * weight_decay` (1 without decoupled decay).
+    shrink: f32,
+    /// First step of a momentum buffer: it starts at the gradient (PyTorch).
+    first: bool,
+    /// Adam: `lr / (1 - beta1^t)` and `sqrt(1 - beta2^t)`.
+    step_size: f32,
+    bc2_sqrt: f32,
+}
+
+impl Rule {
+    fn new(kind: OptimizerKind, lr: f64, t: i32, l2: f32, wd: f64, first: bool) -> Self {
+        let (step_size, bc2_sqrt) = match kind {
+            OptimizerKind::Adam { beta1, beta2, .. }
+            | OptimizerKind::AdamW { beta1, beta2, .. } => (
+                (lr / (1.0 - beta1.powi(t))) as f32,
+                (1.0 - beta2.powi(t)).sqrt() as f32,
+            ),
+            _ => (0.0, 0.0),
+        };
+        Rule {
+            kind,
+            lr: lr as f32,
+            l2,
+            shrink: (1.0 - lr * wd) as f32,
+            first,
+            step_size,
+            bc2_sqrt,
+        }
+    }
+
+    fn apply(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        let (lr, l2) = (self.lr, self.l2);
+        if self.shrink != 1.0 {
+            p.iter_mut().for_each(|w| *w *= self.shrink);
+        }
+        match self.kind {
+            OptimizerKind::Sgd { momentum, nesterov } => {
+                let mu = momentum as f32;
+                if mu == 0.0 {
+                    for (w, &gi) in p.iter_mut().zip(g) {
+                        *w -= lr * (gi + l2 * *w);
+                    }
+                } else {
+                    for ((w, &gi), b) in p.iter_mut().zip(g).zip(m) {
+                        let d = gi + l2 * *w;
+                        *b = if self.first { d } else { mu * *b + d };
+                        let step = if nesterov { d + mu * *b } else { *b };
+                        *w -= lr * step;
+                    }
+                }
+            }
+            OptimizerKind::Adam { beta2, eps, beta1 }
+            | OptimizerKind::AdamW { beta2, eps, beta1 } => {
+                // 1 - beta in f64: 1 - 0.999f32 is off by 1.3e-5 relative.
+                let (b2, one_b1, one_b2) =
+                    (beta2 as f32, (1.0 - beta1) as f32, (1.0 - beta2) as f32);
+                let (eps, step_size, bc2_sqrt) = (eps as f32, self.step_size, self.bc2_sqrt);
+                for (((w, &gi), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
+                    let d = gi + l2 * *w;
+                    // PyTorch updates the first moment with lerp; same rounding here.
+                    *m += one_b1 * (d - *m);
+                    *v = b2 * *v + one_b2 * d * d;
+                    *w -= step_size * *m / (v.sqrt() / bc2_sqrt + eps);
+                }
+            }
+            OptimizerKind::RmsProp {
+                alpha,
+                eps,
+                momentum,
+            } => {
+                let (a, one_a) = (alpha as f32, (1.0 - alpha) as f32);
+                let (eps, mu) = (eps as f32, momentum as f32);
+                for (((w, &gi), b), v) in p.iter_mut().zip(g).zip(m).zip(v) {
+                    let d = gi + l2 * *w;
+                    *v = a * *v + one_a * d * d;
+                    let upd = d / (v.sqrt() + eps);
+                    if mu > 0.0 {
+                        *b = mu * *b + upd;
+                        *w -= lr * *b;
+                    } else {
+                        *w -= lr * upd;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Per-parameter state buffers.
 #[derive(Debug, Clone, Default)]
 struct Slot {
@@ -243,81 +340,22 @@ impl Optimizer {
             } else {
                 (0.0, 0.0)
             };
-            if wd > 0.0 {
-                let shrink = (1.0 - lr * wd) as f32;
-                p.iter_mut().for_each(|w| *w *= shrink);
-            }
-            let lr32 = lr as f32;
-            match c.kind {
-                OptimizerKind::Sgd { momentum, nesterov } => {
-                    let mu = momentum as f32;
-                    if mu == 0.0 {
-                        for (w, &gi) in p.iter_mut().zip(g) {
-                            *w -= lr32 * (gi + l2 * *w);
-                        }
-                    } else {
-                        let first = slot.m.is_empty();
-                        if first {
-                            slot.m = vec![0.0; p.len()];
-                        }
-                        for ((w, &gi), b) in p.iter_mut().zip(g).zip(&mut slot.m) {
-                            let d = gi + l2 * *w;
-                            *b = if first { d } else { mu * *b + d };
-                            let step = if nesterov { d + mu * *b } else { *b };
-                            *w -= lr32 * step;
-                        }
-                    }
-                }
-                OptimizerKind::Adam { beta1, beta2, eps }
-                | OptimizerKind::AdamW { beta1, beta2, eps } => {
-                    if slot.m.is_empty() {
-                        slot.m = vec![0.0; p.len()];
-                        slot.v = vec![0.0; p.len()];
-                    }
-                    // 1 - beta in f64: 1 - 0.999f32 is off by 1.3e-5 relative.
-                    let (b2, one_b1, one_b2) =
-                        (beta2 as f32, (1.0 - beta1) as f32, (1.0 - beta2) as f32);
-                    let bc1 = 1.0 - beta1.powi(t);
-                    let bc2_sqrt = (1.0 - beta2.powi(t)).sqrt() as f32;
-                    let step_size = (lr / bc1) as f32;
-                    let eps = eps as f32;
-                    for (((w, &gi), m), v) in p.iter_mut().zip(g).zip(&mut slot.m).zip(&mut slot.v)
-                    {
-                        let d = gi + l2 * *w;
-                        // PyTorch updates the first moment with lerp; same rounding here.
-                        *m += one_b1 * (d - *m);
-                        *v = b2 * *v + one_b2 * d * d;
-                        *w -= step_size * *m / (v.sqrt() / bc2_sqrt + eps);
-                    }
-                }
-                OptimizerKind::RmsProp {
-                    alpha,
-                    eps,
-                    momentum,
-                } => {
-                    if slot.v.is_empty() {
-                        slot.v = vec![0.0; p.len()];
-                        if momentum > 0.0 {
-                            slot.m = vec![0.0; p.len()];
-                        }
-                    }
-                    let (a, one_a) = (alpha as f32, (1.0 - alpha) as f32);
-                    let (eps, mu) = (eps as f32, momentum as f32);
-                    for (i, (w, &gi)) in p.iter_mut().zip(g).enumerate() {
-                        let d = gi + l2 * *w;
-                        let v = &mut slot.v[i];
-                        *v = a * *v + one_a * d * d;
-                        let upd = d / (v.sqrt() + eps);
-                        if mu > 0.0 {
-                            let b = &mut slot.m[i];
-                            *b = mu * *b + upd;
-                            *w -= lr32 * *b;
-                        } else {
-                            *w -= lr32 * upd;
-                        }
-                    }
+            // Both buffers exist for every rule, so the update can run in parallel chunks.
+            let first = slot.m.len() != p.len();
+            for buf in [&mut slot.m, &mut slot.v] {
+                if buf.len() != p.len() {
+                    *buf = vec![0.0; p.len()];
                 }
             }
+            let rule = Rule::new(c.kind, lr, t, l2, wd, first);
+            p.par_chunks_mut(CHUNK)
+                .zip(g.par_chunks(CHUNK))
+                .zip(
+                    slot.m
+                        .par_chunks_mut(CHUNK)
+                        .zip(slot.v.par_chunks_mut(CHUNK)),
+                )
+                .for_each(|((w, g), (m, v))| rule.apply(w, g, m, v));
         }
         Ok(())
     }

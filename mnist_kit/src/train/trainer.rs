@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use super::config::{Monitor, TrainConfig};
 use super::evaluate::{correct_and_predictions, evaluate};
@@ -258,11 +259,7 @@ impl Trainer {
                 }
                 let mut sq = 0f64;
                 for ((acc, g), norm) in grad_sum.iter_mut().zip(&flat).zip(&mut layer_norm_sum) {
-                    let mut layer_sq = 0f64;
-                    for (a, &v) in acc.iter_mut().zip(g) {
-                        *a += f64::from(v);
-                        layer_sq += f64::from(v) * f64::from(v);
-                    }
+                    let layer_sq = accumulate(acc, g);
                     *norm += layer_sq.sqrt();
                     sq += layer_sq;
                 }
@@ -272,7 +269,7 @@ impl Trainer {
                 grad_sq += sq;
                 self.opt.step(&mut params, &flat, lr)?;
                 // The variables still hold the pre-step weights: the last good ones.
-                if !params.iter().flatten().all(|w| w.is_finite()) {
+                if !params.par_iter().all(|p| p.iter().all(|w| w.is_finite())) {
                     return Err(self.non_finite("weights", epoch, b));
                 }
                 for (p, buf) in trainable.iter().zip(&params) {
@@ -571,4 +568,23 @@ pub fn load_run(dir: impl AsRef<Path>, device: &Device) -> Result<Run> {
         history,
         dir: dir.to_path_buf(),
     })
+}
+/// `acc += g` (in f64) and returns `sum(g^2)`: the per-step gradient statistics, in fixed
+/// chunks on the rayon pool, their partial sums added in order (the same on any thread count).
+fn accumulate(acc: &mut [f64], g: &[f32]) -> f64 {
+    const CHUNK: usize = 1 << 14;
+    let partial: Vec<f64> = acc
+        .par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .map(|(acc, g)| {
+            let mut sq = 0f64;
+            for (a, &v) in acc.iter_mut().zip(g) {
+                let v = f64::from(v);
+                *a += v;
+                sq += v * v;
+            }
+            sq
+        })
+        .collect();
+    partial.iter().sum()
 }
