@@ -250,7 +250,8 @@ impl Rule {
     }
 }
 
-/// Per-parameter state buffers.
+/// Per-parameter state buffers, both allocated at the first step whatever the rule (a rule
+/// that does not use one leaves it at zero).
 #[derive(Debug, Clone, Default)]
 struct Slot {
     decay: bool,
