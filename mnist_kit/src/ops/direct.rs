@@ -5,7 +5,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu::slice;
+use super::cpu::{Grads, slice};
 
 /// `conv2d(x (N, C, H, W), w (1, C, K, K), b (1,))`, stride 1, zero padding `pad`.
 pub(crate) struct SingleMapConv {
@@ -130,13 +130,13 @@ impl CustomOp3 for SingleMapConv {
         let gv: Vec<f32> = dy.flatten_all()?.to_vec1()?;
         let (plane, out_plane, taps) = (g.c * g.h * g.w, g.oh * g.ow, wv.len());
         let mut dx = vec![0f32; xv.len()];
-        // Per image: dx, and the image's share of dw (taps values) and db (one more).
-        let mut partial = vec![0f32; n * (taps + 1)];
+        // Per image: dx, and the image's share of dw and db, summed by `Grads::from_partials`.
+        let mut partials = vec![(vec![0f32; taps], vec![0f32; 1]); n];
         if out_plane > 0 && plane > 0 {
             dx.par_chunks_mut(plane)
-                .zip(partial.par_chunks_mut(taps + 1))
+                .zip(partials.par_iter_mut())
                 .zip(xv.par_chunks(plane).zip(gv.par_chunks(out_plane)))
-                .for_each(|((dimg, dwb), (img, gimg))| {
+                .for_each(|((dimg, (dw, db)), (img, gimg))| {
                     g.taps(|c, ky, kx, (y0, y1), (x0, x1), iy0, ix0| {
                         let t = (c * g.k + ky) * g.k + kx;
                         let wt = wv[t];
@@ -149,22 +149,17 @@ impl CustomOp3 for SingleMapConv {
                             let dst = &mut dimg[at..at + grow.len()];
                             dst.iter_mut().zip(grow).for_each(|(d, &gy)| *d += wt * gy);
                         }
-                        dwb[t] = acc;
+                        dw[t] = acc;
                     });
-                    dwb[taps] = gimg.iter().sum();
+                    db[0] = gimg.iter().sum();
                 });
         }
-        // Summed in image order: the same result on any number of threads.
-        let mut dwb = vec![0f32; taps + 1];
-        for p in partial.chunks_exact(taps + 1) {
-            dwb.iter_mut().zip(p).for_each(|(a, &v)| *a += v);
-        }
-        let db = dwb.pop().unwrap_or(0.0);
+        let Grads { dw, db, .. } = Grads::from_partials(partials, (taps, 1), None);
         let dev = x.device();
         Ok((
             Some(Tensor::from_vec(dx, x.dims(), dev)?),
-            Some(Tensor::from_vec(dwb, w.dims(), dev)?),
-            Some(Tensor::from_vec(vec![db], 1, dev)?),
+            Some(Tensor::from_vec(dw, w.dims(), dev)?),
+            Some(Tensor::from_vec(db, 1, dev)?),
         ))
     }
 }

@@ -154,8 +154,8 @@ impl Default for OptimizerConfig {
     }
 }
 
-/// Elements per parallel task of an update.
-const CHUNK: usize = 1 << 14;
+/// Elements per parallel task of an update (and of the trainer's gradient statistics).
+pub(crate) const CHUNK: usize = 1 << 14;
 
 /// One step's update rule with its constants, applied chunk by chunk.
 struct Rule {

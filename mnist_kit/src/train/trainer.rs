@@ -572,7 +572,7 @@ pub fn load_run(dir: impl AsRef<Path>, device: &Device) -> Result<Run> {
 /// `acc += g` (in f64) and returns `sum(g^2)`: the per-step gradient statistics, in fixed
 /// chunks on the rayon pool, their partial sums added in order (the same on any thread count).
 fn accumulate(acc: &mut [f64], g: &[f32]) -> f64 {
-    const CHUNK: usize = 1 << 14;
+    use super::optim::CHUNK;
     let partial: Vec<f64> = acc
         .par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK))
