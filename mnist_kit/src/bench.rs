@@ -48,7 +48,8 @@ impl Default for BenchConfig {
     }
 }
 
-/// Benchmarks the preset `model` on real MNIST.
+/// Benchmarks `model` (a preset name or a JSON config file, see [`crate::models::ModelConfig::resolve`]) on
+/// real MNIST.
 pub fn bench(mnist: &Mnist, model: &str, cfg: BenchConfig) -> Result<BenchResult> {
     let device = Device::Cpu;
     let net = Network::preset(model, 0, &device)?;
@@ -84,7 +85,7 @@ pub fn bench(mnist: &Mnist, model: &str, cfg: BenchConfig) -> Result<BenchResult
     }
     let infer = n as f64 / t0.elapsed().as_secs_f64();
     Ok(BenchResult {
-        model: model.to_string(),
+        model: net.name().to_string(),
         batch_size: cfg.batch_size,
         train_images_per_sec: measured.images_per_sec,
         infer_images_per_sec: infer,

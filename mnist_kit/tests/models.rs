@@ -187,3 +187,28 @@ fn configs_round_trip_through_json_and_names_parse() {
         785 * 256 + 257 * 128 + 129 * 10 + 2 * (256 + 128)
     );
 }
+
+#[test]
+fn a_model_can_come_from_a_json_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wide-resnet.json");
+    let wide = r#"{"kind":"resnet","channels":[16,48,96],"blocks_per_stage":1,"stem_stride":2,
+                   "activation":"relu","dropout":0.0}"#;
+    std::fs::write(&path, wide).unwrap();
+    let path = path.to_str().unwrap();
+    let net = Network::preset(path, 0, &Device::Cpu).unwrap();
+    assert_eq!(net.name(), "wide-resnet");
+    let default = Network::preset("resnet", 0, &Device::Cpu).unwrap();
+    assert!(net.trainable_count() > 2 * default.trainable_count());
+    // A missing file names itself; an invalid config says what is wrong.
+    let missing = dir.path().join("missing.json");
+    let e = ModelConfig::resolve(missing.to_str().unwrap()).unwrap_err();
+    assert!(e.to_string().contains("missing.json"), "{e}");
+    std::fs::write(
+        dir.path().join("bad.json"),
+        r#"{"kind":"mlp","dropout":1.5}"#,
+    )
+    .unwrap();
+    let e = ModelConfig::resolve(dir.path().join("bad.json").to_str().unwrap()).unwrap_err();
+    assert!(e.to_string().contains("dropout"), "{e}");
+}

@@ -32,6 +32,16 @@ fn quick_study_writes_the_report_and_resumes() {
     }
     assert!(metrics["total_seconds"].is_number());
     let report = std::fs::read_to_string(dir.path().join("REPORT.md")).unwrap();
+    // The wall time of the whole run, figures included, is stated as measured.
+    let wall = metrics["invocation_seconds"].as_f64().unwrap();
+    assert!(wall > 0.0);
+    assert!(
+        report.contains(&format!(
+            "took **{wall:.0} s ({:.1} min) wall**",
+            wall / 60.0
+        )),
+        "{report}"
+    );
     assert!(
         report.contains("Quick mode") && report.contains("(784+1)*128 = 100480"),
         "{report}"

@@ -420,9 +420,48 @@ impl ModelConfig {
         Ok(cfg)
     }
 
+    /// A preset name, or the path of a JSON config file (`{"kind": "resnet", ...}`, as
+    /// written to a run directory's `config.json` under `"config"`), for trying an
+    /// architecture without a new preset.
+    ///
+    /// ```
+    /// let cfg = mnist_kit::models::ModelConfig::resolve("resnet")?;
+    /// let path = std::env::temp_dir().join("mnist_kit_resolve_doc.json");
+    /// std::fs::write(&path, cfg.to_json()).unwrap();
+    /// assert_eq!(mnist_kit::models::ModelConfig::resolve(path.to_str().unwrap())?, cfg);
+    /// # Ok::<(), mnist_kit::Error>(())
+    /// ```
+    pub fn resolve(name_or_path: &str) -> Result<Self> {
+        let path = std::path::Path::new(name_or_path);
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+        {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+            return Self::from_json(&text);
+        }
+        Self::preset(name_or_path)
+    }
+
     /// The config as pretty JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// The name a model given to [`ModelConfig::resolve`] is shown under: the preset name, or
+/// the config file's stem.
+pub fn display_name(name_or_path: &str) -> String {
+    let path = std::path::Path::new(name_or_path);
+    match path.file_stem() {
+        Some(stem)
+            if path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("json")) =>
+        {
+            stem.to_string_lossy().into_owned()
+        }
+        _ => name_or_path.to_ascii_lowercase(),
     }
 }
 

@@ -8,7 +8,7 @@ pub mod summary;
 
 pub use config::{
     Activation, LenetConfig, MODEL_NAMES, MlpConfig, ModelConfig, Pooling, ResNetConfig,
-    SimpleCnnConfig,
+    SimpleCnnConfig, display_name,
 };
 pub use network::{Model, Network};
 pub use summary::{LayerInfo, ModelSummary};

@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::arch::{Lenet, Mlp, ResNet, SimpleCnn};
-use super::config::ModelConfig;
+use super::config::{ModelConfig, display_name};
 use super::layers::{Builder, Param, ensure_f32};
 use super::summary::ModelSummary;
 use crate::data::InputSpec;
@@ -77,10 +77,11 @@ impl Network {
         Self::named(kind_name(config), config, seed, device)
     }
 
-    /// Builds a preset of [`super::MODEL_NAMES`] (`"lenet5"`, `"resnet"`, ...).
+    /// Builds a preset of [`super::MODEL_NAMES`] (`"lenet5"`, `"resnet"`, ...) or the config
+    /// in a JSON file (see [`ModelConfig::resolve`]).
     pub fn preset(name: &str, seed: u64, device: &Device) -> Result<Self> {
-        let config = ModelConfig::preset(name)?;
-        Self::named(name.to_ascii_lowercase(), &config, seed, device)
+        let config = ModelConfig::resolve(name)?;
+        Self::named(display_name(name), &config, seed, device)
     }
 
     /// Builds `config` and gives it a display name.
