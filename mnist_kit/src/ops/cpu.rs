@@ -198,19 +198,15 @@ fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) ->
 /// Column buffers handed back by finished backwards, reused by the next training forward:
 /// a fresh buffer costs a zeroing pass (or page faults) over megabytes every step.
 static COLUMN_POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
-const COLUMN_POOL_SIZE: usize = 32;
+const COLUMN_POOL_SIZE: usize = 8;
 
 /// A buffer of `n` floats with arbitrary contents (callers overwrite every element).
 fn take_columns(n: usize) -> Vec<f32> {
     if n == 0 {
         return Vec::new();
     }
-    // Best fit: the smallest buffer that holds `n`, so a large layer's buffer is not spent
-    // on a small layer (the large layer would then allocate and fault in fresh pages).
     let reused = COLUMN_POOL.lock().ok().and_then(|mut pool| {
-        let i = (0..pool.len())
-            .filter(|&i| pool[i].capacity() >= n)
-            .min_by_key(|&i| pool[i].capacity())?;
+        let i = pool.iter().position(|v| v.capacity() >= n)?;
         Some(pool.swap_remove(i))
     });
     let mut v = reused.unwrap_or_default();
