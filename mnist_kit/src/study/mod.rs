@@ -19,7 +19,10 @@ use crate::fsutil::write_bytes_atomic;
 use crate::models::network::WEIGHTS_FILE;
 use crate::models::{ModelConfig, Network};
 use crate::plot;
-use crate::train::{EarlyStopping, History, Schedule, TrainConfig, TrainData, Trainer, evaluate};
+use crate::train::{
+    EarlyStopping, History, OptimizerConfig, OptimizerKind, Schedule, TrainConfig, TrainData,
+    Trainer, evaluate,
+};
 use crate::{Error, Result};
 
 /// Environment variable that turns on quick mode for notebooks and the CLI.
@@ -171,7 +174,21 @@ pub fn experiments(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
                 ..augmented(30)
             },
         ),
-        ("resnet", augmented(20)),
+        // Decoupled weight decay 0.2 (AdamW): validation accuracy 99.48% against 99.40%
+        // without and 99.38% at 0.05, validation loss 0.0208 against 0.0218 (`mnist-kit train
+        // --model resnet --augment --optimizer adamw --weight-decay 0.2 --schedule cosine
+        // --epochs 20`).
+        (
+            "resnet",
+            TrainConfig {
+                optimizer: OptimizerConfig {
+                    kind: OptimizerKind::ADAMW,
+                    weight_decay: 0.2,
+                    ..Default::default()
+                },
+                ..augmented(20)
+            },
+        ),
     ];
     plan.into_iter()
         .map(|(model, train)| {
@@ -210,7 +227,6 @@ fn early_stopping_experiment(quick: bool, seed: u64) -> Result<Experiment> {
 /// runs that differ in one knob only.
 pub fn part2_experiments(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
     use crate::models::Activation;
-    use crate::train::OptimizerKind;
     let base = study_base(quick, seed);
     let wide = ModelConfig::preset("mlp-500-150")?;
     let dense = ModelConfig::preset("dense128")?;
