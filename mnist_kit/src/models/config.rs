@@ -432,15 +432,13 @@ impl ModelConfig {
     /// # Ok::<(), mnist_kit::Error>(())
     /// ```
     pub fn resolve(name_or_path: &str) -> Result<Self> {
-        let path = std::path::Path::new(name_or_path);
-        if path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("json"))
-        {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-            return Self::from_json(&text);
+        match json_file(name_or_path) {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+                Self::from_json(&text)
+            }
+            None => Self::preset(name_or_path),
         }
-        Self::preset(name_or_path)
     }
 
     /// The config as pretty JSON.
@@ -452,17 +450,18 @@ impl ModelConfig {
 /// The name a model given to [`ModelConfig::resolve`] is shown under: the preset name, or
 /// the config file's stem.
 pub fn display_name(name_or_path: &str) -> String {
-    let path = std::path::Path::new(name_or_path);
-    match path.file_stem() {
-        Some(stem)
-            if path
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("json")) =>
-        {
-            stem.to_string_lossy().into_owned()
-        }
-        _ => name_or_path.to_ascii_lowercase(),
+    match json_file(name_or_path).and_then(|p| p.file_stem()) {
+        Some(stem) => stem.to_string_lossy().into_owned(),
+        None => name_or_path.to_ascii_lowercase(),
     }
+}
+
+/// `Some(path)` when the model is named by a `.json` file rather than a preset.
+fn json_file(name_or_path: &str) -> Option<&std::path::Path> {
+    let path = std::path::Path::new(name_or_path);
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+        .then_some(path)
 }
 
 impl FromStr for ModelConfig {
