@@ -5,7 +5,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu::slice;
+use super::cpu::{slice, storage_slice};
 
 fn dims(l: &Layout, what: &str) -> candle_core::Result<(usize, usize, usize)> {
     match *l.dims() {
@@ -52,9 +52,16 @@ impl CustomOp1 for ChannelMeanMax {
     fn bwd(&self, x: &Tensor, y: &Tensor, dy: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let (n, c, h, w) = x.dims4()?;
         let p = h * w;
-        let xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
-        let yv: Vec<f32> = y.flatten_all()?.to_vec1()?;
-        let g: Vec<f32> = dy.flatten_all()?.to_vec1()?;
+        // Read in place, not copied out (`to_vec1`): three feature-map copies per step.
+        let dy = dy.contiguous()?;
+        let ((xs, xl), (ys, yl), (gs, gl)) = (
+            x.storage_and_layout(),
+            y.storage_and_layout(),
+            dy.storage_and_layout(),
+        );
+        let xv = storage_slice(&xs, xl, "channel mean/max input")?;
+        let yv = storage_slice(&ys, yl, "channel mean/max output")?;
+        let g = storage_slice(&gs, gl, "channel mean/max grad")?;
         let mut dx = vec![0f32; xv.len()];
         let inv = 1.0 / c as f32;
         dx.par_chunks_mut(c * p)
@@ -128,9 +135,15 @@ impl CustomOp2 for ScalePixels {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let (n, c, h, w) = x.dims4()?;
         let p = h * w;
-        let xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
-        let mv: Vec<f32> = map.flatten_all()?.to_vec1()?;
-        let g: Vec<f32> = dy.flatten_all()?.to_vec1()?;
+        let dy = dy.contiguous()?;
+        let ((xs, xl), (ms, ml), (gs, gl)) = (
+            x.storage_and_layout(),
+            map.storage_and_layout(),
+            dy.storage_and_layout(),
+        );
+        let xv = storage_slice(&xs, xl, "scale pixels input")?;
+        let mv = storage_slice(&ms, ml, "scale pixels map")?;
+        let g = storage_slice(&gs, gl, "scale pixels grad")?;
         let mut dx = vec![0f32; xv.len()];
         let mut dmap = vec![0f32; mv.len()];
         dx.par_chunks_mut(c * p)

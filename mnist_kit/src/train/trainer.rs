@@ -569,6 +569,7 @@ pub fn load_run(dir: impl AsRef<Path>, device: &Device) -> Result<Run> {
         dir: dir.to_path_buf(),
     })
 }
+
 /// `acc += g` (in f64) and returns `sum(g^2)`: the per-step gradient statistics, in fixed
 /// chunks on the rayon pool, their partial sums added in order (the same on any thread count).
 fn accumulate(acc: &mut [f64], g: &[f32]) -> f64 {
