@@ -5,7 +5,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu::{Grads, slice};
+use super::cpu::{Grads, slice, storage_slice};
 
 /// `conv2d(x (N, C, H, W), w (1, C, K, K), b (1,))`, stride 1, zero padding `pad`.
 pub(crate) struct SingleMapConv {
@@ -125,9 +125,15 @@ impl CustomOp3 for SingleMapConv {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = Geom::new(x.dims(), w.dims(), self.pad)?;
         let n = x.dim(0)?;
-        let xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
-        let wv: Vec<f32> = w.flatten_all()?.to_vec1()?;
-        let gv: Vec<f32> = dy.flatten_all()?.to_vec1()?;
+        let dy = dy.contiguous()?;
+        let ((xs, xl), (ws, wl), (gs, gl)) = (
+            x.storage_and_layout(),
+            w.storage_and_layout(),
+            dy.storage_and_layout(),
+        );
+        let xv = storage_slice(&xs, xl, "single-map conv input")?;
+        let wv = storage_slice(&ws, wl, "single-map conv kernel")?;
+        let gv = storage_slice(&gs, gl, "single-map conv grad")?;
         let (plane, out_plane, taps) = (g.c * g.h * g.w, g.oh * g.ow, wv.len());
         let mut dx = vec![0f32; xv.len()];
         // Per image: dx, and the image's share of dw and db, summed by `Grads::from_partials`.
