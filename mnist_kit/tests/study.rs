@@ -1,84 +1,241 @@
-//! The study end to end in quick mode, restricted to one fast experiment: report files,
-//! metrics.json shape, models/best, and resumability.
+//! The study end to end in quick mode on the real data: per-seed run directories, aggregated
+//! metrics and verdicts, resuming per seed and from the last completed epoch, and `--only`.
 
 use mnist_kit::data::Mnist;
-use mnist_kit::study::{StudyConfig, run_study};
+use mnist_kit::study::findings::comparisons;
+use mnist_kit::study::run::{collect_finished, with_seed};
+use mnist_kit::study::stats::Verdict;
+use mnist_kit::study::{
+    Metric, StudyConfig, by_experiment, plan, run_dir, run_experiment, run_study,
+};
+use mnist_kit::train::{TrainData, Trainer};
+
+fn quick(dir: &std::path::Path, only: &str, seeds: usize) -> StudyConfig {
+    StudyConfig {
+        out: dir.to_path_buf(),
+        only: Some(only.into()),
+        seeds,
+        ..StudyConfig::new(true)
+    }
+}
+
+fn metrics(dir: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
+}
 
 #[test]
-fn quick_study_writes_the_report_and_resumes() {
+fn two_seeds_write_per_seed_runs_aggregates_and_verdicts() {
     let mnist = Mnist::load_default().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = StudyConfig {
-        quick: true,
-        out: dir.path().to_path_buf(),
-        only: Some("dense128".into()),
-        force: false,
-        seed: 42,
-    };
+    let cfg = quick(dir.path(), "part2-dropout", 2);
     let results = run_study(&mnist, &cfg).unwrap();
-    assert_eq!(results.len(), 1);
-    assert!(
-        results[0].test_accuracy > 0.8,
-        "{}",
-        results[0].test_accuracy
-    );
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("metrics.json")).unwrap())
-            .unwrap();
-    let m = &metrics["models"]["dense128"];
-    assert_eq!(m["params"], 101_770);
-    for key in ["test_accuracy", "epochs", "train_seconds"] {
-        assert!(m[key].is_number(), "{key}");
+    assert_eq!(results.len(), 6, "three settings, two seeds each");
+    for name in ["dropout-0", "dropout-0.1", "dropout-0.3"] {
+        for seed in [42, 43] {
+            let d = dir
+                .path()
+                .join("runs")
+                .join(name)
+                .join(format!("seed-{seed}"));
+            assert!(d.join("result.json").exists(), "{}", d.display());
+            assert!(d.join("weights.safetensors").exists());
+        }
     }
-    assert!(metrics["total_seconds"].is_number());
-    let report = std::fs::read_to_string(dir.path().join("REPORT.md")).unwrap();
-    // The wall time of the whole run, figures included, is stated as measured.
-    let wall = metrics["invocation_seconds"].as_f64().unwrap();
-    assert!(wall > 0.0);
-    assert!(
-        report.contains(&format!(
-            "took **{wall:.0} s ({:.1} min) wall**",
-            wall / 60.0
-        )),
-        "{report}"
-    );
-    assert!(
-        report.contains("Quick mode") && report.contains("(784+1)*128 = 100480"),
-        "{report}"
-    );
-    for f in [
-        "models/best/weights.safetensors",
-        "models/best/config.json",
-        "tables/models.csv",
-        "figures/test_accuracy.html",
-    ] {
-        assert!(dir.path().join(f).exists(), "{f}");
-    }
-    // A rerun skips the finished experiment and reads back identical numbers.
-    let again = run_study(&mnist, &cfg).unwrap();
-    assert_eq!(again[0].history, results[0].history);
+    // Different seeds train different networks on the same validation split.
+    let reps = by_experiment(&results);
+    let first = &reps[0];
+    assert_ne!(first.runs[0].test_accuracy, first.runs[1].test_accuracy);
 
-    // A Part 2 task joins the same report: its table, its verdict and metrics.json entries.
-    let part2 = StudyConfig {
-        only: Some("part2-dropout".into()),
-        ..cfg
-    };
-    let all = run_study(&mnist, &part2).unwrap();
-    assert_eq!(all.len(), 4, "dense128 read back plus three dropout runs");
+    let m = metrics(dir.path());
+    let e = &m["experiments"]["dropout-0.1"];
+    assert_eq!(e["seeds"], 2);
+    let per_seed: Vec<f64> = e["per_seed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(per_seed.len(), 2);
+    let mean = e["test_accuracy"].as_f64().unwrap();
+    assert!((mean - (per_seed[0] + per_seed[1]) / 2.0).abs() < 1e-12);
+    assert!(e["test_accuracy_std"].as_f64().unwrap() >= 0.0);
+    let ci = e["ci95"].as_array().unwrap();
+    assert!(ci[0].as_f64().unwrap() <= mean && mean <= ci[1].as_f64().unwrap());
+    let cs = m["groups"]["part2-dropout"]["comparisons"]
+        .as_array()
+        .unwrap();
+    assert_eq!(cs.len(), 3, "every pair once");
+    for c in cs {
+        let p = c["p"].as_f64().unwrap();
+        assert!(c["p_holm"].as_f64().unwrap() >= p);
+        assert!(
+            ["a better", "b better", "not distinguishable"]
+                .contains(&c["verdict"].as_str().unwrap())
+        );
+    }
+    let best = &m["best"];
+    assert!(best["test_accuracy"].as_f64().unwrap() > 0.8);
+    assert!(dir.path().join("models/best/weights.safetensors").exists());
+
     let report = std::fs::read_to_string(dir.path().join("REPORT.md")).unwrap();
+    assert!(report.contains("## Part 2: dropout"), "{report}");
     assert!(
-        report.contains("## Part 2: dropout") && report.contains("dropout-0.3"),
-        "{report}"
+        report.contains("cannot be told apart") || report.contains(" beats "),
+        "a verdict sentence: {report}"
     );
+    assert!(report.contains("## What the seed studies claimed"));
+    let claims = report
+        .split("## What the seed studies claimed")
+        .nth(1)
+        .unwrap()
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let rows: Vec<&str> = claims.lines().filter(|l| l.starts_with("| 002")).collect();
+    assert_eq!(rows.len(), 3, "the three dropout claims: {claims}");
+    for row in rows {
+        let row = row.trim_end_matches(" |");
+        assert!(
+            row.ends_with("confirmed")
+                || row.ends_with("contradicted")
+                || row.ends_with("not distinguishable"),
+            "{row}"
+        );
+    }
+    // The wall time of the whole run, figures included, is stated as measured.
+    let wall = m["invocation_seconds"].as_f64().unwrap();
+    assert!(report.contains(&format!(
+        "took **{wall:.0} s ({:.1} min) wall**",
+        wall / 60.0
+    )));
+    // HTML figures load the one local plotly.js, so each is small.
+    let page = std::fs::read_to_string(dir.path().join("figures/part2-dropout_val_accuracy.html"))
+        .unwrap();
+    assert!(page.contains("src=\"plotly.min.js\"") && page.len() < 200_000);
+    assert!(dir.path().join("figures/plotly.min.js").exists());
+
+    // Deleting one seed's result re-runs only that seed.
+    let gone = dir.path().join("runs/dropout-0.3/seed-43");
+    std::fs::remove_file(gone.join("result.json")).unwrap();
+    let stamp = |p: &std::path::Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    let kept = dir.path().join("runs/dropout-0.3/seed-42/result.json");
+    let before = stamp(&kept);
+    let again = run_study(&mnist, &cfg).unwrap();
+    assert_eq!(stamp(&kept), before, "the finished seed was reused");
     assert!(
-        report.contains("## Models") && report.contains("dense128"),
-        "architectures kept"
+        gone.join("result.json").exists(),
+        "the missing seed ran again"
     );
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("metrics.json")).unwrap())
-            .unwrap();
-    let dropout = metrics["experiments"]["part2-dropout"].as_object().unwrap();
-    assert_eq!(dropout.len(), 3);
-    assert!(dropout["dropout-0.1"]["weight_norm"].is_number());
-    assert!(dir.path().join("tables/part2-dropout.csv").exists());
+    let rerun = again
+        .iter()
+        .find(|r| r.name() == "dropout-0.3" && r.seed() == 43)
+        .unwrap();
+    let original = results
+        .iter()
+        .find(|r| r.name() == "dropout-0.3" && r.seed() == 43)
+        .unwrap();
+    assert_eq!(rerun.history.epochs.len(), original.history.epochs.len());
+    assert_eq!(rerun.test_accuracy, original.test_accuracy);
+}
+
+#[test]
+fn an_interrupted_run_resumes_from_its_last_epoch_bit_for_bit() {
+    let mnist = Mnist::load_default().unwrap();
+    let plan = plan(true, 42).unwrap();
+    let e = with_seed(plan.iter().find(|e| e.name == "l2-1e-4").unwrap(), 43);
+    assert_eq!(e.train.epochs, 2);
+    let whole = tempfile::tempdir().unwrap();
+    let full = run_experiment(&mnist, &e, whole.path()).unwrap();
+
+    // The same run, "killed" after its first epoch: a trainer that stops there leaves the
+    // checkpoint an interrupted study run leaves; the config it was started with says 2.
+    let cut = tempfile::tempdir().unwrap();
+    let dir = run_dir(cut.path(), &e);
+    let one = mnist_kit::train::TrainConfig {
+        epochs: 1,
+        ..e.train.clone()
+    };
+    let net = mnist_kit::models::Network::named(
+        &e.model,
+        &e.config,
+        e.train.seed,
+        &mnist_kit::candle::Device::Cpu,
+    )
+    .unwrap();
+    Trainer::new(&net, one.clone())
+        .unwrap()
+        .with_run_dir(&dir)
+        .unwrap()
+        .fit(&TrainData::new(&mnist, &one).unwrap())
+        .unwrap();
+    let config_path = dir.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["train"]["epochs"] = 2.into();
+    std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
+
+    let before = mnist_kit::train::History::read_json(dir.join("history.json")).unwrap();
+    assert_eq!(before.len(), 1);
+
+    let resumed = run_experiment(&mnist, &e, cut.path()).unwrap();
+    assert_eq!(resumed.epochs, 2);
+    assert_eq!(
+        resumed.history.epochs[0], before.epochs[0],
+        "epoch 1 was read back, not trained again"
+    );
+    let strip = |h: &mnist_kit::train::History| -> Vec<Vec<f64>> {
+        h.epochs
+            .iter()
+            .map(|r| {
+                vec![
+                    r.train_loss,
+                    r.train_accuracy,
+                    r.val_loss.unwrap(),
+                    r.val_accuracy.unwrap(),
+                    r.weight_norm,
+                ]
+            })
+            .collect()
+    };
+    assert_eq!(strip(&resumed.history), strip(&full.history));
+    assert_eq!(resumed.test_accuracy, full.test_accuracy);
+    assert_eq!(resumed.test_loss.to_bits(), full.test_loss.to_bits());
+    let w = |d: &std::path::Path| std::fs::read(d.join("weights.safetensors")).unwrap();
+    assert_eq!(
+        w(&dir),
+        w(&run_dir(whole.path(), &e)),
+        "same weights, bit for bit"
+    );
+}
+
+#[test]
+fn only_selects_exact_names_and_identical_configs_are_not_distinguishable() {
+    let mnist = Mnist::load_default().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // "sweep-lr-1e-3" is an exact name: no other sweep run trains.
+    run_study(&mnist, &quick(dir.path(), "sweep-lr-1e-3", 2)).unwrap();
+    let done = collect_finished(&quick(dir.path(), "", 2)).unwrap();
+    let names: std::collections::BTreeSet<&str> = done.iter().map(|r| r.name()).collect();
+    assert_eq!(names.into_iter().collect::<Vec<_>>(), vec!["sweep-lr-1e-3"]);
+    // A name that is neither an experiment nor a group fails with a hint.
+    let err = run_study(&mnist, &quick(dir.path(), "sweep", 2)).unwrap_err();
+    assert!(err.to_string().contains('*'), "{err}");
+
+    // Two experiments with identical configs under different names, both trained: the same
+    // numbers on every seed, so the verdict must be "not distinguishable".
+    let runs = dir.path().join("runs");
+    let twin: Vec<_> = done
+        .iter()
+        .map(|r| {
+            let mut e = r.experiment.clone();
+            e.name = "twin".into();
+            run_experiment(&mnist, &e, &runs).unwrap()
+        })
+        .collect();
+    assert_eq!(twin.len(), 2);
+    let both: Vec<_> = done.iter().chain(&twin).cloned().collect();
+    let cs = comparisons(&both, Metric::TestAccuracy);
+    assert_eq!(cs.len(), 1);
+    assert_eq!(cs[0].verdict, Verdict::NotDistinguishable);
+    assert_eq!(cs[0].p, 1.0);
 }

@@ -22,6 +22,7 @@ fn quick(epochs: usize) -> TrainConfig {
         test_limit: Some(500),
         verbose: false,
         seed: 5,
+        grad_stats: true,
         ..Default::default()
     }
 }
@@ -45,8 +46,8 @@ fn numbers(h: &History) -> Vec<Vec<f64>> {
                 r.val_loss.unwrap_or(-1.0),
                 r.val_accuracy.unwrap_or(-1.0),
                 r.weight_norm,
-                r.grad_noise,
-                r.grad_mean_norm,
+                r.grad_noise.unwrap_or(-1.0),
+                r.grad_mean_norm.unwrap_or(-1.0),
             ]
         })
         .collect()

@@ -57,12 +57,19 @@ enum Command {
         /// Output directory.
         #[arg(long, default_value = "results")]
         out: PathBuf,
-        /// Run only the experiments whose name contains this.
+        /// Run only this experiment or group (exact name), or a pattern with * wildcards
+        /// ("lenet5*"); finished runs of the others still join the report.
         #[arg(long)]
         only: Option<String>,
-        /// Redo experiments that already finished.
+        /// Redo runs that already finished.
         #[arg(long)]
         force: bool,
+        /// Training seeds per experiment (default 3, or 1 with --quick).
+        #[arg(long)]
+        seeds: Option<usize>,
+        /// Base seed: the validation split's and the first training seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
         /// Dataset directory (default: $MNIST_DATA_DIR, else the bundled data/mnist).
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -168,6 +175,10 @@ struct TrainArgs {
     test_limit: Option<usize>,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Measure gradient noise and per-layer gradient norms every step (costs a host copy of
+    /// every gradient).
+    #[arg(long)]
+    grad_stats: bool,
     /// Dataset directory (default: $MNIST_DATA_DIR, else the bundled data/mnist).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -259,15 +270,19 @@ fn run(cli: Cli) -> Result<()> {
             out,
             only,
             force,
+            seeds,
+            seed,
             data_dir,
         } => {
             let mnist = Mnist::load_from(data_dir.as_deref())?;
+            let quick = quick || mnist_kit::study::quick_from_env();
             let cfg = mnist_kit::study::StudyConfig {
-                quick: quick || mnist_kit::study::quick_from_env(),
                 out,
                 only,
                 force,
-                ..Default::default()
+                seed,
+                seeds: seeds.unwrap_or(mnist_kit::study::StudyConfig::default_seeds(quick)),
+                ..mnist_kit::study::StudyConfig::new(quick)
             };
             mnist_kit::study::run_study(&mnist, &cfg)?;
             println!("report written to {}", cfg.out.join("REPORT.md").display());
@@ -365,6 +380,7 @@ fn train(a: TrainArgs) -> Result<()> {
             ..Default::default()
         }),
         seed: a.seed,
+        grad_stats: a.grad_stats,
         verbose: !a.json,
         ..Default::default()
     };

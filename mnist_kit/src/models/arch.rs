@@ -331,6 +331,7 @@ struct BasicBlock {
     conv2: Conv2d,
     bn2: BatchNorm,
     shortcut: Option<(Conv2d, BatchNorm)>,
+    residual: bool,
 }
 
 impl BasicBlock {
@@ -341,6 +342,7 @@ impl BasicBlock {
         c_out: usize,
         stride: usize,
         side: usize,
+        residual: bool,
     ) -> Result<Self> {
         let out = (side - 1) / stride + 1;
         let shape = [c_out, out, out];
@@ -360,7 +362,7 @@ impl BasicBlock {
             true,
         )?;
         let bn2 = BatchNorm::new(b, &format!("{name}.bn2"), c_out, &shape)?;
-        let shortcut = if stride != 1 || c_in != c_out {
+        let shortcut = if residual && (stride != 1 || c_in != c_out) {
             let c = Conv2d::new(
                 b,
                 &format!("{name}.shortcut"),
@@ -381,6 +383,7 @@ impl BasicBlock {
             conv2,
             bn2,
             shortcut,
+            residual,
         })
     }
 
@@ -394,6 +397,9 @@ impl BasicBlock {
         let h = self
             .bn2
             .forward_t(&self.conv2.forward_t(&h, false, train)?, train)?;
+        if !self.residual {
+            return activate(&h, a);
+        }
         let skip = match &self.shortcut {
             Some((c, bn)) => bn.forward_t(&c.forward_t(x, false, train)?, train)?,
             None => x.clone(),
@@ -433,6 +439,7 @@ impl ResNet {
                     c_out,
                     stride,
                     side,
+                    c.residual,
                 )?);
                 side = (side - 1) / stride + 1;
                 c_in = c_out;

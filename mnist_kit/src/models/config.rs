@@ -180,6 +180,10 @@ pub struct ResNetConfig {
     pub activation: Activation,
     /// Dropout before the classifier.
     pub dropout: f32,
+    /// Shortcut connections. `false` gives the plain network of the same depth: every block
+    /// is two convolutions with nothing added, and the projection shortcuts are not built, so
+    /// the plain network has fewer parameters (the 1x1 projections and their BatchNorms).
+    pub residual: bool,
 }
 
 impl Default for ResNetConfig {
@@ -190,6 +194,7 @@ impl Default for ResNetConfig {
             stem_stride: 2,
             activation: Activation::Relu,
             dropout: 0.0,
+            residual: true,
         }
     }
 }
@@ -218,11 +223,12 @@ pub const MAX_PARAMS: usize = 1 << 30;
 pub const MAX_CHANNELS: usize = 1024;
 
 /// Named presets: the models of the study.
-pub const MODEL_NAMES: [&str; 10] = [
+pub const MODEL_NAMES: [&str; 11] = [
     "dense128",
     "mlp-61k",
     "mlp-500-150",
     "mlp-800",
+    "mlp-advanced",
     "lenet5",
     "lenet5-28",
     "lenet5-regularized",
@@ -252,6 +258,13 @@ impl ModelConfig {
             "mlp-61k" => mlp(32, &[48; 6]),
             "mlp-500-150" => mlp(28, &[500, 150]),
             "mlp-800" => mlp(28, &[800]),
+            // 003's "advanced MLP": deeper, with BatchNorm before each ReLU and dropout after.
+            "mlp-advanced" => ModelConfig::Mlp(MlpConfig {
+                hidden: vec![512, 256, 128],
+                batch_norm: true,
+                dropout: 0.2,
+                ..Default::default()
+            }),
             "lenet5" => ModelConfig::Lenet(LenetConfig::default()),
             "lenet5-28" => ModelConfig::Lenet(LenetConfig {
                 input_side: 28,

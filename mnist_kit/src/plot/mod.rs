@@ -70,6 +70,20 @@ impl Figure {
         write_bytes_atomic(path.as_ref(), self.to_html().as_bytes())
     }
 
+    /// A small HTML page that loads plotly.js from `script_src` (a path relative to the page,
+    /// e.g. `plotly.min.js` beside it; see [`write_plotly_js`]): kilobytes per figure instead
+    /// of megabytes, and still offline.
+    pub fn to_html_linked(&self, script_src: &str) -> String {
+        format!(
+            "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n\
+             <script src=\"{}\"></script>\n</head>\n<body>\n{}\n</body>\n</html>\n",
+            crate::models::summary::esc(&self.name),
+            crate::models::summary::esc(script_src),
+            self.plot
+                .to_inline_html(Some(&format!("mnist-kit-{}", self.name)))
+        )
+    }
+
     /// The plotly JSON of the figure.
     pub fn to_json(&self) -> String {
         self.plot.to_json()
@@ -94,6 +108,31 @@ impl Figure {
     pub fn evcxr_display(&self) {
         crate::display::html(&self.notebook_html());
     }
+}
+
+/// File name of the shared plotly.js that [`Figure::to_html_linked`] pages load.
+pub const PLOTLY_JS: &str = "plotly.min.js";
+
+/// plotly.js itself (the copy the `plotly` crate embeds), for pages that load it from a file.
+pub fn plotly_js() -> String {
+    let all = Plot::offline_js_sources();
+    let open = "<script type=\"text/javascript\">";
+    let start = all.find(open).map_or(0, |i| i + open.len());
+    // The crate writes plotly.js, then MathJax in a second script tag.
+    let end = all[start..]
+        .find("</script>\n\n")
+        .map_or(all.len(), |i| start + i);
+    all[start..end].to_string()
+}
+
+/// Writes [`plotly_js`] to `dir/plotly.min.js` unless an identical copy is there.
+pub fn write_plotly_js(dir: &Path) -> Result<()> {
+    let path = dir.join(PLOTLY_JS);
+    let js = plotly_js();
+    if std::fs::read(&path).is_ok_and(|old| old == js.as_bytes()) {
+        return Ok(());
+    }
+    write_bytes_atomic(&path, js.as_bytes())
 }
 
 fn title(text: &str) -> Title {
@@ -146,38 +185,175 @@ pub fn learning_curves(history: &History) -> Figure {
     Figure::new(format!("learning_curves_{}", history.model), plot)
 }
 
-/// One metric of several runs over epochs (ablations): `runs` are `(label, history)`.
-pub fn overlay(name: &str, metric: &str, runs: &[(String, &History)]) -> Figure {
-    let mut plot = Plot::new();
-    for (label, h) in runs {
-        let (x, y): (Vec<usize>, Vec<f64>) = h
-            .epochs
-            .iter()
-            .filter_map(|r| {
-                let v = match metric {
-                    "train_loss" => Some(r.train_loss),
-                    "train_accuracy" => Some(r.train_accuracy),
-                    "val_loss" => r.val_loss,
-                    "val_accuracy" => r.val_accuracy,
-                    "test_loss" => r.test_loss,
-                    "test_accuracy" => r.test_accuracy,
-                    "weight_norm" => Some(r.weight_norm),
-                    "grad_noise" => Some(r.grad_noise),
-                    "lr" => Some(r.lr),
-                    _ => None,
-                };
-                v.map(|v| (r.epoch, v))
-            })
-            .unzip();
-        plot.add_trace(Scatter::new(x, y).name(label).mode(Mode::LinesMarkers));
+/// Qualitative colours (plotly's default cycle), so a mean line and its band match.
+const PALETTE: [(u8, u8, u8); 10] = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+];
+
+/// The value of `metric` in one epoch's record (`None` where the run did not measure it).
+pub fn epoch_value(r: &EpochRecord, metric: &str) -> Option<f64> {
+    match metric {
+        "train_loss" => Some(r.train_loss),
+        "train_accuracy" => Some(r.train_accuracy),
+        "val_loss" => r.val_loss,
+        "val_accuracy" => r.val_accuracy,
+        "test_loss" => r.test_loss,
+        "test_accuracy" => r.test_accuracy,
+        "weight_norm" => Some(r.weight_norm),
+        "grad_noise" => r.grad_noise,
+        "lr" => Some(r.lr),
+        _ => None,
     }
+}
+
+/// Per-step values `(mean, min, max)` across `series` (shorter series drop out at their end).
+fn band(series: &[Vec<f64>]) -> Vec<(f64, f64, f64)> {
+    let len = series.iter().map(Vec::len).max().unwrap_or(0);
+    (0..len)
+        .map(|i| {
+            let vals: Vec<f64> = series.iter().filter_map(|s| s.get(i).copied()).collect();
+            let n = vals.len().max(1) as f64;
+            let (lo, hi) = vals
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                    (a.min(v), b.max(v))
+                });
+            (vals.iter().sum::<f64>() / n, lo, hi)
+        })
+        .collect()
+}
+
+/// Adds a mean line with a shaded min-max band (when there is more than one series).
+fn add_band(
+    plot: &mut Plot,
+    i: usize,
+    label: &str,
+    x: Vec<f64>,
+    stats: &[(f64, f64, f64)],
+    seeds: usize,
+) {
+    let (r, g, b) = PALETTE[i % PALETTE.len()];
+    let colour = format!("rgb({r},{g},{b})");
+    if seeds > 1 {
+        let hi: Vec<f64> = stats.iter().map(|s| s.2).collect();
+        let lo: Vec<f64> = stats.iter().map(|s| s.1).collect();
+        plot.add_trace(
+            Scatter::new(x.clone(), hi)
+                .mode(Mode::Lines)
+                .line(plotly::common::Line::new().width(0.0).color(colour.clone()))
+                .show_legend(false)
+                .legend_group(label)
+                .hover_info(plotly::common::HoverInfo::Skip),
+        );
+        plot.add_trace(
+            Scatter::new(x.clone(), lo)
+                .mode(Mode::Lines)
+                .line(plotly::common::Line::new().width(0.0).color(colour.clone()))
+                .fill(plotly::common::Fill::ToNextY)
+                .fill_color(format!("rgba({r},{g},{b},0.18)"))
+                .show_legend(false)
+                .legend_group(label)
+                .hover_info(plotly::common::HoverInfo::Skip),
+        );
+    }
+    let mean: Vec<f64> = stats.iter().map(|s| s.0).collect();
+    let name = if seeds > 1 {
+        format!("{label} (mean of {seeds})")
+    } else {
+        label.to_string()
+    };
+    plot.add_trace(
+        Scatter::new(x, mean)
+            .name(name)
+            .mode(Mode::LinesMarkers)
+            .line(plotly::common::Line::new().color(colour))
+            .legend_group(label),
+    );
+}
+
+/// One metric of several experiments over epochs: for each `(label, histories of its seeds)`
+/// the mean per epoch as a line with the min-max band across seeds shaded.
+pub fn overlay(name: &str, metric: &str, runs: &[(String, Vec<&History>)]) -> Figure {
+    let mut plot = Plot::new();
+    for (i, (label, hs)) in runs.iter().enumerate() {
+        let series: Vec<Vec<f64>> = hs
+            .iter()
+            .map(|h| {
+                h.epochs
+                    .iter()
+                    .filter_map(|r| epoch_value(r, metric))
+                    .collect()
+            })
+            .filter(|v: &Vec<f64>| !v.is_empty())
+            .collect();
+        if series.is_empty() {
+            continue;
+        }
+        let stats = band(&series);
+        let x: Vec<f64> = (1..=stats.len()).map(|e| e as f64).collect();
+        add_band(&mut plot, i, label, x, &stats, series.len());
+    }
+    let band_note = if runs.iter().any(|(_, h)| h.len() > 1) {
+        " (mean, band: min-max over seeds)"
+    } else {
+        ""
+    };
     plot.set_layout(
         Layout::new()
-            .title(title(&format!("{name}: {metric}")))
+            .title(title(&format!("{name}: {metric}{band_note}")))
             .x_axis(Axis::new().title(title("epoch")))
             .y_axis(Axis::new().title(title(metric))),
     );
     Figure::new(format!("{name}_{metric}"), plot)
+}
+
+/// The smoothed per-iteration training loss (the mean of every `loss_every` steps, recorded
+/// when a run asked for it) of several experiments, mean with min-max band over seeds: the
+/// stability of an optimizer shows as the width and wiggle of its curve.
+pub fn loss_trace(name: &str, runs: &[(String, Vec<&History>)], every: usize) -> Figure {
+    let mut plot = Plot::new();
+    for (i, (label, hs)) in runs.iter().enumerate() {
+        let series: Vec<Vec<f64>> = hs
+            .iter()
+            .map(|h| {
+                h.epochs
+                    .iter()
+                    .flat_map(|r| r.loss_trace.iter().copied())
+                    .collect()
+            })
+            .filter(|v: &Vec<f64>| !v.is_empty())
+            .collect();
+        if series.is_empty() {
+            continue;
+        }
+        let stats = band(&series);
+        let x: Vec<f64> = (1..=stats.len())
+            .map(|k| (k * every.max(1)) as f64)
+            .collect();
+        add_band(&mut plot, i, label, x, &stats, series.len());
+    }
+    plot.set_layout(
+        Layout::new()
+            .title(title(&format!(
+                "{name}: training loss, mean of every {every} steps"
+            )))
+            .x_axis(Axis::new().title(title("step")))
+            .y_axis(
+                Axis::new()
+                    .title(title("training loss"))
+                    .type_(plotly::layout::AxisType::Log),
+            ),
+    );
+    Figure::new(format!("{name}_loss_trace"), plot)
 }
 
 /// A bar chart of `(label, value)`.
@@ -193,21 +369,104 @@ pub fn bars(name: &str, y_title: &str, items: &[(String, f64)]) -> Figure {
     Figure::new(name.replace(' ', "_"), plot)
 }
 
-/// Gradient flow: the mean gradient norm of each weight tensor in the last epoch of each run,
-/// input side on the left, on a log axis (vanishing gradients show as a falling line).
-pub fn gradient_flow(name: &str, runs: &[(String, &History)]) -> Figure {
+/// Bars of `(label, mean, std)` with ± std error bars.
+pub fn bars_with_errors(name: &str, y_title: &str, items: &[(String, f64, f64)]) -> Figure {
     let mut plot = Plot::new();
-    for (label, h) in runs {
-        let Some(last) = h.last() else { continue };
-        let (x, y): (Vec<String>, Vec<f64>) = last.layer_grad_norms.iter().cloned().unzip();
-        plot.add_trace(Scatter::new(x, y).name(label).mode(Mode::LinesMarkers));
+    let x: Vec<String> = items.iter().map(|i| i.0.clone()).collect();
+    let y: Vec<f64> = items.iter().map(|i| i.1).collect();
+    let e: Vec<f64> = items.iter().map(|i| i.2).collect();
+    plot.add_trace(
+        Bar::new(x, y)
+            .error_y(plotly::common::ErrorData::new(plotly::common::ErrorType::Data).array(e)),
+    );
+    // Accuracies sit near 1: start the axis near the lowest bar so differences show.
+    let lo = items
+        .iter()
+        .map(|i| i.1 - 2.0 * i.2)
+        .fold(f64::INFINITY, f64::min);
+    let hi = items
+        .iter()
+        .map(|i| i.1 + 2.0 * i.2)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let mut y_axis = Axis::new().title(title(y_title));
+    if lo.is_finite() && hi.is_finite() && hi > lo {
+        let pad = 0.1 * (hi - lo);
+        y_axis = y_axis.range(vec![lo - pad, hi + pad]);
     }
+    plot.set_layout(Layout::new().title(title(name)).y_axis(y_axis));
+    Figure::new(name.replace(' ', "_"), plot)
+}
+
+/// Points of a [`means_against`] line: `(x, mean, std)`.
+pub type MeanPoints = Vec<(f64, f64, f64)>;
+
+/// Lines of means with ± std error bars against a numeric x: `series` are `(label, [(x,
+/// mean, std)])` (the depth study's accuracy against blocks per stage).
+pub fn means_against(
+    file: &str,
+    name: &str,
+    x_title: &str,
+    y_title: &str,
+    series: &[(String, MeanPoints)],
+) -> Figure {
+    let mut plot = Plot::new();
+    for (label, pts) in series {
+        let x: Vec<f64> = pts.iter().map(|p| p.0).collect();
+        let y: Vec<f64> = pts.iter().map(|p| p.1).collect();
+        let e: Vec<f64> = pts.iter().map(|p| p.2).collect();
+        plot.add_trace(
+            Scatter::new(x, y)
+                .name(label)
+                .mode(Mode::LinesMarkers)
+                .error_y(plotly::common::ErrorData::new(plotly::common::ErrorType::Data).array(e)),
+        );
+    }
+    plot.set_layout(
+        Layout::new()
+            .title(title(name))
+            .x_axis(Axis::new().title(title(x_title)).dtick(1.0))
+            .y_axis(Axis::new().title(title(y_title))),
+    );
+    Figure::new(file, plot)
+}
+
+/// Gradient flow: the mean gradient norm of each weight tensor in the last epoch of each
+/// experiment (mean over seeds, min-max band), input side on the left, on a log axis
+/// (vanishing gradients show as a line falling towards the input).
+pub fn gradient_flow(name: &str, runs: &[(String, Vec<&History>)]) -> Figure {
+    let mut plot = Plot::new();
+    let mut layers: Vec<String> = Vec::new();
+    for (i, (label, hs)) in runs.iter().enumerate() {
+        let series: Vec<Vec<f64>> = hs
+            .iter()
+            .filter_map(|h| h.last())
+            .map(|l| l.layer_grad_norms.iter().map(|(_, v)| *v).collect())
+            .filter(|v: &Vec<f64>| !v.is_empty())
+            .collect();
+        if series.is_empty() {
+            continue;
+        }
+        if layers.is_empty()
+            && let Some(l) = hs.iter().filter_map(|h| h.last()).next()
+        {
+            layers = l.layer_grad_norms.iter().map(|(n, _)| n.clone()).collect();
+        }
+        let stats = band(&series);
+        let x: Vec<f64> = (0..stats.len()).map(|k| k as f64).collect();
+        add_band(&mut plot, i, label, x, &stats, series.len());
+    }
+    let ticks: Vec<f64> = (0..layers.len()).map(|k| k as f64).collect();
     plot.set_layout(
         Layout::new()
             .title(title(&format!(
                 "{name}: gradient norm per layer (last epoch)"
             )))
-            .x_axis(Axis::new().title(title("weight tensor (input → output)")))
+            .x_axis(
+                Axis::new()
+                    .title(title("weight tensor (input → output)"))
+                    .tick_values(ticks)
+                    .tick_text(layers),
+            )
             .y_axis(
                 Axis::new()
                     .title(title("mean minibatch gradient L2 norm"))
@@ -268,9 +527,10 @@ mod tests {
             seconds: 1.0,
             images_per_sec: 100.0,
             weight_norm: 1.0,
-            grad_noise: 0.1,
-            grad_mean_norm: 0.1,
+            grad_noise: Some(0.1),
+            grad_mean_norm: Some(0.1),
             layer_grad_norms: Vec::new(),
+            loss_trace: Vec::new(),
         };
         History {
             model: "m".into(),

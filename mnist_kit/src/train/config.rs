@@ -111,8 +111,18 @@ pub struct TrainConfig {
     pub eval_test_each_epoch: bool,
     /// Early stopping, if any.
     pub early_stopping: Option<EarlyStopping>,
-    /// Seed of the split, shuffling, dropout and augmentation.
+    /// Seed of the initialisation, shuffling, dropout and augmentation (and of the validation
+    /// split unless `split_seed` is set).
     pub seed: u64,
+    /// Seed of the validation split when it must not change with `seed` (the study's repeats
+    /// train with several seeds on one split).
+    pub split_seed: Option<u64>,
+    /// Measure the per-step gradient statistics (gradient noise, per-layer gradient norms):
+    /// a host copy of every gradient per step, so only for runs that report them.
+    pub grad_stats: bool,
+    /// Record the mean training loss of every `loss_every` steps (0 = off): the
+    /// per-iteration curve that shows an optimizer's stability.
+    pub loss_every: usize,
     /// Print a progress line every N batches (0 = once per epoch only).
     pub log_every: usize,
     /// Print progress at all.
@@ -139,6 +149,9 @@ impl Default for TrainConfig {
             eval_test_each_epoch: false,
             early_stopping: None,
             seed: 42,
+            split_seed: None,
+            grad_stats: false,
+            loss_every: 0,
             log_every: 0,
             verbose: true,
             time_budget_secs: None,

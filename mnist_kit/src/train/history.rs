@@ -34,14 +34,20 @@ pub struct EpochRecord {
     pub images_per_sec: f64,
     /// Global L2 norm of the trainable weights at the end of the epoch.
     pub weight_norm: f64,
-    /// Gradient noise: mean squared distance of minibatch gradients from their epoch mean.
-    pub grad_noise: f64,
+    /// Gradient noise: mean squared distance of minibatch gradients from their epoch mean
+    /// (measured when the run asked for gradient statistics).
+    #[serde(default)]
+    pub grad_noise: Option<f64>,
     /// Norm of the epoch-mean gradient (the signal the noise is compared with).
-    pub grad_mean_norm: f64,
+    #[serde(default)]
+    pub grad_mean_norm: Option<f64>,
     /// Gradient flow: mean L2 norm of each weight tensor's minibatch gradient over the epoch,
     /// input side first (`("fc1.weight", 0.12)`).
     #[serde(default)]
     pub layer_grad_norms: Vec<(String, f64)>,
+    /// Mean training loss of each window of `loss_every` steps in the epoch (when asked).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loss_trace: Vec<f64>,
 }
 
 /// Per-epoch records plus the early-stopping outcome.
@@ -99,8 +105,8 @@ impl History {
                 e.iter().map(|r| r.images_per_sec).collect(),
             ),
             col("weight_norm", e.iter().map(|r| r.weight_norm).collect()),
-            col("grad_noise", e.iter().map(|r| r.grad_noise).collect()),
-            col(
+            opt("grad_noise", e.iter().map(|r| r.grad_noise).collect()),
+            opt(
                 "grad_mean_norm",
                 e.iter().map(|r| r.grad_mean_norm).collect(),
             ),

@@ -54,7 +54,9 @@ pub struct TrainData {
 impl TrainData {
     /// Splits `mnist` as `cfg` says: seeded validation split, optional limits.
     pub fn new(mnist: &Mnist, cfg: &TrainConfig) -> Result<Self> {
-        let (train, val) = mnist.train.split_validation(cfg.validation, cfg.seed)?;
+        let (train, val) = mnist
+            .train
+            .split_validation(cfg.validation, cfg.split_seed.unwrap_or(cfg.seed))?;
         let train = match cfg.train_limit {
             Some(n) => train.take(n),
             None => train,
@@ -234,9 +236,16 @@ impl Trainer {
             let num_batches = batches.num_batches();
             let t0 = Instant::now();
             let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
-            let mut grad_sum: Vec<Vec<f64>> = params.iter().map(|p| vec![0.0; p.len()]).collect();
+            let stats = self.cfg.grad_stats;
+            let mut grad_sum: Vec<Vec<f64>> = if stats {
+                params.iter().map(|p| vec![0.0; p.len()]).collect()
+            } else {
+                Vec::new()
+            };
             let mut grad_sq = 0f64;
             let mut layer_norm_sum = vec![0f64; trainable.len()];
+            let mut loss_trace = Vec::new();
+            let mut window = (0f64, 0usize);
             let mut out_of_time = false;
             for (b, batch) in batches.enumerate() {
                 let batch = batch?;
@@ -257,16 +266,26 @@ impl Trainer {
                     };
                     flat.push(g);
                 }
-                let mut sq = 0f64;
-                for ((acc, g), norm) in grad_sum.iter_mut().zip(&flat).zip(&mut layer_norm_sum) {
-                    let layer_sq = accumulate(acc, g);
-                    *norm += layer_sq.sqrt();
-                    sq += layer_sq;
+                if stats {
+                    let mut sq = 0f64;
+                    for ((acc, g), norm) in grad_sum.iter_mut().zip(&flat).zip(&mut layer_norm_sum)
+                    {
+                        let layer_sq = accumulate(acc, g);
+                        *norm += layer_sq.sqrt();
+                        sq += layer_sq;
+                    }
+                    if !sq.is_finite() {
+                        return Err(self.non_finite("gradient", epoch, b));
+                    }
+                    grad_sq += sq;
                 }
-                if !sq.is_finite() {
-                    return Err(self.non_finite("gradient", epoch, b));
+                if self.cfg.loss_every > 0 {
+                    window = (window.0 + l, window.1 + 1);
+                    if window.1 == self.cfg.loss_every {
+                        loss_trace.push(window.0 / window.1 as f64);
+                        window = (0.0, 0);
+                    }
                 }
-                grad_sq += sq;
                 self.opt.step(&mut params, &flat, lr)?;
                 // The variables still hold the pre-step weights: the last good ones.
                 if !params.par_iter().all(|p| p.iter().all(|w| w.is_finite())) {
@@ -333,14 +352,19 @@ impl Trainer {
                     .map(|&w| f64::from(w).powi(2))
                     .sum::<f64>()
                     .sqrt(),
-                grad_noise: (grad_sq / steps - mean_sq).max(0.0),
-                grad_mean_norm: mean_sq.sqrt(),
-                layer_grad_norms: trainable
-                    .iter()
-                    .zip(&layer_norm_sum)
-                    .filter(|(p, _)| p.kind == ParamKind::Weight)
-                    .map(|(p, s)| (p.name.clone(), s / steps))
-                    .collect(),
+                grad_noise: stats.then(|| (grad_sq / steps - mean_sq).max(0.0)),
+                grad_mean_norm: stats.then(|| mean_sq.sqrt()),
+                layer_grad_norms: if stats {
+                    trainable
+                        .iter()
+                        .zip(&layer_norm_sum)
+                        .filter(|(p, _)| p.kind == ParamKind::Weight)
+                        .map(|(p, s)| (p.name.clone(), s / steps))
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+                loss_trace,
             };
             self.log_epoch(&record);
             self.history.epochs.push(record);

@@ -1,0 +1,410 @@
+//! Each experiment over its seeds: the quantities a run measured ([`Metric`]), their
+//! summaries, tables with `mean ± std`, the seed ensemble, and the run chosen on validation.
+
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+use super::run::run_dir;
+use super::stats::Summary;
+use super::{ExperimentResult, StudyConfig};
+use crate::data::{Mnist, NUM_CLASSES};
+use crate::display::Table;
+use crate::models::Network;
+use crate::train::{History, evaluate};
+use crate::{Error, Result};
+
+/// How close (in accuracy, 0.005 = half a point) validation accuracy must come to its final
+/// value for a run to count as converged: [`convergence_epoch`].
+pub const CONVERGENCE_TOLERANCE: f64 = 0.005;
+
+/// The first epoch (1-based) at which validation accuracy comes within
+/// [`CONVERGENCE_TOLERANCE`] of its value at the last epoch: how fast a run converges.
+pub fn convergence_epoch(h: &History) -> Option<usize> {
+    let last = h.last()?.val_accuracy?;
+    h.epochs
+        .iter()
+        .find(|r| {
+            r.val_accuracy
+                .is_some_and(|v| v >= last - CONVERGENCE_TOLERANCE)
+        })
+        .map(|r| r.epoch)
+}
+
+/// A quantity one run measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Test accuracy of the returned weights.
+    TestAccuracy,
+    /// Test loss of the returned weights.
+    TestLoss,
+    /// Validation accuracy after the last epoch.
+    ValAccuracy,
+    /// Validation loss after the last epoch.
+    ValLoss,
+    /// Training accuracy of the last epoch (training mode).
+    TrainAccuracy,
+    /// Training loss of the last epoch.
+    TrainLoss,
+    /// Last epoch's training minus validation accuracy.
+    Gap,
+    /// The epoch early stopping restored.
+    BestEpoch,
+    /// [`convergence_epoch`].
+    Convergence,
+    /// Mean wall seconds of a training epoch.
+    SecondsPerEpoch,
+    /// First weight tensor's gradient norm over the last one's, last epoch (gradient flow:
+    /// small means vanishing gradients at the input side).
+    GradFlowRatio,
+}
+
+impl Metric {
+    /// Every metric, in table order.
+    pub const ALL: [Metric; 11] = [
+        Metric::TestAccuracy,
+        Metric::TestLoss,
+        Metric::ValAccuracy,
+        Metric::ValLoss,
+        Metric::TrainAccuracy,
+        Metric::TrainLoss,
+        Metric::Gap,
+        Metric::BestEpoch,
+        Metric::Convergence,
+        Metric::SecondsPerEpoch,
+        Metric::GradFlowRatio,
+    ];
+
+    /// Snake-case name (CSV and JSON keys).
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::TestAccuracy => "test_accuracy",
+            Metric::TestLoss => "test_loss",
+            Metric::ValAccuracy => "val_accuracy",
+            Metric::ValLoss => "val_loss",
+            Metric::TrainAccuracy => "train_accuracy",
+            Metric::TrainLoss => "train_loss",
+            Metric::Gap => "train_val_gap",
+            Metric::BestEpoch => "best_epoch",
+            Metric::Convergence => "convergence_epoch",
+            Metric::SecondsPerEpoch => "seconds_per_epoch",
+            Metric::GradFlowRatio => "grad_flow_ratio",
+        }
+    }
+
+    /// Words for a sentence.
+    pub fn label(self) -> &'static str {
+        match self {
+            Metric::TestAccuracy => "test accuracy",
+            Metric::TestLoss => "test loss",
+            Metric::ValAccuracy => "validation accuracy",
+            Metric::ValLoss => "validation loss",
+            Metric::TrainAccuracy => "training accuracy",
+            Metric::TrainLoss => "final training loss",
+            Metric::Gap => "train-validation gap",
+            Metric::BestEpoch => "best epoch",
+            Metric::Convergence => "convergence epoch",
+            Metric::SecondsPerEpoch => "seconds per epoch",
+            Metric::GradFlowRatio => "first/last layer gradient ratio",
+        }
+    }
+
+    /// True for accuracies and gaps, shown in percent (points).
+    pub fn is_percent(self) -> bool {
+        matches!(
+            self,
+            Metric::TestAccuracy | Metric::ValAccuracy | Metric::TrainAccuracy | Metric::Gap
+        )
+    }
+
+    /// A summary of this metric as a table cell: percent with 2 decimals, losses with 4.
+    pub fn show(self, s: &Summary) -> String {
+        match self {
+            m if m.is_percent() => s.show(100.0, 2),
+            Metric::TestLoss | Metric::ValLoss | Metric::TrainLoss => s.show(1.0, 4),
+            Metric::BestEpoch | Metric::Convergence | Metric::SecondsPerEpoch => s.show(1.0, 1),
+            _ => s.show(1.0, 3),
+        }
+    }
+
+    /// The value of one run, when it measured it.
+    pub fn of(self, r: &ExperimentResult) -> Option<f64> {
+        let last = r.history.last();
+        match self {
+            Metric::TestAccuracy => Some(r.test_accuracy),
+            Metric::TestLoss => Some(r.test_loss),
+            Metric::ValAccuracy => last?.val_accuracy,
+            Metric::ValLoss => last?.val_loss,
+            Metric::TrainAccuracy => Some(last?.train_accuracy),
+            Metric::TrainLoss => Some(last?.train_loss),
+            Metric::Gap => {
+                let l = last?;
+                Some(l.train_accuracy - l.val_accuracy?)
+            }
+            Metric::BestEpoch => r.history.best_epoch.map(|e| e as f64),
+            Metric::Convergence => convergence_epoch(&r.history).map(|e| e as f64),
+            Metric::SecondsPerEpoch => {
+                let n = r.history.len();
+                (n > 0).then(|| r.history.epochs.iter().map(|e| e.seconds).sum::<f64>() / n as f64)
+            }
+            Metric::GradFlowRatio => {
+                let norms = &last?.layer_grad_norms;
+                let (first, last) = (norms.first()?.1, norms.last()?.1);
+                (last > 0.0).then(|| first / last)
+            }
+        }
+    }
+}
+
+/// The runs of one experiment, one per seed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replicates {
+    /// Every seed's result, in seed order.
+    pub runs: Vec<ExperimentResult>,
+}
+
+impl Replicates {
+    /// The experiment's name.
+    pub fn name(&self) -> &str {
+        self.runs.first().map_or("", |r| r.name())
+    }
+    /// Its group.
+    pub fn group(&self) -> &str {
+        self.runs.first().map_or("", |r| &r.experiment.group)
+    }
+    /// The first seed's run.
+    pub fn first(&self) -> Option<&ExperimentResult> {
+        self.runs.first()
+    }
+    /// The seeds.
+    pub fn seeds(&self) -> Vec<u64> {
+        self.runs.iter().map(|r| r.seed()).collect()
+    }
+    /// Trainable parameters.
+    pub fn params(&self) -> usize {
+        self.first().map_or(0, |r| r.params)
+    }
+    /// The metric of each seed that measured it.
+    pub fn values(&self, m: Metric) -> Vec<f64> {
+        self.runs.iter().filter_map(|r| m.of(r)).collect()
+    }
+    /// Summary of the metric over seeds.
+    pub fn summary(&self, m: Metric) -> Option<Summary> {
+        Summary::of(&self.values(m))
+    }
+    /// Every seed's history.
+    pub fn histories(&self) -> Vec<&History> {
+        self.runs.iter().map(|r| &r.history).collect()
+    }
+    /// Mean wall seconds of one seed's run.
+    pub fn seconds_per_seed(&self) -> f64 {
+        let n = self.runs.len().max(1) as f64;
+        self.runs.iter().map(|r| r.train_seconds).sum::<f64>() / n
+    }
+}
+
+/// Groups per-seed results by experiment, in order of first appearance.
+pub fn by_experiment<R: std::borrow::Borrow<ExperimentResult>>(results: &[R]) -> Vec<Replicates> {
+    let mut out: Vec<Replicates> = Vec::new();
+    for r in results {
+        let r = r.borrow();
+        match out.iter_mut().find(|x| x.name() == r.name()) {
+            Some(x) => {
+                if !x.runs.iter().any(|y| y.seed() == r.seed()) {
+                    x.runs.push(r.clone());
+                }
+            }
+            None => out.push(Replicates {
+                runs: vec![r.clone()],
+            }),
+        }
+    }
+    for x in &mut out {
+        x.runs.sort_by_key(|r| r.seed());
+    }
+    out
+}
+
+/// `(experiment, its seeds' histories)` pairs for [`crate::plot::overlay`] (mean per epoch
+/// with a min-max band) and [`crate::plot::gradient_flow`].
+pub fn histories(results: &[ExperimentResult]) -> Vec<(String, Vec<&History>)> {
+    let mut out: Vec<(String, Vec<&History>)> = Vec::new();
+    for r in results {
+        match out.iter_mut().find(|(n, _)| n == r.name()) {
+            Some((_, hs)) => hs.push(&r.history),
+            None => out.push((r.name().to_string(), vec![&r.history])),
+        }
+    }
+    out
+}
+
+/// The metrics a comparison table shows.
+pub const TABLE_METRICS: [Metric; 4] = [
+    Metric::TestAccuracy,
+    Metric::ValAccuracy,
+    Metric::Gap,
+    Metric::TestLoss,
+];
+
+/// One row per experiment: seeds, parameters, `mean ± std` of test accuracy (with its 95 %
+/// interval), validation accuracy, the train-validation gap and test loss, epochs and seconds
+/// per seed. Shows itself as a table in notebooks; [`summary_frame`] has the numbers.
+pub fn comparison(title: &str, results: &[ExperimentResult]) -> Result<Table> {
+    let reps = by_experiment(results);
+    let cell = |r: &Replicates, m: Metric| r.summary(m).map(|s| m.show(&s)).unwrap_or_default();
+    let ci = |r: &Replicates| {
+        r.summary(Metric::TestAccuracy)
+            .filter(|s| s.ci95[0].is_finite())
+            .map(|s| format!("[{:.2}, {:.2}]", 100.0 * s.ci95[0], 100.0 * s.ci95[1]))
+            .unwrap_or_default()
+    };
+    let df = polars::df!(
+        "experiment" => reps.iter().map(|r| r.name().to_string()).collect::<Vec<_>>(),
+        "seeds" => reps.iter().map(|r| r.runs.len() as u64).collect::<Vec<_>>(),
+        "params" => reps.iter().map(|r| r.params() as u64).collect::<Vec<_>>(),
+        "test accuracy %" => reps.iter().map(|r| cell(r, Metric::TestAccuracy)).collect::<Vec<_>>(),
+        "95% CI" => reps.iter().map(ci).collect::<Vec<_>>(),
+        "val accuracy %" => reps.iter().map(|r| cell(r, Metric::ValAccuracy)).collect::<Vec<_>>(),
+        "train-val gap (points)" => reps.iter().map(|r| cell(r, Metric::Gap)).collect::<Vec<_>>(),
+        "test loss" => reps.iter().map(|r| cell(r, Metric::TestLoss)).collect::<Vec<_>>(),
+        "epochs" => reps.iter().map(|r| r.first().map_or(0, |f| f.epochs as u64)).collect::<Vec<_>>(),
+        "s per seed" => reps.iter().map(|r| format!("{:.0}", r.seconds_per_seed())).collect::<Vec<_>>(),
+    )?;
+    Ok(Table::new(format!("{title} (mean ± std over seeds)"), df))
+}
+
+/// The numbers behind [`comparison`], one column per statistic: `<metric>_mean`, `_std`,
+/// `_min`, `_max`, `_ci_lo`, `_ci_hi` for each of `metrics` (empty where a run did not
+/// measure it), plus `experiment`, `seeds` and `params`.
+pub fn summary_frame(
+    reps: &[Replicates],
+    metrics: &[Metric],
+) -> Result<polars::prelude::DataFrame> {
+    use polars::prelude::{Column, DataFrame};
+    let mut cols = vec![
+        Column::new(
+            "experiment".into(),
+            reps.iter()
+                .map(|r| r.name().to_string())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "seeds".into(),
+            reps.iter().map(|r| r.runs.len() as u64).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "params".into(),
+            reps.iter().map(|r| r.params() as u64).collect::<Vec<_>>(),
+        ),
+    ];
+    type Pick = fn(&Summary) -> f64;
+    let stats: [(&str, Pick); 6] = [
+        ("mean", |s| s.mean),
+        ("std", |s| s.std),
+        ("min", |s| s.min),
+        ("max", |s| s.max),
+        ("ci_lo", |s| s.ci95[0]),
+        ("ci_hi", |s| s.ci95[1]),
+    ];
+    for &m in metrics {
+        let sums: Vec<Option<Summary>> = reps.iter().map(|r| r.summary(m)).collect();
+        for (suffix, pick) in stats {
+            let v: Vec<Option<f64>> = sums
+                .iter()
+                .map(|s| s.as_ref().map(pick).filter(|x| x.is_finite()))
+                .collect();
+            cols.push(Column::new(format!("{}_{suffix}", m.name()).into(), v));
+        }
+    }
+    Ok(DataFrame::new_infer_height(cols)?)
+}
+
+/// The seed ensemble of one experiment: its seeds' softmax probabilities averaged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ensemble {
+    /// The experiment.
+    pub name: String,
+    /// The seeds averaged.
+    pub seeds: Vec<u64>,
+    /// Accuracy of the averaged probabilities on the test set.
+    pub test_accuracy: f64,
+    /// Cross-entropy of the averaged probabilities.
+    pub test_loss: f64,
+}
+
+/// Evaluates the seed ensemble of `rep` on the test set its runs were tested on, loading each
+/// seed's weights from `cfg.out/runs`.
+pub fn ensemble(mnist: &Mnist, cfg: &StudyConfig, rep: &Replicates) -> Result<Ensemble> {
+    let first = rep
+        .first()
+        .ok_or_else(|| Error::invalid("ensemble", "no runs"))?;
+    let train = &first.experiment.train;
+    let test = match train.test_limit {
+        Some(n) => mnist.test.take(n),
+        None => mnist.test.clone(),
+    };
+    let runs = cfg.out.join("runs");
+    let mut sum = vec![0f64; test.len() * NUM_CLASSES];
+    for r in &rep.runs {
+        let net = Network::load(run_dir(&runs, &r.experiment), &Device::Cpu)?;
+        let e = evaluate(&net, &test, train.eval_batch_size, train.normalization)?;
+        for (s, &p) in sum.iter_mut().zip(&e.probabilities) {
+            *s += f64::from(p);
+        }
+    }
+    let k = rep.runs.len() as f64;
+    let (mut correct, mut loss) = (0usize, 0f64);
+    for (i, label) in test.labels().into_iter().enumerate() {
+        let p = &sum[i * NUM_CLASSES..(i + 1) * NUM_CLASSES];
+        let best = p
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(d, _)| d);
+        correct += usize::from(best == usize::from(label));
+        loss -= (p[usize::from(label)] / k).max(1e-12).ln();
+    }
+    let n = test.len().max(1) as f64;
+    Ok(Ensemble {
+        name: rep.name().to_string(),
+        seeds: rep.seeds(),
+        test_accuracy: correct as f64 / n,
+        test_loss: loss / n,
+    })
+}
+
+/// Validation accuracy of the weights a run returned: the restored best epoch's when early
+/// stopping restored one, else the last epoch's.
+pub fn returned_val_accuracy(r: &ExperimentResult) -> Option<f64> {
+    let h = &r.history;
+    let restored = r
+        .experiment
+        .train
+        .early_stopping
+        .is_some_and(|es| es.restore_best_weights);
+    match (restored, h.best_epoch) {
+        (true, Some(b)) => h.epochs.get(b.checked_sub(1)?)?.val_accuracy,
+        _ => h.last()?.val_accuracy,
+    }
+}
+
+/// The single run with the highest validation accuracy of its returned weights (ties: lower
+/// validation loss, then the earlier run). Chosen without looking at the test set.
+pub fn best_on_validation(results: &[ExperimentResult]) -> Option<&ExperimentResult> {
+    let loss = |r: &ExperimentResult| {
+        r.history
+            .last()
+            .and_then(|l| l.val_loss)
+            .unwrap_or(f64::INFINITY)
+    };
+    results
+        .iter()
+        .filter(|r| returned_val_accuracy(r).is_some())
+        .rev()
+        .max_by(|a, b| {
+            returned_val_accuracy(a)
+                .unwrap_or(0.0)
+                .total_cmp(&returned_val_accuracy(b).unwrap_or(0.0))
+                .then(loss(b).total_cmp(&loss(a)))
+        })
+}

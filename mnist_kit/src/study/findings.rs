@@ -1,0 +1,166 @@
+//! What a group of experiments shows, as sentences computed from its seeds: a setting "beats"
+//! another only when Welch's test, Holm-corrected across the group, says so (p < 0.05);
+//! otherwise the sentence says the settings cannot be told apart and gives their spread.
+
+use std::borrow::Borrow;
+
+use super::ExperimentResult;
+use super::aggregate::{Metric, Replicates, by_experiment};
+use super::stats::{Comparison, Verdict, compare_all, show_p};
+
+/// The verdict sentences of a group (the report's paragraphs and the notebooks' conclusions).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Findings(pub Vec<String>);
+
+impl Findings {
+    /// Shows the sentences as a paragraph in a notebook.
+    pub fn evcxr_display(&self) {
+        crate::display::html(&format!(
+            "<p><b>Measured:</b> {}</p>",
+            crate::models::summary::esc(&self.0.join(" ")).replace("**", "")
+        ));
+    }
+}
+
+/// Every pairwise comparison of the experiments in `results` on `metric` (Welch, Holm across
+/// them), experiments in order of first appearance.
+pub fn comparisons<R: Borrow<ExperimentResult>>(results: &[R], metric: Metric) -> Vec<Comparison> {
+    let reps = by_experiment(results);
+    let settings: Vec<(String, Vec<f64>)> = reps
+        .iter()
+        .map(|r| (r.name().to_string(), r.values(metric)))
+        .collect();
+    let higher = !matches!(
+        metric,
+        Metric::TestLoss | Metric::ValLoss | Metric::TrainLoss | Metric::Gap
+    );
+    compare_all(&settings, higher)
+}
+
+fn seeds_phrase(reps: &[Replicates]) -> String {
+    let ns: Vec<usize> = reps.iter().map(|r| r.runs.len()).collect();
+    match (ns.iter().min(), ns.iter().max()) {
+        (Some(a), Some(b)) if a == b => format!("{a} seed{}", if *a == 1 { "" } else { "s" }),
+        (Some(a), Some(b)) => format!("{a}-{b} seeds"),
+        _ => "no seeds".into(),
+    }
+}
+
+/// [`Findings`] of a group of runs (every seed of every experiment), on test accuracy.
+pub fn findings<R: Borrow<ExperimentResult>>(results: &[R]) -> Findings {
+    let reps = by_experiment(results);
+    let mut out = Vec::new();
+    let acc = |r: &Replicates| {
+        r.summary(Metric::TestAccuracy)
+            .map(|s| s.pct())
+            .unwrap_or_default()
+    };
+    if reps.len() == 1 {
+        let r = &reps[0];
+        out.push(format!(
+            "**{}** reached {} % test accuracy over {}.",
+            r.name(),
+            acc(r),
+            seeds_phrase(&reps)
+        ));
+    }
+    let cs = comparisons(results, Metric::TestAccuracy);
+    if !cs.is_empty() {
+        let untested = cs.iter().all(|c| c.p.is_nan());
+        if untested {
+            let ranked: Vec<String> = {
+                let mut v: Vec<&Replicates> = reps.iter().collect();
+                v.sort_by(|a, b| {
+                    b.summary(Metric::TestAccuracy)
+                        .map(|s| s.mean)
+                        .unwrap_or(0.0)
+                        .total_cmp(
+                            &a.summary(Metric::TestAccuracy)
+                                .map(|s| s.mean)
+                                .unwrap_or(0.0),
+                        )
+                });
+                v.iter()
+                    .map(|r| format!("{} {} %", r.name(), acc(r)))
+                    .collect()
+            };
+            out.push(format!(
+                "With one seed per setting no difference can be tested; test accuracies: {}.",
+                ranked.join(", ")
+            ));
+        } else {
+            let (won, tied): (Vec<&Comparison>, Vec<&Comparison>) = cs
+                .iter()
+                .partition(|c| c.verdict != Verdict::NotDistinguishable);
+            for c in &won {
+                let (w, l, sw, sl) = if c.verdict == Verdict::ABetter {
+                    (&c.a, &c.b, &c.summary_a, &c.summary_b)
+                } else {
+                    (&c.b, &c.a, &c.summary_b, &c.summary_a)
+                };
+                out.push(format!(
+                    "**{w}** beats **{l}** on test accuracy ({} % vs {} %, {:+.2} points; \
+                     Welch {}, Holm {}).",
+                    sw.pct(),
+                    sl.pct(),
+                    100.0 * (sw.mean - sl.mean),
+                    show_p(c.p),
+                    show_p(c.p_holm).replace("p ", "")
+                ));
+            }
+            if !tied.is_empty() {
+                let pairs: Vec<String> = tied
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{} vs {} ({} % vs {} %, Holm {})",
+                            c.a,
+                            c.b,
+                            c.summary_a.pct(),
+                            c.summary_b.pct(),
+                            show_p(c.p_holm).replace("p ", "")
+                        )
+                    })
+                    .collect();
+                out.push(if won.is_empty() {
+                    format!(
+                        "No setting beats another with {}: {}.",
+                        seeds_phrase(&reps),
+                        pairs.join("; ")
+                    )
+                } else {
+                    format!(
+                        "{} cannot be told apart with {}: {}.",
+                        if tied.len() == 1 {
+                            "One pair".to_string()
+                        } else {
+                            format!("{} pairs", tied.len())
+                        },
+                        seeds_phrase(&reps),
+                        pairs.join("; ")
+                    )
+                });
+            }
+        }
+    }
+    for r in &reps {
+        let stops: Vec<String> = r
+            .runs
+            .iter()
+            .filter_map(|x| x.history.stopped_epoch.map(|s| (s, x.history.best_epoch)))
+            .map(|(s, b)| match b {
+                Some(b) => format!("{s} (best {b})"),
+                None => s.to_string(),
+            })
+            .collect();
+        if !stops.is_empty() {
+            out.push(format!(
+                "{} stopped early at epoch {} of {}; the best epoch's weights were restored.",
+                r.name(),
+                stops.join(", "),
+                r.first().map_or(0, |f| f.experiment.train.epochs)
+            ));
+        }
+    }
+    Findings(out)
+}

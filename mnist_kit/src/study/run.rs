@@ -1,0 +1,337 @@
+//! Running the plan: one run directory per experiment and seed (`runs/NAME/seed-S/`), finished
+//! runs reused, interrupted runs resumed from their last completed epoch.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::Device;
+
+use super::{Experiment, ExperimentResult, StudyConfig, plan};
+use crate::analysis::ConfusionMatrix;
+use crate::data::Mnist;
+use crate::fsutil::write_bytes_atomic;
+use crate::models::Network;
+use crate::models::network::{WEIGHTS_FILE, read_model_json};
+use crate::train::trainer::files;
+use crate::train::{TrainConfig, TrainData, Trainer, evaluate};
+use crate::{Error, Result};
+
+/// File of a finished run: what it measured.
+pub const RESULT_FILE: &str = "result.json";
+
+/// The training seeds of `e` under `cfg`: `cfg.seed`, `cfg.seed + 1`, ... (`e.seeds` of them
+/// when the experiment sets its own count, else `cfg.seeds`).
+pub fn seeds_of(e: &Experiment, cfg: &StudyConfig) -> Vec<u64> {
+    let n = e.seeds.unwrap_or(cfg.seeds) as u64;
+    (0..n).map(|k| cfg.seed + k).collect()
+}
+
+/// `e` trained with another seed: initialisation, shuffling, dropout masks and augmentation
+/// change; the validation split (`split_seed`) and the test set do not.
+pub fn with_seed(e: &Experiment, seed: u64) -> Experiment {
+    Experiment {
+        train: TrainConfig {
+            seed,
+            split_seed: Some(e.train.split_seed.unwrap_or(e.train.seed)),
+            ..e.train.clone()
+        },
+        ..e.clone()
+    }
+}
+
+/// The run directory of `e` (with its seed) under `runs`: `runs/NAME/seed-S`.
+pub fn run_dir(runs: &Path, e: &Experiment) -> PathBuf {
+    runs.join(&e.name).join(format!("seed-{}", e.train.seed))
+}
+
+/// The finished run of `e` (with its seed) in `runs`, if one with exactly this config is there.
+pub fn finished(e: &Experiment, runs: &Path) -> Option<ExperimentResult> {
+    let dir = run_dir(runs, e);
+    let text = std::fs::read_to_string(dir.join(RESULT_FILE)).ok()?;
+    let done: ExperimentResult = serde_json::from_str(&text).ok()?;
+    (done.experiment == *e && dir.join(WEIGHTS_FILE).exists()).then_some(done)
+}
+
+/// True when `dir` holds an interrupted run of exactly `e`: its config, at least one
+/// checkpointed epoch, the last weights and the optimizer state.
+fn resumable(e: &Experiment, dir: &Path) -> bool {
+    let Ok((name, model)) = read_model_json(&dir.join(files::CONFIG)) else {
+        return false;
+    };
+    let same_train = std::fs::read_to_string(dir.join(files::CONFIG))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| serde_json::from_value::<TrainConfig>(v["train"].clone()).ok())
+        .is_some_and(|t| t == e.train);
+    let epochs_done =
+        crate::train::History::read_json(dir.join(files::HISTORY_JSON)).map_or(0, |h| h.len());
+    name == e.model
+        && model == e.config
+        && same_train
+        && epochs_done > 0
+        && dir.join(files::LAST).exists()
+        && dir.join(files::OPTIMIZER).exists()
+}
+
+/// Trains one run of `e` (with its seed) into its run directory under `runs`, resuming from
+/// the last completed epoch when an interrupted run of the same config is there; the result is
+/// the same, bit for bit, as an uninterrupted run's.
+pub fn run_experiment(mnist: &Mnist, e: &Experiment, runs: &Path) -> Result<ExperimentResult> {
+    let started = Instant::now();
+    let dir = run_dir(runs, e);
+    let data = TrainData::new(mnist, &e.train)?;
+    let mut trainer = if resumable(e, &dir) {
+        let t = Trainer::resume(&dir, None, &Device::Cpu)?;
+        println!(
+            "{} seed {}: resuming after epoch {} of {}",
+            e.name,
+            e.train.seed,
+            t.history().len(),
+            e.train.epochs
+        );
+        t
+    } else {
+        // A stale checkpoint of another config must not be resumed later.
+        for f in [
+            files::HISTORY_JSON,
+            files::HISTORY_CSV,
+            files::LAST,
+            files::BEST,
+            files::OPTIMIZER,
+            files::WEIGHTS,
+            RESULT_FILE,
+        ] {
+            let path = dir.join(f);
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(|err| Error::io(&path, err))?;
+            }
+        }
+        let net = Network::named(&e.model, &e.config, e.train.seed, &Device::Cpu)?;
+        Trainer::new(&net, e.train.clone())?.with_run_dir(&dir)?
+    };
+    // Time already spent on the epochs a resumed run had finished.
+    let earlier: f64 = trainer.history().epochs.iter().map(|r| r.seconds).sum();
+    let history = trainer.fit(&data)?;
+    let net = trainer.network();
+    let test = evaluate(
+        net,
+        &data.test,
+        e.train.eval_batch_size,
+        e.train.normalization,
+    )?;
+    let cm = ConfusionMatrix::of(&test)?;
+    let seconds: f64 = history.epochs.iter().map(|r| r.seconds).sum();
+    let images: f64 = history
+        .epochs
+        .iter()
+        .map(|r| r.images_per_sec * r.seconds)
+        .sum();
+    let result = ExperimentResult {
+        experiment: e.clone(),
+        params: net.trainable_count(),
+        test_accuracy: test.accuracy,
+        test_loss: test.loss,
+        epochs: history.len(),
+        train_seconds: earlier + started.elapsed().as_secs_f64(),
+        images_per_sec: if seconds > 0.0 { images / seconds } else { 0.0 },
+        most_confused: cm
+            .most_confused(5)
+            .iter()
+            .map(|p| (p.truth, p.predicted, p.count))
+            .collect(),
+        history,
+    };
+    write_json(&dir.join(RESULT_FILE), &result)?;
+    Ok(result)
+}
+
+pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|source| Error::Json {
+        context: path.display().to_string(),
+        source,
+    })?;
+    write_bytes_atomic(path, &bytes)
+}
+
+/// Runs every run of the plan that `pattern` selects (see [`plan::selects`]), reusing finished
+/// runs in `cfg.out/runs` (unless `cfg.force`): what a notebook cell calls, and what
+/// [`run_study`] runs. Returns every seed's result, experiment by experiment.
+///
+/// ```no_run
+/// use mnist_kit::{data::Mnist, study};
+/// let mnist = Mnist::load_default()?;
+/// let cfg = study::StudyConfig::for_notebooks();
+/// let dropout = study::run_matching(&mnist, "part2-dropout", &cfg)?;
+/// study::comparison("dropout", &dropout)?; // mean ± std over seeds, shown as a table
+/// study::findings(&dropout); // verdicts: which differences are real
+/// # Ok::<(), mnist_kit::Error>(())
+/// ```
+pub fn run_matching(
+    mnist: &Mnist,
+    pattern: &str,
+    cfg: &StudyConfig,
+) -> Result<Vec<ExperimentResult>> {
+    let results = run_where(mnist, cfg, |e| plan::selects(pattern, e))?;
+    if results.is_empty() {
+        return Err(Error::invalid(
+            "experiment selection",
+            format!(
+                "{pattern:?} is no experiment or group name and matches none (use * for a \
+                 pattern, e.g. \"lenet5*\")"
+            ),
+        ));
+    }
+    Ok(results)
+}
+
+/// Runs (or reuses) the experiments called exactly `names`, in that order, every seed.
+pub fn run_named(
+    mnist: &Mnist,
+    names: &[&str],
+    cfg: &StudyConfig,
+) -> Result<Vec<ExperimentResult>> {
+    let mut out = Vec::new();
+    for name in names {
+        let found = run_where(mnist, cfg, |e| e.name == *name)?;
+        if found.is_empty() {
+            return Err(Error::invalid(
+                "experiment",
+                format!("no experiment is called {name:?}"),
+            ));
+        }
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+/// Runs every seed of `e`, reusing finished runs unless `force`.
+fn run_seeds(mnist: &Mnist, e: &Experiment, cfg: &StudyConfig) -> Result<Vec<ExperimentResult>> {
+    let runs = cfg.out.join("runs");
+    let mut out = Vec::new();
+    for seed in seeds_of(e, cfg) {
+        let e = with_seed(e, seed);
+        match finished(&e, &runs) {
+            Some(done) if !cfg.force => {
+                println!(
+                    "{} seed {seed}: already done ({:.2}%), reused (force to redo)",
+                    e.name,
+                    100.0 * done.test_accuracy
+                );
+                out.push(done);
+            }
+            _ => {
+                println!(
+                    "== {} seed {seed} ({} epochs{})",
+                    e.name,
+                    e.train.epochs,
+                    if cfg.quick { ", quick" } else { "" }
+                );
+                let r = run_experiment(mnist, &e, &runs)?;
+                println!(
+                    "{} seed {seed}: test accuracy {:.2}% in {:.0} s",
+                    e.name,
+                    100.0 * r.test_accuracy,
+                    r.train_seconds
+                );
+                out.push(r);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn run_where(
+    mnist: &Mnist,
+    cfg: &StudyConfig,
+    select: impl Fn(&Experiment) -> bool,
+) -> Result<Vec<ExperimentResult>> {
+    cfg.validate()?;
+    let (quick, seed) = (cfg.quick, cfg.seed);
+    let fixed = plan::plan(quick, seed)?;
+    // The tuned LeNet-5 optimizers need their learning-rate grid first.
+    let wants_tuned = plan::lenet5_optimizers(quick, seed, |_| Some(1e-3))?
+        .iter()
+        .any(&select);
+    let mut results = Vec::new();
+    let mut grid = Vec::new();
+    for e in &fixed {
+        let is_grid = e.group == "lenet5-optimizers-grid";
+        if select(e) || (is_grid && wants_tuned) {
+            let r = run_seeds(mnist, e, cfg)?;
+            if is_grid {
+                grid.extend(r.iter().cloned());
+            }
+            if select(e) {
+                results.extend(r);
+            }
+        }
+    }
+    if wants_tuned {
+        for e in plan::lenet5_optimizers_tuned(quick, seed, &grid)? {
+            if select(&e) {
+                results.extend(run_seeds(mnist, &e, cfg)?);
+            }
+        }
+    }
+    Ok(results)
+}
+
+/// Every finished run of the plan in `cfg.out/runs` (the tuned LeNet-5 optimizers at the
+/// rates their finished grid chose), without training anything.
+pub fn collect_finished(cfg: &StudyConfig) -> Result<Vec<ExperimentResult>> {
+    let runs = cfg.out.join("runs");
+    let gather = |plan: &[Experiment]| -> Vec<ExperimentResult> {
+        plan.iter()
+            .flat_map(|e| {
+                seeds_of(e, cfg)
+                    .into_iter()
+                    .filter_map(|s| finished(&with_seed(e, s), &runs))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let mut out = gather(&plan::plan(cfg.quick, cfg.seed)?);
+    let grid: Vec<ExperimentResult> = out
+        .iter()
+        .filter(|r| r.experiment.group == "lenet5-optimizers-grid")
+        .cloned()
+        .collect();
+    out.extend(gather(&plan::lenet5_optimizers_tuned(
+        cfg.quick, cfg.seed, &grid,
+    )?));
+    Ok(out)
+}
+
+/// The trained network of a finished experiment: its first seed's run.
+pub fn load_network(cfg: &StudyConfig, name: &str) -> Result<Network> {
+    let dir = cfg.out.join("runs").join(name);
+    let path = dir.join(format!("seed-{}", cfg.seed));
+    Network::load(if path.exists() { path } else { dir }, &Device::Cpu)
+}
+
+/// Runs the study and writes the report. Finished runs with an identical config are read back
+/// instead of retrained unless `force` is set; experiments `only` leaves out still join the
+/// report when they finished earlier.
+pub fn run_study(mnist: &Mnist, cfg: &StudyConfig) -> Result<Vec<ExperimentResult>> {
+    let started = Instant::now();
+    let only = cfg.only.as_deref().unwrap_or("");
+    let ran = run_where(mnist, cfg, |e| plan::selects(only, e))?;
+    if ran.is_empty() {
+        return Err(Error::invalid(
+            "--only",
+            format!(
+                "{only:?} is no experiment or group name and matches none (use * for a \
+                 pattern, e.g. \"lenet5*\")"
+            ),
+        ));
+    }
+    let all = collect_finished(cfg)?;
+    if all.is_empty() {
+        return Err(Error::invalid(
+            "study",
+            "no finished run to report (did --only match anything?)",
+        ));
+    }
+    super::report::write_report(mnist, cfg, &all, started)?;
+    Ok(all)
+}
