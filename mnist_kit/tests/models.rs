@@ -212,3 +212,101 @@ fn a_model_can_come_from_a_json_config_file() {
     let e = ModelConfig::resolve(dir.path().join("bad.json").to_str().unwrap()).unwrap_err();
     assert!(e.to_string().contains("dropout"), "{e}");
 }
+
+#[test]
+fn the_advanced_mlp_and_the_depth_study_have_the_counted_parameters() {
+    use mnist_kit::models::ResNetConfig;
+    // 784-512-256-128-10 with BatchNorm (gamma, beta trainable) after each hidden layer:
+    // (784*512+512) + 2*512 + (512*256+256) + 2*256 + (256*128+128) + 2*128 + (128*10+10).
+    let advanced = (784 * 512 + 512)
+        + 2 * 512
+        + (512 * 256 + 256)
+        + 2 * 256
+        + (256 * 128 + 128)
+        + 2 * 128
+        + (128 * 10 + 10);
+    assert_eq!(advanced, 569_226);
+    let net = Network::preset("mlp-advanced", 0, &Device::Cpu).unwrap();
+    assert_eq!(net.trainable_count(), advanced);
+    assert_eq!(net.summary().trainable, advanced);
+
+    // ResNet, channels 16/32/64, b basic blocks per stage (3x3 convs without bias, BatchNorm
+    // gamma+beta after each):
+    // stem 3*3*1*16 + 2*16; stage 1: b * (2 * 3*3*16*16 + 2 * 2*16);
+    // stage 2: first block 3*3*16*32 + 3*3*32*32 + 2 * 2*32, then (b-1) * (2 * 3*3*32*32 + 2*2*32);
+    // stage 3: first block 3*3*32*64 + 3*3*64*64 + 2 * 2*64, then (b-1) * (2 * 3*3*64*64 + 2*2*64);
+    // the residual network adds the two 1x1 projection shortcuts with their BatchNorms:
+    // (16*32 + 2*32) + (32*64 + 2*64); classifier 64*10 + 10.
+    let count = |b: usize, residual: bool| -> usize {
+        let stem = 9 * 16 + 2 * 16;
+        let s1 = b * (2 * 9 * 16 * 16 + 2 * 2 * 16);
+        let s2 = 9 * 16 * 32 + 9 * 32 * 32 + 2 * 2 * 32 + (b - 1) * (2 * 9 * 32 * 32 + 2 * 2 * 32);
+        let s3 = 9 * 32 * 64 + 9 * 64 * 64 + 2 * 2 * 64 + (b - 1) * (2 * 9 * 64 * 64 + 2 * 2 * 64);
+        let shortcuts = (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64);
+        stem + s1 + s2 + s3 + if residual { shortcuts } else { 0 } + 64 * 10 + 10
+    };
+    assert_eq!(count(1, true), 77_754, "the study's ResNet");
+    for b in [1, 2, 3] {
+        for residual in [true, false] {
+            let cfg = ModelConfig::Resnet(ResNetConfig {
+                blocks_per_stage: b,
+                residual,
+                ..Default::default()
+            });
+            let net = Network::named("resnet", &cfg, 0, &Device::Cpu).unwrap();
+            assert_eq!(
+                net.trainable_count(),
+                count(b, residual),
+                "{b} blocks, residual {residual}"
+            );
+            assert_eq!(net.summary().trainable, count(b, residual));
+        }
+    }
+}
+
+#[test]
+fn the_plain_resnet_has_no_shortcut_and_the_residual_one_uses_it() {
+    use mnist_kit::models::ResNetConfig;
+    let mnist = Mnist::load_default().unwrap();
+    let build = |residual| {
+        let cfg = ModelConfig::Resnet(ResNetConfig {
+            blocks_per_stage: 2,
+            residual,
+            ..Default::default()
+        });
+        Network::named("resnet", &cfg, 7, &Device::Cpu).unwrap()
+    };
+    let (res, plain) = (build(true), build(false));
+    let x = batch(&mnist, &res, 8);
+    let set = |net: &Network, pattern: &str, f: &dyn Fn(&Tensor) -> Tensor| {
+        for p in net.params().iter().filter(|p| p.name.contains(pattern)) {
+            p.var.set(&f(p.var.as_tensor())).unwrap();
+        }
+    };
+    // The residual network reads its projection shortcut: perturbing it changes the output.
+    let before = logits(&res, &x, false);
+    set(&res, "stage2.0.shortcut.weight", &|t| (t + 0.5).unwrap());
+    assert_ne!(logits(&res, &x, false), before);
+    // The plain network has no shortcut weights at all.
+    assert!(plain.params().iter().all(|p| !p.name.contains("shortcut")));
+
+    // Silence every block's second convolution (its BatchNorm's gamma and beta set to 0):
+    // in the plain network nothing reaches the classifier, so every image gets the same
+    // logits; in the residual network the identity and projection paths still carry the image.
+    for net in [&res, &plain] {
+        set(net, "bn2.", &|t| t.zeros_like().unwrap());
+    }
+    let rows = |net: &Network| -> Vec<Vec<f32>> {
+        logits(net, &x, false)
+            .chunks(10)
+            .map(|c| c.to_vec())
+            .collect()
+    };
+    let p = rows(&plain);
+    assert!(p.iter().all(|r| r == &p[0]), "plain: constant output {p:?}");
+    let r = rows(&res);
+    assert!(
+        r.iter().any(|row| row != &r[0]),
+        "residual: the image still gets through"
+    );
+}

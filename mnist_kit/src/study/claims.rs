@@ -338,7 +338,11 @@ fn verdict(p: f64, favours: bool) -> ClaimVerdict {
 }
 
 fn show(m: Metric, s: &Summary) -> String {
-    let unit = if m.is_percent() { " %" } else { "" };
+    let unit = match m {
+        Metric::Gap => " points",
+        m if m.is_percent() => " %",
+        _ => "",
+    };
     format!("{}{unit}", m.show(s))
 }
 
@@ -373,7 +377,10 @@ fn evaluate(test: &Test, reps: &[Replicates]) -> Option<(String, f64, ClaimVerdi
                 .filter(|(p, f)| **p < ALPHA && !**f)
                 .map(|(p, _)| *p)
                 .fold(f64::NAN, f64::min);
-            let (p, v) = if !against.is_nan() {
+            let (p, v) = if ps.iter().any(|p| p.is_nan()) {
+                // One seed somewhere: nothing can be tested.
+                (f64::NAN, ClaimVerdict::NotDistinguishable)
+            } else if !against.is_nan() {
                 (against, ClaimVerdict::Contradicted)
             } else {
                 let worst = adjusted.iter().cloned().fold(0f64, f64::max);
@@ -386,12 +393,19 @@ fn evaluate(test: &Test, reps: &[Replicates]) -> Option<(String, f64, ClaimVerdi
             let v = find(a)?.values(*metric);
             let s = Summary::of(&v)?;
             let p = one_sample(&v, *value).map_or(f64::NAN, |t| t.p);
+            let ci = if s.ci95[0].is_finite() {
+                format!(
+                    " (95% CI {:.2}-{:.2} %)",
+                    100.0 * s.ci95[0],
+                    100.0 * s.ci95[1]
+                )
+            } else {
+                String::new()
+            };
             Some((
                 format!(
-                    "{a} {} (95% CI {:.2}-{:.2} %) against {:.2} %",
+                    "{a} {}{ci} against {:.2} %",
                     show(*metric, &s),
-                    100.0 * s.ci95[0],
-                    100.0 * s.ci95[1],
                     100.0 * value
                 ),
                 p,

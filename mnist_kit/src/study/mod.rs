@@ -33,7 +33,7 @@ pub use claims::{Claim, Claims, claims};
 pub use findings::{Findings, findings};
 pub use plan::{Group, groups, plan, selects};
 pub use run::{
-    finished, load_network, run_dir, run_experiment, run_matching, run_named, run_study,
+    finished, fit_seeds, load_network, run_dir, run_experiment, run_matching, run_named, run_study,
 };
 
 /// Environment variable that turns on quick mode for notebooks and the CLI.
@@ -85,6 +85,21 @@ pub struct ExperimentResult {
     pub most_confused: Vec<(u8, u8, u64)>,
     /// The history.
     pub history: History,
+}
+
+impl Experiment {
+    /// An experiment of the model `config` (built as the preset or kind `model`) trained with
+    /// `train`, in no study group.
+    pub fn new(name: &str, model: &str, config: ModelConfig, train: TrainConfig) -> Self {
+        Experiment {
+            name: name.into(),
+            group: String::new(),
+            model: model.into(),
+            config,
+            train,
+            seeds: None,
+        }
+    }
 }
 
 impl ExperimentResult {
@@ -158,6 +173,24 @@ impl StudyConfig {
             out,
             ..Self::new(quick)
         }
+    }
+
+    /// `train` as the study runs it in this mode: the study's base seed for the initialisation
+    /// and the validation split; in quick mode at most 2 epochs on 5,000 training images (1,000
+    /// validation, 2,000 test images).
+    pub fn adapt(&self, train: TrainConfig) -> TrainConfig {
+        let mut t = TrainConfig {
+            seed: self.seed,
+            split_seed: Some(self.seed),
+            ..train
+        };
+        if self.quick {
+            t.epochs = t.epochs.min(2);
+            t.train_limit = Some(5000);
+            t.test_limit = Some(2000);
+            t.validation = 1000;
+        }
+        t
     }
 
     /// Checks the values.

@@ -204,6 +204,31 @@ pub fn run_named(
     Ok(out)
 }
 
+/// Trains every seed of `e` (each in `cfg.out/runs/NAME/seed-S`, printing a line per epoch),
+/// or reads back the seeds that already finished with exactly this config (unless
+/// `cfg.force`): how a notebook cell trains a model whose config it shows.
+///
+/// ```no_run
+/// use mnist_kit::prelude::*;
+/// use mnist_kit::models::MlpConfig;
+/// let mnist = Mnist::load_default()?;
+/// let cfg = StudyConfig::for_notebooks();
+/// let model = ModelConfig::Mlp(MlpConfig { hidden: vec![128], ..Default::default() });
+/// let train = cfg.adapt(TrainConfig { epochs: 10, ..Default::default() });
+/// let runs = study::fit_seeds(&mnist, &study::Experiment::new("my-mlp", "mlp", model, train), &cfg)?;
+/// # Ok::<(), mnist_kit::Error>(())
+/// ```
+pub fn fit_seeds(
+    mnist: &Mnist,
+    e: &Experiment,
+    cfg: &StudyConfig,
+) -> Result<Vec<ExperimentResult>> {
+    cfg.validate()?;
+    e.train.validate()?;
+    e.config.validate()?;
+    run_seeds(mnist, e, cfg)
+}
+
 /// Runs every seed of `e`, reusing finished runs unless `force`.
 fn run_seeds(mnist: &Mnist, e: &Experiment, cfg: &StudyConfig) -> Result<Vec<ExperimentResult>> {
     let runs = cfg.out.join("runs");
