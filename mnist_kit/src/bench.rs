@@ -25,6 +25,30 @@ pub struct BenchResult {
     pub infer_images_per_sec: f64,
     /// Peak resident set size of the process so far, MB.
     pub peak_rss_mb: f64,
+    /// The machine: CPU model and the instruction set the kit's kernels ran on.
+    pub cpu: CpuInfo,
+}
+
+/// The CPU a measurement ran on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CpuInfo {
+    /// `/proc/cpuinfo`'s model name.
+    pub model: String,
+    /// Logical CPUs available to the process.
+    pub logical_cpus: usize,
+    /// The instruction set the kit's own loops used (`portable`, `avx2`, `avx512`).
+    pub isa: String,
+}
+
+impl CpuInfo {
+    /// This machine, now.
+    pub fn current() -> Self {
+        CpuInfo {
+            model: cpu_name(),
+            logical_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            isa: crate::ops::simd::active().name().to_string(),
+        }
+    }
 }
 
 /// Settings of a benchmark run.
@@ -53,6 +77,7 @@ impl Default for BenchConfig {
 pub fn bench(mnist: &Mnist, model: &str, cfg: BenchConfig) -> Result<BenchResult> {
     let device = Device::Cpu;
     let net = Network::preset(model, 0, &device)?;
+    crate::ops::simd::active();
     let train = TrainConfig {
         epochs: 2,
         batch_size: cfg.batch_size,
@@ -90,6 +115,7 @@ pub fn bench(mnist: &Mnist, model: &str, cfg: BenchConfig) -> Result<BenchResult
         train_images_per_sec: measured.images_per_sec,
         infer_images_per_sec: infer,
         peak_rss_mb: peak_rss_mb().unwrap_or(f64::NAN),
+        cpu: CpuInfo::current(),
     })
 }
 

@@ -264,45 +264,122 @@ fn fused_conv_relu_matches_conv_then_relu() {
 #[test]
 fn fused_batch_norm_matches_candle_values_statistics_and_gradients() {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
-    for shape in [vec![8, 6, 5, 7], vec![3, 16, 10, 10], vec![32, 48]] {
-        let c = shape[1];
-        let x = Var::from_tensor(
-            &(rand_tensor(&mut rng, &shape) * 3.0)
+    for shape in [
+        vec![8, 6, 5, 7],
+        vec![3, 16, 10, 10],
+        vec![32, 48],
+        vec![64, 64, 4, 4],
+    ] {
+        for relu in [false, true] {
+            let c = shape[1];
+            let x = Var::from_tensor(
+                &(rand_tensor(&mut rng, &shape) * 3.0)
+                    .unwrap()
+                    .affine(1.0, 0.5)
+                    .unwrap(),
+            )
+            .unwrap();
+            let gamma = Var::from_tensor(&rand_tensor(&mut rng, &[c])).unwrap();
+            let beta = Var::from_tensor(&rand_tensor(&mut rng, &[c])).unwrap();
+            let r = rand_tensor(&mut rng, &shape);
+            let (yf, mf, vf) = ops::batch_norm_train(
+                x.as_tensor(),
+                gamma.as_tensor(),
+                beta.as_tensor(),
+                1e-5,
+                relu,
+            )
+            .unwrap()
+            .unwrap();
+            let (yr, mr, vr) = ops::reference::batch_norm_train(
+                x.as_tensor(),
+                gamma.as_tensor(),
+                beta.as_tensor(),
+                1e-5,
+            )
+            .unwrap();
+            let yr = if relu { yr.relu().unwrap() } else { yr };
+            for (what, a, b) in [("y", &yf, &yr), ("mean", &mf, &mr), ("var", &vf, &vr)] {
+                assert!(
+                    max_diff(a, b) < 1e-4,
+                    "{what} {shape:?} relu={relu}: {}",
+                    max_diff(a, b)
+                );
+            }
+            let gf = (&yf * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let gr = (&yr * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            for (what, v) in [("x", &x), ("gamma", &gamma), ("beta", &beta)] {
+                let d = max_diff(
+                    gf.get(v.as_tensor()).unwrap(),
+                    gr.get(v.as_tensor()).unwrap(),
+                );
+                assert!(d < 1e-3, "grad {what} {shape:?} relu={relu}: {d}");
+            }
+
+            // Evaluation mode with running statistics: value and input gradient.
+            let (mean, var) = (mr.detach(), (vr.detach() + 0.3).unwrap());
+            let ye = ops::batch_norm_eval(
+                x.as_tensor(),
+                &mean,
+                &var,
+                gamma.as_tensor(),
+                beta.as_tensor(),
+                1e-5,
+                relu,
+            )
+            .unwrap();
+            let ye_ref = ops::reference::normalize(
+                x.as_tensor(),
+                &mean,
+                &var,
+                gamma.as_tensor(),
+                beta.as_tensor(),
+                1e-5,
+            )
+            .unwrap();
+            let ye_ref = if relu { ye_ref.relu().unwrap() } else { ye_ref };
+            assert!(max_diff(&ye, &ye_ref) < 1e-4, "eval {shape:?} relu={relu}");
+            let ge = (&ye * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let ge_ref = (&ye_ref * &r)
                 .unwrap()
-                .affine(1.0, 0.5)
-                .unwrap(),
-        )
-        .unwrap();
-        let gamma = Var::from_tensor(&rand_tensor(&mut rng, &[c])).unwrap();
-        let beta = Var::from_tensor(&rand_tensor(&mut rng, &[c])).unwrap();
-        let r = rand_tensor(&mut rng, &shape);
-        let (yf, mf, vf) =
-            ops::batch_norm_train(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-5)
+                .sum_all()
                 .unwrap()
+                .backward()
                 .unwrap();
-        let (yr, mr, vr) = ops::reference::batch_norm_train(
-            x.as_tensor(),
-            gamma.as_tensor(),
-            beta.as_tensor(),
-            1e-5,
-        )
-        .unwrap();
-        for (what, a, b) in [("y", &yf, &yr), ("mean", &mf, &mr), ("var", &vf, &vr)] {
-            assert!(
-                max_diff(a, b) < 1e-4,
-                "{what} {shape:?}: {}",
-                max_diff(a, b)
-            );
-        }
-        let gf = (&yf * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        let gr = (&yr * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        for (what, v) in [("x", &x), ("gamma", &gamma), ("beta", &beta)] {
             let d = max_diff(
-                gf.get(v.as_tensor()).unwrap(),
-                gr.get(v.as_tensor()).unwrap(),
+                ge.get(x.as_tensor()).unwrap(),
+                ge_ref.get(x.as_tensor()).unwrap(),
             );
-            assert!(d < 1e-3, "grad {what} {shape:?}: {d}");
+            assert!(d < 1e-4, "eval grad {shape:?} relu={relu}: {d}");
         }
+    }
+}
+
+#[test]
+fn fused_add_relu_matches_candle() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let shape = [5, 8, 7, 7];
+    let a = Var::from_tensor(&rand_tensor(&mut rng, &shape)).unwrap();
+    let b = Var::from_tensor(&rand_tensor(&mut rng, &shape)).unwrap();
+    let r = rand_tensor(&mut rng, &shape);
+    let y = ops::add_relu(a.as_tensor(), b.as_tensor()).unwrap();
+    let y_ref = (a.as_tensor() + b.as_tensor()).unwrap().relu().unwrap();
+    assert_eq!(max_diff(&y, &y_ref), 0.0);
+    let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    let g_ref = (&y_ref * &r)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    for v in [&a, &b] {
+        assert_eq!(
+            max_diff(
+                g.get(v.as_tensor()).unwrap(),
+                g_ref.get(v.as_tensor()).unwrap()
+            ),
+            0.0
+        );
     }
 }
 

@@ -306,12 +306,15 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", to_json(&r)?);
             } else {
                 println!(
-                    "{} batch {}: train {:.0} img/s, inference {:.0} img/s (batch 1000), peak RSS {:.0} MB",
+                    "{} batch {}: train {:.0} img/s, inference {:.0} img/s (batch 1000), peak RSS {:.0} MB; {} ({} CPUs, {} kernels)",
                     r.model,
                     r.batch_size,
                     r.train_images_per_sec,
                     r.infer_images_per_sec,
-                    r.peak_rss_mb
+                    r.peak_rss_mb,
+                    r.cpu.model,
+                    r.cpu.logical_cpus,
+                    r.cpu.isa
                 );
             }
             Ok(())

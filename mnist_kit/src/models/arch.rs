@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::config::{Activation, LenetConfig, MlpConfig, Pooling, ResNetConfig, SimpleCnnConfig};
 use super::layers::{
-    BatchNorm, Builder, Conv2d, ConvSpec, Dropout, Linear, SpatialAttention, activate,
+    BatchNorm, Builder, Conv2d, ConvSpec, Dropout, Linear, SpatialAttention, activate, bn_activate,
     global_avg_pool, pool,
 };
 use crate::Result;
@@ -80,7 +80,7 @@ impl Mlp {
             h = match bn {
                 None if self.activation == Activation::Relu => lin.forward_relu(&h)?,
                 None => activate(&lin.forward(&h)?, self.activation)?,
-                Some(bn) => activate(&bn.forward_t(&lin.forward(&h)?, train)?, self.activation)?,
+                Some(bn) => bn_activate(bn, &lin.forward(&h)?, self.activation, train)?,
             };
             h = drop.forward_t(&h, train)?;
         }
@@ -114,10 +114,7 @@ impl ConvBlock {
             // Without BatchNorm in between, conv + bias + ReLU run as one op.
             None if a == Activation::Relu => self.conv.forward_t(x, true, train)?,
             None => activate(&self.conv.forward_t(x, false, train)?, a)?,
-            Some(bn) => activate(
-                &bn.forward_t(&self.conv.forward_t(x, false, train)?, train)?,
-                a,
-            )?,
+            Some(bn) => bn_activate(bn, &self.conv.forward_t(x, false, train)?, a, train)?,
         };
         if let Some(att) = &self.attention {
             let (scaled, map) = att.forward_t(&h, train)?;
@@ -388,23 +385,21 @@ impl BasicBlock {
     }
 
     fn forward_t(&self, x: &Tensor, a: Activation, train: bool) -> Result<Tensor> {
-        let h = activate(
-            &self
-                .bn1
-                .forward_t(&self.conv1.forward_t(x, false, train)?, train)?,
-            a,
-        )?;
-        let h = self
-            .bn2
-            .forward_t(&self.conv2.forward_t(&h, false, train)?, train)?;
+        let h = bn_activate(&self.bn1, &self.conv1.forward_t(x, false, train)?, a, train)?;
+        let h = self.conv2.forward_t(&h, false, train)?;
         if !self.residual {
-            return activate(&h, a);
+            return bn_activate(&self.bn2, &h, a, train);
         }
+        let h = self.bn2.forward_t(&h, train)?;
         let skip = match &self.shortcut {
             Some((c, bn)) => bn.forward_t(&c.forward_t(x, false, train)?, train)?,
             None => x.clone(),
         };
-        activate(&(h + skip)?, a)
+        if a == Activation::Relu {
+            crate::ops::add_relu(&h, &skip)
+        } else {
+            activate(&(h + skip)?, a)
+        }
     }
 }
 
@@ -459,11 +454,11 @@ impl ResNet {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut h = activate(
-            &self
-                .stem_bn
-                .forward_t(&self.stem.forward_t(x, false, train)?, train)?,
+        let mut h = bn_activate(
+            &self.stem_bn,
+            &self.stem.forward_t(x, false, train)?,
             self.activation,
+            train,
         )?;
         for block in &self.blocks {
             h = block.forward_t(&h, self.activation, train)?;

@@ -373,23 +373,38 @@ impl BatchNorm {
 
     /// Normalizes `x`; in training also updates the running statistics.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_relu_t(x, train, false)
+    }
+
+    /// [`BatchNorm::forward_t`] followed by `max(0, .)` when `relu`, fused into one op on the
+    /// CPU.
+    pub fn forward_relu_t(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
         let c = x.dim(1)?;
         if train {
-            let (y, mean, var) = match ops::batch_norm_train(x, &self.weight, &self.bias, self.eps)?
-            {
-                Some(fused) => fused,
-                None => ops::reference::batch_norm_train(x, &self.weight, &self.bias, self.eps)?,
-            };
+            let (y, mean, var) =
+                match ops::batch_norm_train(x, &self.weight, &self.bias, self.eps, relu)? {
+                    Some(fused) => fused,
+                    None => {
+                        let (y, mean, var) = ops::reference::batch_norm_train(
+                            x,
+                            &self.weight,
+                            &self.bias,
+                            self.eps,
+                        )?;
+                        (if relu { y.relu()? } else { y }, mean, var)
+                    }
+                };
             self.update_running(&mean, &var, x.elem_count() / c.max(1))?;
             return Ok(y);
         }
-        ops::reference::normalize(
+        ops::batch_norm_eval(
             x,
             &self.running_mean.as_tensor().detach(),
             &self.running_var.as_tensor().detach(),
             &self.weight,
             &self.bias,
             self.eps,
+            relu,
         )
     }
 }
@@ -491,6 +506,19 @@ impl SpatialAttention {
 
 /// Applies an activation function.
 pub fn activate(x: &Tensor, a: Activation) -> Result<Tensor> {
+    activate_ref(x, a)
+}
+
+/// BatchNorm then the activation: fused into one op for ReLU.
+pub fn bn_activate(bn: &BatchNorm, x: &Tensor, a: Activation, train: bool) -> Result<Tensor> {
+    if a == Activation::Relu {
+        bn.forward_relu_t(x, train, true)
+    } else {
+        activate(&bn.forward_t(x, train)?, a)
+    }
+}
+
+fn activate_ref(x: &Tensor, a: Activation) -> Result<Tensor> {
     Ok(match a {
         Activation::Relu => x.relu()?,
         Activation::Tanh => x.tanh()?,

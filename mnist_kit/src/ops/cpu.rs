@@ -6,6 +6,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Storage, Tens
 use rayon::prelude::*;
 
 use super::gemm::{Mat, matmul};
+use super::simd::multiversion;
 
 pub(crate) fn slice<'a>(
     s: &'a CpuStorage,
@@ -75,9 +76,11 @@ impl ConvGeom {
             ow: (w + 2 * pad - k) / stride + 1,
         })
     }
+    #[inline(always)]
     fn ckk(&self) -> usize {
         self.c * self.k * self.k
     }
+    #[inline(always)]
     fn p(&self) -> usize {
         self.oh * self.ow
     }
@@ -88,7 +91,108 @@ impl ConvGeom {
     /// Unfolds one image `(C, H, W)` into columns of `col`: row `r` of the image's
     /// `(C*K*K, OH*OW)` matrix starts at `col[r * ld]` (so images can sit side by side).
     fn im2col(&self, x: &[f32], col: &mut [f32], ld: usize) {
-        let g = self;
+        PADDED.with(|cell| {
+            let mut padded = cell.take();
+            im2col(*self, x, col, ld, &mut padded);
+            cell.set(padded);
+        });
+    }
+
+    /// Folds columns (layout as in [`ConvGeom::im2col`]) back, adding into one image's
+    /// gradient `(C, H, W)`.
+    fn col2im(&self, col: &[f32], ld: usize, dx: &mut [f32]) {
+        PADDED.with(|cell| {
+            let mut padded = cell.take();
+            col2im(*self, col, ld, dx, &mut padded);
+            cell.set(padded);
+        });
+    }
+
+    /// For stride 1: the output columns `[lo, hi)` whose input column `ox + kx - pad` lies
+    /// inside the image (`lo <= hi`, both within `0..=ow`).
+    #[inline(always)]
+    fn valid_columns(&self, kx: usize) -> (usize, usize) {
+        let lo = self.pad.saturating_sub(kx).min(self.ow);
+        let hi = (self.w + self.pad).saturating_sub(kx).min(self.ow).max(lo);
+        (lo, hi)
+    }
+
+    /// Images per GEMM block: enough columns for an efficient GEMM, bounded memory.
+    fn block(&self) -> usize {
+        (8_192 / self.p().max(1)).clamp(1, 64)
+    }
+}
+
+/// Copies `N` floats with fixed-size moves (no `memcpy` call for a handful of floats).
+#[inline(always)]
+fn copy_n<const N: usize>(dst: &mut [f32], src: &[f32]) {
+    if let (Some(d), Some(s)) = (dst.first_chunk_mut::<N>(), src.first_chunk::<N>()) {
+        *d = *s;
+    }
+}
+
+/// `dst.copy_from_slice(&src[..dst.len()])` for short rows: fixed-size moves up to 16 floats.
+#[inline(always)]
+fn copy_short(dst: &mut [f32], src: &[f32]) {
+    match dst.len() {
+        1 => copy_n::<1>(dst, src),
+        2 => copy_n::<2>(dst, src),
+        3 => copy_n::<3>(dst, src),
+        4 => copy_n::<4>(dst, src),
+        5 => copy_n::<5>(dst, src),
+        6 => copy_n::<6>(dst, src),
+        7 => copy_n::<7>(dst, src),
+        8 => copy_n::<8>(dst, src),
+        14 => copy_n::<14>(dst, src),
+        16 => copy_n::<16>(dst, src),
+        n => dst.copy_from_slice(&src[..n]),
+    }
+}
+
+/// The image `(C, H, W)` with `pad` zeros around each plane, `(C, H+2p, W+2p)`.
+#[inline(always)]
+fn pad_image(g: &ConvGeom, x: &[f32], out: &mut Vec<f32>) {
+    let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
+    out.clear();
+    out.resize(g.c * hp * wp, 0.0);
+    for ci in 0..g.c {
+        for y in 0..g.h {
+            let src = &x[(ci * g.h + y) * g.w..][..g.w];
+            let dst = &mut out[(ci * hp + y + g.pad) * wp + g.pad..][..g.w];
+            copy_short(dst, src);
+        }
+    }
+}
+
+multiversion! {
+    /// [`ConvGeom::im2col`], compiled per instruction set.
+    fn im2col(g: ConvGeom, x: &[f32], col: &mut [f32], ld: usize, padded: &mut Vec<f32>) {
+        if g.ow < 16 {
+            // Narrow maps (ResNet's 14x14, 7x7 and 4x4 stages): unfold a zero-padded copy,
+            // so every row piece is a short copy without bounds logic.
+            {
+                pad_image(&g, x, padded);
+                let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
+                for ci in 0..g.c {
+                    for ky in 0..g.k {
+                        for kx in 0..g.k {
+                            let row = &mut col[((ci * g.k + ky) * g.k + kx) * ld..][..g.p()];
+                            for (oy, dst) in row.chunks_exact_mut(g.ow).enumerate() {
+                                let src = &padded[(ci * hp + oy * g.stride + ky) * wp + kx..];
+                                if g.stride == 1 {
+                                    copy_short(dst, src);
+                                } else {
+                                    for (j, d) in dst.iter_mut().enumerate() {
+                                        *d = src[j * g.stride];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            return;
+        }
         for ci in 0..g.c {
             for ky in 0..g.k {
                 for kx in 0..g.k {
@@ -122,11 +226,49 @@ impl ConvGeom {
             }
         }
     }
+}
 
-    /// Folds columns (layout as in [`ConvGeom::im2col`]) back, adding into one image's
-    /// gradient `(C, H, W)`.
-    fn col2im(&self, col: &[f32], ld: usize, dx: &mut [f32]) {
-        let g = self;
+multiversion! {
+    /// [`ConvGeom::col2im`], compiled per instruction set. Every input pixel receives its
+    /// contributions in the same order as without padding (rows `(ci, ky, kx)`, then `oy`),
+    /// so the narrow path's sums equal the wide path's bit for bit.
+    fn col2im(g: ConvGeom, col: &[f32], ld: usize, dx: &mut [f32], padded: &mut Vec<f32>) {
+        if g.ow < 16 {
+            {
+                let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
+                padded.clear();
+                padded.resize(g.c * hp * wp, 0.0);
+                for ci in 0..g.c {
+                    for ky in 0..g.k {
+                        for kx in 0..g.k {
+                            let row = &col[((ci * g.k + ky) * g.k + kx) * ld..][..g.p()];
+                            for (oy, src) in row.chunks_exact(g.ow).enumerate() {
+                                let dst = &mut padded[(ci * hp + oy * g.stride + ky) * wp + kx..];
+                                if g.stride == 1 {
+                                    for (d, s) in dst[..g.ow].iter_mut().zip(src) {
+                                        *d += s;
+                                    }
+                                } else {
+                                    for (j, s) in src.iter().enumerate() {
+                                        dst[j * g.stride] += s;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                for ci in 0..g.c {
+                    for y in 0..g.h {
+                        let src = &padded[(ci * hp + y + g.pad) * wp + g.pad..][..g.w];
+                        let dst = &mut dx[(ci * g.h + y) * g.w..][..g.w];
+                        for (d, s) in dst.iter_mut().zip(src) {
+                            *d += s;
+                        }
+                    }
+                }
+            }
+            return;
+        }
         for ci in 0..g.c {
             for ky in 0..g.k {
                 for kx in 0..g.k {
@@ -157,19 +299,11 @@ impl ConvGeom {
             }
         }
     }
+}
 
-    /// For stride 1: the output columns `[lo, hi)` whose input column `ox + kx - pad` lies
-    /// inside the image (`lo <= hi`, both within `0..=ow`).
-    fn valid_columns(&self, kx: usize) -> (usize, usize) {
-        let lo = self.pad.saturating_sub(kx).min(self.ow);
-        let hi = (self.w + self.pad).saturating_sub(kx).min(self.ow).max(lo);
-        (lo, hi)
-    }
-
-    /// Images per GEMM block: enough columns for an efficient GEMM, bounded memory.
-    fn block(&self) -> usize {
-        (8_192 / self.p().max(1)).clamp(1, 64)
-    }
+thread_local! {
+    /// A zero-padded image for the narrow im2col/col2im path, reused per thread.
+    static PADDED: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 thread_local! {
@@ -267,14 +401,34 @@ impl OutGrad<'_> {
     /// Copies the (masked) gradient of images `[a, b)` from `(N, O, P)` into `(O, (b-a)*P)`
     /// and adds each channel's sum (the bias gradient) to `db`.
     fn gather(&self, a: usize, b: usize, o: usize, p: usize, out: &mut [f32], db: &mut [f32]) {
+        gather(self.dy, self.relu_out, a, b, o, p, out, db);
+    }
+}
+
+multiversion! {
+    /// [`OutGrad::gather`], compiled per instruction set.
+    fn gather(
+        dy: &[f32],
+        relu_out: Option<&[f32]>,
+        a: usize,
+        b: usize,
+        o: usize,
+        p: usize,
+        out: &mut [f32],
+        db: &mut [f32],
+    ) {
         let ld = (b - a) * p;
         for i in a..b {
             for (oc, db) in db.iter_mut().enumerate().take(o) {
                 let at = (i * o + oc) * p;
                 let dst = &mut out[oc * ld + (i - a) * p..][..p];
-                let src = &self.dy[at..][..p];
-                match self.relu_out {
-                    None => dst.copy_from_slice(src),
+                let src = &dy[at..][..p];
+                match relu_out {
+                    None => {
+                        for (d, &g) in dst.iter_mut().zip(src) {
+                            *d = g;
+                        }
+                    }
                     Some(y) => {
                         for ((d, &g), &v) in dst.iter_mut().zip(src).zip(&y[at..][..p]) {
                             *d = if v > 0.0 { g } else { 0.0 };
@@ -288,6 +442,8 @@ impl OutGrad<'_> {
 }
 
 /// A sum in eight independent lanes (vectorizes; a plain `iter().sum()` is one serial chain).
+/// The lanes are added in the same order on every instruction set.
+#[inline(always)]
 fn sum(v: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let chunks = v.chunks_exact(8);
@@ -312,6 +468,29 @@ pub(crate) enum Fused {
 impl Fused {
     pub fn relu_if(relu: bool) -> Self {
         if relu { Fused::Relu } else { Fused::None }
+    }
+}
+
+multiversion! {
+    /// Adds the bias to a block's GEMM output `(O, nb*P)` and writes `(nb, O, P)`, with the
+    /// ReLU when asked.
+    fn bias_act(tmp: &[f32], bias: &[f32], nb: usize, p: usize, ld: usize, relu: bool, out: &mut [f32]) {
+        let o = bias.len();
+        for j in 0..nb {
+            for (oc, &bv) in bias.iter().enumerate() {
+                let src = &tmp[oc * ld + j * p..][..p];
+                let dst = &mut out[(j * o + oc) * p..][..p];
+                if relu {
+                    for (d, s) in dst.iter_mut().zip(src) {
+                        *d = (s + bv).max(0.0);
+                    }
+                } else {
+                    for (d, s) in dst.iter_mut().zip(src) {
+                        *d = s + bv;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -357,19 +536,7 @@ pub(crate) fn conv_forward(
                     Mat::rows(col, ld),
                     false,
                 )?;
-                for j in 0..nb {
-                    for (oc, &bv) in bias.iter().enumerate() {
-                        let src = &tmp[oc * ld + j * p..][..p];
-                        let dst = &mut out_b[(j * o + oc) * p..][..p];
-                        match act {
-                            Fused::None => dst.iter_mut().zip(src).for_each(|(d, s)| *d = s + bv),
-                            Fused::Relu => dst
-                                .iter_mut()
-                                .zip(src)
-                                .for_each(|(d, s)| *d = (s + bv).max(0.0)),
-                        }
-                    }
-                }
+                bias_act(tmp, bias, nb, p, ld, act == Fused::Relu, out_b);
                 Ok(())
             })
         })?;
@@ -480,10 +647,19 @@ impl Grads {
         let mut dw = vec![0f32; dw_len];
         let mut db = vec![0f32; db_len];
         for (pw, pb) in partials {
-            dw.iter_mut().zip(pw).for_each(|(t, v)| *t += v);
-            db.iter_mut().zip(pb).for_each(|(t, v)| *t += v);
+            add_into(&mut dw, &pw);
+            add_into(&mut db, &pb);
         }
         Grads { dw, db, dx }
+    }
+}
+
+multiversion! {
+    /// `acc += v`, elementwise.
+    pub(crate) fn add_into(acc: &mut [f32], v: &[f32]) {
+        for (t, x) in acc.iter_mut().zip(v) {
+            *t += x;
+        }
     }
 }
 
@@ -632,6 +808,7 @@ fn pool_dims(l: &Layout, size: usize) -> candle_core::Result<([usize; 4], usize,
     Ok((d, d[2] / size, d[3] / size))
 }
 
+multiversion! {
 /// Max-pools one plane `(h, w)` into `out (oh, ow)`, writing each window's argmax
 /// (row-major index inside the window) to `arg`.
 fn pool_plane(src: &[f32], w: usize, k: usize, ow: usize, out: &mut [f32], arg: &mut [u8]) {
@@ -676,6 +853,7 @@ fn pool_plane(src: &[f32], w: usize, k: usize, ow: usize, out: &mut [f32], arg: 
             }
         }
     }
+}
 }
 
 /// Max-pools `x (N, C, H, W)`: the output and the argmax of every window.

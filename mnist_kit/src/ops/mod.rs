@@ -9,6 +9,7 @@ pub(crate) mod cpu;
 mod dense;
 mod direct;
 mod gemm;
+pub mod simd;
 
 use candle_core::{DType, Tensor};
 
@@ -158,14 +159,16 @@ fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     })
 }
 
-/// Training-mode batch normalization over `(N, C, ...)` with batch statistics. Returns the
-/// output and the per-channel batch mean and biased variance (for the running statistics), or
-/// `None` when the device has no fused kernel (the caller then uses candle's ops).
+/// Training-mode batch normalization over `(N, C, ...)` with batch statistics, followed by
+/// `max(0, .)` when `relu`. Returns the output and the per-channel batch mean and biased
+/// variance (for the running statistics), or `None` when the device has no fused kernel (the
+/// caller then uses candle's ops).
 pub fn batch_norm_train(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     eps: f64,
+    relu: bool,
 ) -> Result<Option<(Tensor, Tensor, Tensor)>> {
     if !fast(x) {
         return Ok(None);
@@ -173,6 +176,7 @@ pub fn batch_norm_train(
     let stats: bn::Stats = Default::default();
     let op = bn::BatchNormTrain {
         eps: eps as f32,
+        relu,
         stats: stats.clone(),
     };
     let y = x
@@ -188,6 +192,48 @@ pub fn batch_norm_train(
         Tensor::from_vec(mean, c, x.device())?,
         Tensor::from_vec(var, c, x.device())?,
     )))
+}
+
+/// Evaluation-mode batch normalization with the running statistics, `(x - mean) /
+/// sqrt(var + eps) * gamma + beta`, followed by `max(0, .)` when `relu`: one op on the CPU
+/// (statistics folded into a scale and a shift per channel), candle's ops elsewhere.
+pub fn batch_norm_eval(
+    x: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    relu: bool,
+) -> Result<Tensor> {
+    if !fast(x) {
+        let y = reference::normalize(x, mean, var, gamma, beta, eps)?;
+        return Ok(if relu { y.relu()? } else { y });
+    }
+    let (m, v, g, b): (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) = (
+        mean.to_vec1()?,
+        var.to_vec1()?,
+        gamma.to_vec1()?,
+        beta.to_vec1()?,
+    );
+    let mut scale = Vec::with_capacity(m.len());
+    let mut shift = Vec::with_capacity(m.len());
+    for i in 0..m.len() {
+        let inv = 1.0 / (v[i] + eps as f32).sqrt();
+        scale.push(g[i] * inv);
+        shift.push(b[i] - m[i] * g[i] * inv);
+    }
+    Ok(x.contiguous()?
+        .apply_op1(bn::BatchNormEval { scale, shift, relu })?)
+}
+
+/// `max(0, a + b)` (the end of a residual block): one op on the CPU.
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if fast(a) && fast(b) {
+        Ok(a.contiguous()?.apply_op2(&b.contiguous()?, bn::AddRelu)?)
+    } else {
+        Ok((a + b)?.relu()?)
+    }
 }
 
 /// Per-pixel mean and max over the channels: `(N, C, H, W)` to `(N, 2, H, W)`, channel 0 the

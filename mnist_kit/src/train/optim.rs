@@ -193,6 +193,20 @@ impl Rule {
     }
 
     fn apply(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        apply_rule(self, p, g, m, v);
+    }
+}
+
+crate::ops::simd::multiversion! {
+    /// [`Rule::apply`], compiled per instruction set: elementwise, so every path rounds alike.
+    fn apply_rule(rule: &Rule, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        rule.apply_inline(p, g, m, v);
+    }
+}
+
+impl Rule {
+    #[inline(always)]
+    fn apply_inline(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
         let (lr, l2) = (self.lr, self.l2);
         if self.shrink != 1.0 {
             p.iter_mut().for_each(|w| *w *= self.shrink);

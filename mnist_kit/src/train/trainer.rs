@@ -601,15 +601,20 @@ fn accumulate(acc: &mut [f64], g: &[f32]) -> f64 {
     let partial: Vec<f64> = acc
         .par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK))
-        .map(|(acc, g)| {
-            let mut sq = 0f64;
-            for (a, &v) in acc.iter_mut().zip(g) {
-                let v = f64::from(v);
-                *a += v;
-                sq += v * v;
-            }
-            sq
-        })
+        .map(|(acc, g)| accumulate_chunk(acc, g))
         .collect();
     partial.iter().sum()
+}
+
+crate::ops::simd::multiversion! {
+    /// `acc += g` and `sum(g^2)` of one chunk, in order.
+    fn accumulate_chunk(acc: &mut [f64], g: &[f32]) -> f64 {
+        let mut sq = 0f64;
+        for (a, &v) in acc.iter_mut().zip(g) {
+            let v = f64::from(v);
+            *a += v;
+            sq += v * v;
+        }
+        sq
+    }
 }
