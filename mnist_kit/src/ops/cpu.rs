@@ -108,15 +108,6 @@ impl ConvGeom {
         });
     }
 
-    /// For stride 1: the output columns `[lo, hi)` whose input column `ox + kx - pad` lies
-    /// inside the image (`lo <= hi`, both within `0..=ow`).
-    #[inline(always)]
-    fn valid_columns(&self, kx: usize) -> (usize, usize) {
-        let lo = self.pad.saturating_sub(kx).min(self.ow);
-        let hi = (self.w + self.pad).saturating_sub(kx).min(self.ow).max(lo);
-        (lo, hi)
-    }
-
     /// Images per GEMM block: enough columns for an efficient GEMM, bounded memory.
     fn block(&self) -> usize {
         (8_192 / self.p().max(1)).clamp(1, 64)
@@ -131,21 +122,26 @@ fn copy_n<const N: usize>(dst: &mut [f32], src: &[f32]) {
     }
 }
 
-/// `dst.copy_from_slice(&src[..dst.len()])` for short rows: fixed-size moves up to 16 floats.
+/// `dst.copy_from_slice(&src[..dst.len()])` with fixed-size moves of 8 floats and a fixed-size
+/// tail: rows of an image are tens of bytes, where a `memcpy` call costs more than the copy.
 #[inline(always)]
 fn copy_short(dst: &mut [f32], src: &[f32]) {
-    match dst.len() {
-        1 => copy_n::<1>(dst, src),
-        2 => copy_n::<2>(dst, src),
-        3 => copy_n::<3>(dst, src),
-        4 => copy_n::<4>(dst, src),
-        5 => copy_n::<5>(dst, src),
-        6 => copy_n::<6>(dst, src),
-        7 => copy_n::<7>(dst, src),
-        8 => copy_n::<8>(dst, src),
-        14 => copy_n::<14>(dst, src),
-        16 => copy_n::<16>(dst, src),
-        n => dst.copy_from_slice(&src[..n]),
+    let n = dst.len();
+    let mut i = 0;
+    while i + 8 <= n {
+        copy_n::<8>(&mut dst[i..], &src[i..]);
+        i += 8;
+    }
+    let (d, s) = (&mut dst[i..], &src[i..]);
+    match n - i {
+        1 => copy_n::<1>(d, s),
+        2 => copy_n::<2>(d, s),
+        3 => copy_n::<3>(d, s),
+        4 => copy_n::<4>(d, s),
+        5 => copy_n::<5>(d, s),
+        6 => copy_n::<6>(d, s),
+        7 => copy_n::<7>(d, s),
+        _ => {}
     }
 }
 
@@ -167,58 +163,20 @@ fn pad_image(g: &ConvGeom, x: &[f32], out: &mut Vec<f32>) {
 multiversion! {
     /// [`ConvGeom::im2col`], compiled per instruction set.
     fn im2col(g: ConvGeom, x: &[f32], col: &mut [f32], ld: usize, padded: &mut Vec<f32>) {
-        if g.ow < 16 {
-            // Narrow maps (ResNet's 14x14, 7x7 and 4x4 stages): unfold a zero-padded copy,
-            // so every row piece is a short copy without bounds logic.
-            {
-                pad_image(&g, x, padded);
-                let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
-                for ci in 0..g.c {
-                    for ky in 0..g.k {
-                        for kx in 0..g.k {
-                            let row = &mut col[((ci * g.k + ky) * g.k + kx) * ld..][..g.p()];
-                            for (oy, dst) in row.chunks_exact_mut(g.ow).enumerate() {
-                                let src = &padded[(ci * hp + oy * g.stride + ky) * wp + kx..];
-                                if g.stride == 1 {
-                                    copy_short(dst, src);
-                                } else {
-                                    for (j, d) in dst.iter_mut().enumerate() {
-                                        *d = src[j * g.stride];
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            return;
-        }
+        // Unfold a zero-padded copy, so every row piece is a short copy without bounds logic.
+        pad_image(&g, x, padded);
+        let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
         for ci in 0..g.c {
             for ky in 0..g.k {
                 for kx in 0..g.k {
                     let row = &mut col[((ci * g.k + ky) * g.k + kx) * ld..][..g.p()];
-                    for oy in 0..g.oh {
-                        let iy = (oy * g.stride + ky) as isize - g.pad as isize;
-                        let dst = &mut row[oy * g.ow..(oy + 1) * g.ow];
-                        if iy < 0 || iy >= g.h as isize {
-                            dst.fill(0.0);
-                            continue;
-                        }
-                        let src = &x[(ci * g.h + iy as usize) * g.w..][..g.w];
+                    for (oy, dst) in row.chunks_exact_mut(g.ow).enumerate() {
+                        let src = &padded[(ci * hp + oy * g.stride + ky) * wp + kx..];
                         if g.stride == 1 {
-                            // Output columns [lo, hi) read inside the image; the rest is padding.
-                            let (lo, hi) = g.valid_columns(kx);
-                            dst[..lo].fill(0.0);
-                            dst[lo..hi].copy_from_slice(&src[lo + kx - g.pad..hi + kx - g.pad]);
-                            dst[hi..].fill(0.0);
+                            copy_short(dst, src);
                         } else {
-                            for (ox, d) in dst.iter_mut().enumerate() {
-                                let ix = (ox * g.stride + kx) as isize - g.pad as isize;
-                                *d = if ix < 0 || ix >= g.w as isize {
-                                    0.0
-                                } else {
-                                    src[ix as usize]
-                                };
+                            for (j, d) in dst.iter_mut().enumerate() {
+                                *d = src[j * g.stride];
                             }
                         }
                     }
@@ -229,72 +187,38 @@ multiversion! {
 }
 
 multiversion! {
-    /// [`ConvGeom::col2im`], compiled per instruction set. Every input pixel receives its
-    /// contributions in the same order as without padding (rows `(ci, ky, kx)`, then `oy`),
-    /// so the narrow path's sums equal the wide path's bit for bit.
+    /// [`ConvGeom::col2im`], compiled per instruction set: contributions are added into a
+    /// zero-padded copy (rows `(ci, ky, kx)`, then `oy`, the same order for every pixel), whose
+    /// interior is then added to `dx`.
     fn col2im(g: ConvGeom, col: &[f32], ld: usize, dx: &mut [f32], padded: &mut Vec<f32>) {
-        if g.ow < 16 {
-            {
-                let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
-                padded.clear();
-                padded.resize(g.c * hp * wp, 0.0);
-                for ci in 0..g.c {
-                    for ky in 0..g.k {
-                        for kx in 0..g.k {
-                            let row = &col[((ci * g.k + ky) * g.k + kx) * ld..][..g.p()];
-                            for (oy, src) in row.chunks_exact(g.ow).enumerate() {
-                                let dst = &mut padded[(ci * hp + oy * g.stride + ky) * wp + kx..];
-                                if g.stride == 1 {
-                                    for (d, s) in dst[..g.ow].iter_mut().zip(src) {
-                                        *d += s;
-                                    }
-                                } else {
-                                    for (j, s) in src.iter().enumerate() {
-                                        dst[j * g.stride] += s;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-                for ci in 0..g.c {
-                    for y in 0..g.h {
-                        let src = &padded[(ci * hp + y + g.pad) * wp + g.pad..][..g.w];
-                        let dst = &mut dx[(ci * g.h + y) * g.w..][..g.w];
-                        for (d, s) in dst.iter_mut().zip(src) {
-                            *d += s;
-                        }
-                    }
-                }
-            }
-            return;
-        }
+        let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
+        padded.clear();
+        padded.resize(g.c * hp * wp, 0.0);
         for ci in 0..g.c {
             for ky in 0..g.k {
                 for kx in 0..g.k {
                     let row = &col[((ci * g.k + ky) * g.k + kx) * ld..][..g.p()];
-                    for oy in 0..g.oh {
-                        let iy = (oy * g.stride + ky) as isize - g.pad as isize;
-                        if iy < 0 || iy >= g.h as isize {
-                            continue;
-                        }
-                        let dst = &mut dx[(ci * g.h + iy as usize) * g.w..][..g.w];
-                        let src = &row[oy * g.ow..(oy + 1) * g.ow];
+                    for (oy, src) in row.chunks_exact(g.ow).enumerate() {
+                        let dst = &mut padded[(ci * hp + oy * g.stride + ky) * wp + kx..];
                         if g.stride == 1 {
-                            let (lo, hi) = g.valid_columns(kx);
-                            let dst = &mut dst[lo + kx - g.pad..hi + kx - g.pad];
-                            for (d, s) in dst.iter_mut().zip(&src[lo..hi]) {
+                            for (d, s) in dst[..g.ow].iter_mut().zip(src) {
                                 *d += s;
                             }
                         } else {
-                            for (ox, s) in src.iter().enumerate() {
-                                let ix = (ox * g.stride + kx) as isize - g.pad as isize;
-                                if ix >= 0 && (ix as usize) < g.w {
-                                    dst[ix as usize] += s;
-                                }
+                            for (j, s) in src.iter().enumerate() {
+                                dst[j * g.stride] += s;
                             }
                         }
                     }
+                }
+            }
+        }
+        for ci in 0..g.c {
+            for y in 0..g.h {
+                let src = &padded[(ci * hp + y + g.pad) * wp + g.pad..][..g.w];
+                let dst = &mut dx[(ci * g.h + y) * g.w..][..g.w];
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d += s;
                 }
             }
         }
