@@ -239,3 +239,38 @@ fn only_selects_exact_names_and_identical_configs_are_not_distinguishable() {
     assert_eq!(cs[0].verdict, Verdict::NotDistinguishable);
     assert_eq!(cs[0].p, 1.0);
 }
+
+#[test]
+fn runs_side_by_side_give_the_numbers_of_runs_alone() {
+    let mnist = Mnist::load_default().unwrap();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let alone = StudyConfig {
+        jobs: 1,
+        ..quick(a.path(), "lenet5-regularized", 2)
+    };
+    let paired = StudyConfig {
+        jobs: 2,
+        ..quick(b.path(), "lenet5-regularized", 2)
+    };
+    let x = run_study(&mnist, &alone).unwrap();
+    let y = run_study(&mnist, &paired).unwrap();
+    assert_eq!(x.len(), 2);
+    for (r, s) in x.iter().zip(&y) {
+        assert_eq!((r.name(), r.seed()), (s.name(), s.seed()));
+        assert_eq!(
+            r.test_loss.to_bits(),
+            s.test_loss.to_bits(),
+            "{} {}",
+            r.name(),
+            r.seed()
+        );
+        let losses = |h: &mnist_kit::train::History| -> Vec<u64> {
+            h.epochs.iter().map(|e| e.train_loss.to_bits()).collect()
+        };
+        assert_eq!(losses(&r.history), losses(&s.history));
+    }
+    let w = |d: &std::path::Path| {
+        std::fs::read(d.join("runs/lenet5-regularized/seed-43/weights.safetensors")).unwrap()
+    };
+    assert_eq!(w(a.path()), w(b.path()));
+}

@@ -70,6 +70,10 @@ enum Command {
         /// Base seed: the validation split's and the first training seed.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Runs trained at the same time, one thread each (default: the logical CPUs; the
+        /// results are the same for any value).
+        #[arg(long)]
+        jobs: Option<usize>,
         /// Dataset directory (default: $MNIST_DATA_DIR, else the bundled data/mnist).
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -272,6 +276,7 @@ fn run(cli: Cli) -> Result<()> {
             force,
             seeds,
             seed,
+            jobs,
             data_dir,
         } => {
             let mnist = Mnist::load_from(data_dir.as_deref())?;
@@ -283,6 +288,10 @@ fn run(cli: Cli) -> Result<()> {
                 seed,
                 seeds: seeds.unwrap_or(mnist_kit::study::StudyConfig::default_seeds(quick)),
                 ..mnist_kit::study::StudyConfig::new(quick)
+            };
+            let cfg = mnist_kit::study::StudyConfig {
+                jobs: jobs.unwrap_or(cfg.jobs),
+                ..cfg
             };
             mnist_kit::study::run_study(&mnist, &cfg)?;
             println!("report written to {}", cfg.out.join("REPORT.md").display());

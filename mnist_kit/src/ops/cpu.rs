@@ -281,10 +281,15 @@ fn return_columns(v: Vec<f32>) {
     }
 }
 
-/// Splits `n` images into one fixed range per thread, each cut into GEMM blocks. The split
-/// depends only on `n`, the block size and the thread count, so sums are reproducible.
+/// Parts a batch is split into for the threads, whatever their number: the partial sums (and
+/// so the rounding) depend on the split, and a fixed split gives the same numbers on one
+/// thread, two or eight.
+pub(crate) const SPLIT: usize = 2;
+
+/// Splits `n` images into [`SPLIT`] fixed ranges, each cut into GEMM blocks. The split depends
+/// only on `n` and the block size, so sums are the same on any thread count.
 pub(crate) fn ranges(n: usize, block: usize) -> Vec<(usize, usize)> {
-    let per = n.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    let per = n.div_ceil(SPLIT).max(1);
     let mut out = Vec::new();
     let mut start = 0;
     while start < n {

@@ -5,7 +5,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu::{Fused, Grads, ranges, slice, split_blocks, storage_slice, to_candle};
+use super::cpu::{Fused, Grads, add_into, slice, split_blocks, storage_slice, to_candle};
 use super::gemm::{Mat, matmul};
 
 /// Below this many multiply-adds a layer runs on one thread: splitting costs more.
@@ -18,13 +18,16 @@ fn dims2(l: &Layout, what: &str) -> candle_core::Result<(usize, usize)> {
     }
 }
 
-/// Row ranges of an `n`-row product: one per thread when the product is large enough.
+/// Ranges of `n` rows (or output units): one per thread when the product is large enough.
+/// No sum crosses a range (each output element is computed inside one), so the split does not
+/// change the numbers, and it can follow the thread count.
 fn row_ranges(n: usize, macs: usize) -> Vec<(usize, usize)> {
-    if macs < PARALLEL_MIN_MACS {
-        vec![(0, n)]
-    } else {
-        ranges(n, n.max(1))
+    let parts = rayon::current_num_threads().max(1);
+    if macs < PARALLEL_MIN_MACS || parts == 1 {
+        return vec![(0, n)];
     }
+    let per = n.div_ceil(parts).max(1);
+    (0..n).step_by(per).map(|a| (a, (a + per).min(n))).collect()
 }
 
 /// `act(x W^T + b)` for x `(N, I)`, W `(O, I)`, b `(O,)`.
@@ -86,42 +89,54 @@ pub(crate) fn linear_backward(
         }
         None => dy,
     };
-    let blocks = row_ranges(n, n * i * o);
-    let mut dx = vec![0f32; if need_dx { n * i } else { 0 }];
-    let dx_blocks = split_blocks(&mut dx, &blocks, if need_dx { i } else { 0 });
-    let partials = dx_blocks
+    // dW (O x I) = g^T x, and db, split over output units: every element sums all n rows
+    // inside one range.
+    let units = row_ranges(o, n * i * o);
+    let mut dw = vec![0f32; o * i];
+    let mut db = vec![0f32; o];
+    split_blocks(&mut dw, &units, i)
         .into_par_iter()
-        .zip(blocks.par_iter())
-        .map(|(dx, &(r0, r1))| -> crate::Result<(Vec<f32>, Vec<f32>)> {
-            let rows = r1 - r0;
-            let g = &g[r0 * o..r1 * o];
-            // dW = g^T (O x rows) * x (rows x I)
-            let mut dw = vec![0f32; o * i];
+        .zip(split_blocks(&mut db, &units, 1))
+        .zip(units.par_iter())
+        .try_for_each(|((dw, db), &(u0, u1))| -> crate::Result<()> {
             matmul(
-                &mut dw,
-                o,
+                dw,
+                u1 - u0,
                 i,
-                rows,
-                Mat::transposed(g, o),
-                Mat::rows(&x[r0 * i..r1 * i], i),
+                n,
+                Mat::transposed(&g[u0..], o),
+                Mat::rows(x, i),
                 false,
             )?;
-            let mut db = vec![0f32; o];
             for row in g.chunks_exact(o) {
-                db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
+                add_into(db, &row[u0..u1]);
             }
-            if need_dx {
-                // dx = g (rows x O) * W (O x I)
-                matmul(dx, rows, i, o, Mat::rows(g, o), Mat::rows(w, i), false)?;
-            }
-            Ok((dw, db))
-        })
-        .collect::<crate::Result<Vec<_>>>()?;
-    Ok(Grads::from_partials(
-        partials,
-        (o * i, o),
-        need_dx.then_some(dx),
-    ))
+            Ok(())
+        })?;
+    // dx (N x I) = g W, split over rows.
+    let mut dx = vec![0f32; if need_dx { n * i } else { 0 }];
+    if need_dx {
+        let rows = row_ranges(n, n * i * o);
+        split_blocks(&mut dx, &rows, i)
+            .into_par_iter()
+            .zip(rows.par_iter())
+            .try_for_each(|(dx, &(r0, r1))| {
+                matmul(
+                    dx,
+                    r1 - r0,
+                    i,
+                    o,
+                    Mat::rows(&g[r0 * o..r1 * o], o),
+                    Mat::rows(w, i),
+                    false,
+                )
+            })?;
+    }
+    Ok(Grads {
+        dw,
+        db,
+        dx: need_dx.then_some(dx),
+    })
 }
 
 /// `act(x W^T + b)`: x `(N, I)`, W `(O, I)`, b `(O,)`.

@@ -157,6 +157,7 @@ pub fn write_report(
         "logical_cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "seeds": cfg.seeds,
         "base_seed": cfg.seed,
+        "jobs": cfg.jobs,
         "models": models,
         "experiments": experiments,
         "groups": groups_json,
@@ -306,9 +307,10 @@ fn intro(md: &mut String, mnist: &Mnist, cfg: &StudyConfig, reps: &[Replicates],
         "{} experiments, {runs} runs: every experiment trained with {} seed{} ({}; the LeNet-5 \
          learning-rate grid with one). A seed sets the initialisation, the shuffling, the \
          dropout masks and the augmentation; the validation split (5,000 training images, seed \
-         {}) and the test set are the same for every seed. mnist_kit {}, {} {}. The runs took \
-         {:.0} s ({:.1} min) of training and evaluation in all; the whole run's wall time is \
-         under [Run time](#run-time).\n",
+         {}) and the test set are the same for every seed. mnist_kit {}, {} {}. Runs trained \
+         {} at a time, each on one thread (the numbers do not depend on it; the seconds per \
+         run do); they took {:.0} s ({:.1} min) of training and evaluation in all; the whole \
+         run's wall time is under [Run time](#run-time).\n",
         reps.len(),
         cfg.seeds,
         if cfg.seeds == 1 { "" } else { "s" },
@@ -317,6 +319,7 @@ fn intro(md: &mut String, mnist: &Mnist, cfg: &StudyConfig, reps: &[Replicates],
         env!("CARGO_PKG_VERSION"),
         std::env::consts::OS,
         std::env::consts::ARCH,
+        cfg.jobs,
         total,
         total / 60.0
     );

@@ -77,6 +77,12 @@ fn resumable(e: &Experiment, dir: &Path) -> bool {
 /// the last completed epoch when an interrupted run of the same config is there; the result is
 /// the same, bit for bit, as an uninterrupted run's.
 pub fn run_experiment(mnist: &Mnist, e: &Experiment, runs: &Path) -> Result<ExperimentResult> {
+    run_one(mnist, e, runs, false)
+}
+
+/// [`run_experiment`]; `shared`: other runs print to the same terminal, so every log line
+/// names the experiment and seed and the progress bar stays off.
+fn run_one(mnist: &Mnist, e: &Experiment, runs: &Path, shared: bool) -> Result<ExperimentResult> {
     let started = Instant::now();
     let dir = run_dir(runs, e);
     let data = TrainData::new(mnist, &e.train)?;
@@ -109,6 +115,9 @@ pub fn run_experiment(mnist: &Mnist, e: &Experiment, runs: &Path) -> Result<Expe
         let net = Network::named(&e.model, &e.config, e.train.seed, &Device::Cpu)?;
         Trainer::new(&net, e.train.clone())?.with_run_dir(&dir)?
     };
+    if shared {
+        trainer = trainer.with_label(format!("{} seed {}", e.name, e.train.seed));
+    }
     // Time already spent on the epochs a resumed run had finished.
     let earlier: f64 = trainer.history().epochs.iter().map(|r| r.seconds).sum();
     let history = trainer.fit(&data)?;
@@ -231,38 +240,111 @@ pub fn fit_seeds(
 
 /// Runs every seed of `e`, reusing finished runs unless `force`.
 fn run_seeds(mnist: &Mnist, e: &Experiment, cfg: &StudyConfig) -> Result<Vec<ExperimentResult>> {
+    run_all(mnist, std::slice::from_ref(e), cfg)
+}
+
+/// Runs every seed of every experiment in `plan` (reusing finished runs unless `force`),
+/// `cfg.jobs` runs at a time, each on one thread; returns the results in plan order, seed by
+/// seed. Training results do not depend on the thread count, so a run gives the same numbers
+/// alone or beside another.
+fn run_all(mnist: &Mnist, plan: &[Experiment], cfg: &StudyConfig) -> Result<Vec<ExperimentResult>> {
     let runs = cfg.out.join("runs");
-    let mut out = Vec::new();
-    for seed in seeds_of(e, cfg) {
-        let e = with_seed(e, seed);
-        match finished(&e, &runs) {
-            Some(done) if !cfg.force => {
-                println!(
-                    "{} seed {seed}: already done ({:.2}%), reused (force to redo)",
-                    e.name,
-                    100.0 * done.test_accuracy
-                );
-                out.push(done);
-            }
-            _ => {
-                println!(
-                    "== {} seed {seed} ({} epochs{})",
-                    e.name,
-                    e.train.epochs,
-                    if cfg.quick { ", quick" } else { "" }
-                );
-                let r = run_experiment(mnist, &e, &runs)?;
-                println!(
-                    "{} seed {seed}: test accuracy {:.2}% in {:.0} s",
-                    e.name,
-                    100.0 * r.test_accuracy,
-                    r.train_seconds
-                );
-                out.push(r);
+    let mut slots: Vec<Option<ExperimentResult>> = Vec::new();
+    let mut todo: Vec<(usize, Experiment)> = Vec::new();
+    for e in plan {
+        for seed in seeds_of(e, cfg) {
+            let e = with_seed(e, seed);
+            match finished(&e, &runs) {
+                Some(done) if !cfg.force => {
+                    println!(
+                        "{} seed {seed}: already done ({:.2}%), reused (force to redo)",
+                        e.name,
+                        100.0 * done.test_accuracy
+                    );
+                    slots.push(Some(done));
+                }
+                _ => {
+                    todo.push((slots.len(), e));
+                    slots.push(None);
+                }
             }
         }
     }
-    Ok(out)
+    let workers = cfg.jobs.clamp(1, todo.len().max(1));
+    let start = |e: &Experiment| {
+        println!(
+            "== {} seed {} ({} epochs{})",
+            e.name,
+            e.train.seed,
+            e.train.epochs,
+            if cfg.quick { ", quick" } else { "" }
+        );
+    };
+    let done = |r: &ExperimentResult| {
+        println!(
+            "{} seed {}: test accuracy {:.2}% in {:.0} s",
+            r.name(),
+            r.seed(),
+            100.0 * r.test_accuracy,
+            r.train_seconds
+        );
+    };
+    if workers == 1 {
+        for (slot, e) in todo {
+            start(&e);
+            let r = run_one(mnist, &e, &runs, false)?;
+            done(&r);
+            slots[slot] = Some(r);
+        }
+    } else {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let results: std::sync::Mutex<Vec<(usize, Result<ExperimentResult>)>> =
+            std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    let pool = match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
+                        Ok(p) => p,
+                        Err(e) => {
+                            failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                            if let Ok(mut r) = results.lock() {
+                                r.push((0, Err(Error::invalid("thread pool", e.to_string()))));
+                            }
+                            return;
+                        }
+                    };
+                    loop {
+                        if failed.load(std::sync::atomic::Ordering::SeqCst) {
+                            return;
+                        }
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let Some((slot, e)) = todo.get(i) else { return };
+                        start(e);
+                        let r = pool.install(|| run_one(mnist, e, &runs, true));
+                        match &r {
+                            Ok(r) => done(r),
+                            Err(_) => failed.store(true, std::sync::atomic::Ordering::SeqCst),
+                        }
+                        if let Ok(mut all) = results.lock() {
+                            all.push((*slot, r));
+                        }
+                    }
+                });
+            }
+        });
+        let mut all = results
+            .into_inner()
+            .map_err(|_| Error::invalid("study", "a worker thread panicked"))?;
+        all.sort_by_key(|(slot, _)| *slot);
+        for (slot, r) in all {
+            slots[slot] = Some(r?);
+        }
+    }
+    slots
+        .into_iter()
+        .map(|s| s.ok_or_else(|| Error::invalid("study", "a run did not finish")))
+        .collect()
 }
 
 fn run_where(
@@ -277,26 +359,25 @@ fn run_where(
     let wants_tuned = plan::lenet5_optimizers(quick, seed, |_| Some(1e-3))?
         .iter()
         .any(&select);
-    let mut results = Vec::new();
-    let mut grid = Vec::new();
-    for e in &fixed {
-        let is_grid = e.group == "lenet5-optimizers-grid";
-        if select(e) || (is_grid && wants_tuned) {
-            let r = run_seeds(mnist, e, cfg)?;
-            if is_grid {
-                grid.extend(r.iter().cloned());
-            }
-            if select(e) {
-                results.extend(r);
-            }
-        }
-    }
+    let picked: Vec<Experiment> = fixed
+        .iter()
+        .filter(|e| select(e) || (wants_tuned && e.group == "lenet5-optimizers-grid"))
+        .cloned()
+        .collect();
+    let ran = run_all(mnist, &picked, cfg)?;
+    let grid: Vec<ExperimentResult> = ran
+        .iter()
+        .filter(|r| r.experiment.group == "lenet5-optimizers-grid")
+        .cloned()
+        .collect();
+    let mut results: Vec<ExperimentResult> =
+        ran.into_iter().filter(|r| select(&r.experiment)).collect();
     if wants_tuned {
-        for e in plan::lenet5_optimizers_tuned(quick, seed, &grid)? {
-            if select(&e) {
-                results.extend(run_seeds(mnist, &e, cfg)?);
-            }
-        }
+        let tuned: Vec<Experiment> = plan::lenet5_optimizers_tuned(quick, seed, &grid)?
+            .into_iter()
+            .filter(|e| select(e))
+            .collect();
+        results.extend(run_all(mnist, &tuned, cfg)?);
     }
     Ok(results)
 }

@@ -82,6 +82,10 @@ pub struct Trainer {
     history: History,
     best: Option<(f64, Vec<Tensor>)>,
     run_dir: Option<PathBuf>,
+    /// Names the run in log lines (default: the model's name).
+    label: Option<String>,
+    /// The in-place progress bar on a terminal (off when runs share the terminal).
+    progress_bar: bool,
 }
 
 impl Trainer {
@@ -98,7 +102,17 @@ impl Trainer {
             cfg,
             best: None,
             run_dir: None,
+            label: None,
+            progress_bar: true,
         })
+    }
+
+    /// Names the run in its log lines (`"lenet5 seed 43"`), and turns the in-place progress
+    /// bar off (for runs that share a terminal).
+    pub fn with_label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self.progress_bar = false;
+        self
     }
 
     /// Writes config, history and checkpoints to `dir` after every epoch.
@@ -486,7 +500,10 @@ impl Trainer {
         );
         if self.cfg.log_every > 0 && batch.is_multiple_of(self.cfg.log_every) {
             println!("  {line}");
-        } else if std::io::stderr().is_terminal() && (batch.is_multiple_of(10) || batch == total) {
+        } else if self.progress_bar
+            && std::io::stderr().is_terminal()
+            && (batch.is_multiple_of(10) || batch == total)
+        {
             let width = 30;
             let done = width * batch / total.max(1);
             eprint!(
@@ -502,7 +519,7 @@ impl Trainer {
         if !self.cfg.verbose {
             return;
         }
-        if std::io::stderr().is_terminal() {
+        if self.progress_bar && std::io::stderr().is_terminal() {
             eprint!("\r\x1b[2K");
         }
         let opt = |name: &str, l: Option<f64>, a: Option<f64>| match (l, a) {
@@ -511,7 +528,7 @@ impl Trainer {
         };
         println!(
             "{} epoch {}/{}: loss {:.4} acc {:.2}%{}{}  lr {:.2e}  {:.1}s {:.0} img/s",
-            self.net.name(),
+            self.label.as_deref().unwrap_or(self.net.name()),
             r.epoch,
             self.cfg.epochs,
             r.train_loss,
