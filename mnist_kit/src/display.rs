@@ -12,6 +12,27 @@ pub fn html(content: &str) {
     print!("{}", envelope("text/html", content));
 }
 
+/// Prints a PNG block (base64) for the notebook front-end; evcxr bundles it with the other
+/// blocks the value prints, so a front-end picks the richest it renders.
+pub fn png(bytes: &[u8]) {
+    print!(
+        "{}",
+        envelope(
+            "image/png",
+            &crate::analysis::custom_digit::base64_lite::encode(bytes)
+        )
+    );
+}
+
+/// Environment variable for executed notebooks read on a git host: figures and image grids
+/// carry a PNG (see [`crate::plot::Figure::evcxr_display`]).
+pub const NOTEBOOK_PNG_ENV: &str = "MNIST_KIT_NOTEBOOK_PNG";
+
+/// True when `MNIST_KIT_NOTEBOOK_PNG` is set to something other than `0` or empty.
+pub fn png_mode() -> bool {
+    std::env::var(NOTEBOOK_PNG_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
 use polars::prelude::{AnyValue, DataFrame};
 
 /// A titled polars table that shows itself as HTML in notebooks (polars' own `Display` is a

@@ -31,6 +31,8 @@ pub mod fuzzing;
 pub mod models;
 pub mod ops;
 pub mod plot;
+#[cfg(feature = "cli")]
+pub mod serve;
 pub mod study;
 pub mod train;
 

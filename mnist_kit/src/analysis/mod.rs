@@ -14,6 +14,6 @@ pub use confusion::{ClassMetrics, ConfusedPair, ConfusionMatrix};
 pub use custom_digit::{Digit, digit_from_bytes, load_digit, predict_digit};
 pub use predictions::{Prediction, least_confident_correct, most_confident_mistakes, prediction};
 pub use robustness::{RobustnessRow, Variant, robustness, robustness_table};
-pub use saliency::{attention_maps, saliency};
+pub use saliency::{attention_maps, digit_saliency, saliency};
 pub use synthetic::synthetic_digit;
 pub use weights::{WeightStats, weight_histogram, weight_stats, weight_table};

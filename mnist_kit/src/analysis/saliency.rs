@@ -53,6 +53,62 @@ pub fn saliency(
     Ok(g.abs()?.flatten_all()?.to_vec1()?)
 }
 
+/// What a model makes of one preprocessed digit: its class probabilities and the input-gradient
+/// saliency of the predicted class, `|d logit / d pixel|` on the digit's 28x28 pixels (the
+/// padding of a 32x32 model cropped), scaled to a maximum of 1.
+pub fn digit_saliency(
+    net: &Network,
+    digit: &crate::analysis::Digit,
+    normalization: Normalization,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    use crate::analysis::custom_digit::SIDE;
+    let net = &net.rebuilt()?;
+    let spec = net.input_spec();
+    let pad = spec.side.saturating_sub(SIDE) / 2;
+    let mut input = vec![normalization.background(); spec.len()];
+    for r in 0..SIDE {
+        for c in 0..SIDE {
+            input[(r + pad) * spec.side + c + pad] = normalization.apply(digit.at(r, c));
+        }
+    }
+    let x = Var::from_tensor(&Tensor::from_vec(input, spec.batch_shape(1), net.device())?)?;
+    let logits = net.forward_t(x.as_tensor(), false)?;
+    let probs: Vec<f32> = candle_nn::ops::softmax(&logits, D::Minus1)?
+        .flatten_all()?
+        .to_vec1()?;
+    let class = probs
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i);
+    let grads = logits
+        .flatten_all()?
+        .narrow(0, class, 1)?
+        .sum_all()?
+        .backward()?;
+    let g: Vec<f32> = grads
+        .get(x.as_tensor())
+        .ok_or_else(|| Error::invalid("saliency", "no gradient reached the input"))?
+        .abs()?
+        .flatten_all()?
+        .to_vec1()?;
+    let mut map = Vec::with_capacity(SIDE * SIDE);
+    for r in 0..SIDE {
+        for c in 0..SIDE {
+            map.push(
+                g.get((r + pad) * spec.side + c + pad)
+                    .copied()
+                    .unwrap_or(0.0),
+            );
+        }
+    }
+    let top = map.iter().cloned().fold(0f32, f32::max);
+    if top > 0.0 {
+        map.iter_mut().for_each(|v| *v /= top);
+    }
+    Ok((probs, map))
+}
+
 /// The attention maps of sample `index`: `(side, values in [0, 1])` per attention module;
 /// empty for models without attention.
 pub fn attention_maps(

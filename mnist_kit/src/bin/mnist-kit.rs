@@ -90,6 +90,21 @@ enum Command {
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
+    /// A local web page where a model reads the digit you draw (and its JSON API).
+    Serve {
+        /// Run directory to serve by default (else results/models/best).
+        #[arg(long)]
+        run: Option<PathBuf>,
+        /// Interface to listen on (127.0.0.1: this machine only).
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Port (0: any free port).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// The study's results directory, whose models are listed.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+    },
     /// Training and inference throughput and peak memory of a model.
     Bench {
         /// Model name (see `mnist-kit models`) or a JSON model config file.
@@ -269,6 +284,30 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Train(args) => train(*args),
         Command::Predict { run, json, images } => predict(&run, json, &images),
+        Command::Serve {
+            run,
+            host,
+            port,
+            results,
+        } => {
+            let cfg = mnist_kit::serve::ServeConfig {
+                host,
+                port,
+                run,
+                results,
+                ..Default::default()
+            };
+            let server = mnist_kit::serve::Server::bind(&cfg)?;
+            let (models, default) = server.models();
+            println!(
+                "serving {} model(s) (default {}) on http://{}/ (Ctrl-C stops)",
+                models.len(),
+                default.as_deref().unwrap_or("none"),
+                server.addr()
+            );
+            server.run();
+            Ok(())
+        }
         Command::Study {
             quick,
             out,

@@ -6,8 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use plotly::Plot;
-
 use super::Figure;
 use crate::fsutil::write_bytes_atomic;
 use crate::{Error, Result};
@@ -56,8 +54,20 @@ impl StaticExporter {
 
     /// Writes `<dir>/<figure name>.svg` and `.png`; returns their paths.
     pub fn export(&self, fig: &Figure, dir: &Path) -> Result<Vec<PathBuf>> {
+        let (svg, png) = self.render(fig)?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let svg_path = dir.join(format!("{}.svg", fig.name));
+        let png_path = dir.join(format!("{}.png", fig.name));
+        write_bytes_atomic(&svg_path, svg.as_bytes())?;
+        write_bytes_atomic(&png_path, &png)?;
+        Ok(vec![svg_path, png_path])
+    }
+
+    /// The figure drawn as SVG text and PNG bytes (at twice the CSS size).
+    pub fn render(&self, fig: &Figure) -> Result<(String, Vec<u8>)> {
         let page_dir = tempfile_dir()?;
         let page = page_dir.join(format!("{}.html", fig.name));
+        let js = format!("<script>{}</script>", super::plotly_js());
         let html = format!(
             "<!doctype html><html><head><meta charset=\"utf-8\">{js}</head><body>\
              <div id=\"fig\"></div><pre id=\"svg\"></pre><pre id=\"png\"></pre><script>\
@@ -72,10 +82,10 @@ impl StaticExporter {
                for (let i = 0; i < bin.length; i++) hex += bin.charCodeAt(i).toString(16).padStart(2, '0');\
                document.getElementById('png').textContent = hex;\
              }});</script></body></html>",
-            js = Plot::offline_js_sources(),
+            js = js,
             json = fig.to_json(),
-            w = self.width,
-            h = self.height,
+            w = fig.size.map_or(self.width, |s| s.0),
+            h = fig.size.map_or(self.height, |s| s.1),
         );
         write_bytes_atomic(&page, html.as_bytes())?;
         let out = Command::new(&self.browser)
@@ -108,12 +118,7 @@ impl StaticExporter {
                 ),
             ));
         };
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let svg_path = dir.join(format!("{}.svg", fig.name));
-        let png_path = dir.join(format!("{}.png", fig.name));
-        write_bytes_atomic(&svg_path, svg.as_bytes())?;
-        write_bytes_atomic(&png_path, &png)?;
-        Ok(vec![svg_path, png_path])
+        Ok((svg, png))
     }
 }
 

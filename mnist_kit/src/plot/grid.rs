@@ -152,11 +152,17 @@ impl ImageGrid {
         write_bytes_atomic(path.as_ref(), html.as_bytes())
     }
 
-    /// Shows the grid in an evcxr notebook.
+    /// Shows the grid in an evcxr notebook: HTML with a caption under every tile, and the
+    /// grid as one PNG in the same display bundle (what a git host renders).
     pub fn evcxr_display(&self) {
         match self.to_html() {
             Ok(h) => crate::display::html(&h),
             Err(e) => println!("cannot show image grid: {e}"),
+        }
+        if crate::display::png_mode()
+            && let Ok(png) = self.to_png()
+        {
+            crate::display::png(&png);
         }
     }
 }

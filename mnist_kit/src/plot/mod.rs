@@ -4,13 +4,14 @@
 
 pub mod export;
 pub mod grid;
+pub mod images;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use plotly::common::{Mode, Title};
 use plotly::layout::{Axis, GridPattern, Layout, LayoutGrid};
-use plotly::{Bar, HeatMap, Plot, Scatter};
+use plotly::{Bar, Plot, Scatter};
 
 use crate::Result;
 use crate::analysis::ConfusionMatrix;
@@ -26,6 +27,9 @@ pub struct Figure {
     pub name: String,
     /// The plotly plot.
     pub plot: Plot,
+    /// Width and height of a static export in CSS pixels, when the figure needs its own
+    /// (image figures); else the exporter's default.
+    pub size: Option<(u32, u32)>,
 }
 
 // Each shown figure gets its own div id: the same figure shown twice must not share one.
@@ -57,6 +61,15 @@ impl Figure {
         Figure {
             name: name.into(),
             plot,
+            size: None,
+        }
+    }
+
+    fn sized(name: impl Into<String>, plot: Plot, width: u32, height: u32) -> Self {
+        Figure {
+            name: name.into(),
+            plot,
+            size: Some((width, height)),
         }
     }
 
@@ -93,7 +106,10 @@ impl Figure {
     pub fn notebook_html(&self) -> String {
         let mut html = String::new();
         if first_figure_in_process() {
-            html.push_str(&Plot::offline_js_sources());
+            html.push_str(&format!(
+                "<script type=\"text/javascript\">{}</script>",
+                plotly_js()
+            ));
         }
         html.push_str(&self.plot.to_inline_html(Some(&format!(
             "mnist-kit-{}-{}-{}",
@@ -104,9 +120,25 @@ impl Figure {
         html
     }
 
-    /// Shows the figure in an evcxr notebook (HTML, rendered by every Jupyter front-end).
+    /// Shows the figure in an evcxr notebook: HTML with plotly.js (rendered by every Jupyter
+    /// front-end, offline). With `MNIST_KIT_NOTEBOOK_PNG=1` (executed copies meant to be read
+    /// on a git host) instead a PNG drawn by headless Chromium, where one is installed, next to
+    /// the plotly JSON (interactive where the front-end renders plotly, e.g. VS Code).
     pub fn evcxr_display(&self) {
-        crate::display::html(&self.notebook_html());
+        if !crate::display::png_mode() {
+            crate::display::html(&self.notebook_html());
+            return;
+        }
+        if let Some(x) = StaticExporter::find() {
+            match x.render(self) {
+                Ok((_, png)) => crate::display::png(&png),
+                Err(e) => eprintln!("static export of {} failed: {e}", self.name),
+            }
+        }
+        print!(
+            "{}",
+            crate::display::envelope("application/vnd.plotly.v1+json", &self.to_json())
+        );
     }
 }
 
@@ -493,21 +525,140 @@ pub fn histogram(name: &str, x_title: &str, lower_edges: &[f64], counts: &[u64])
     Figure::new(name.replace(' ', "_"), plot)
 }
 
-/// The confusion matrix as a heatmap of row-normalized rates (counts on hover).
+/// The confusion matrix as people read it: square cells, every digit labelled, each cell
+/// annotated with its count; the errors (off the diagonal) coloured by count from white to
+/// red, the diagonal (correct answers) in grey so that it does not swamp them, and the most
+/// confused pairs listed beside.
 pub fn confusion_heatmap(name: &str, cm: &ConfusionMatrix) -> Figure {
-    let digits: Vec<String> = (0..10).map(|d| d.to_string()).collect();
-    // Rows bottom-up so that digit 0 is the top row, as in the printed matrix.
-    let z: Vec<Vec<f64>> = cm.normalized().iter().rev().map(|r| r.to_vec()).collect();
-    let y: Vec<String> = digits.iter().rev().cloned().collect();
+    use plotly::common::Font;
+    use plotly::layout::Annotation;
+    let n = crate::data::NUM_CLASSES;
+    let errors: Vec<Vec<Option<u64>>> = (0..n)
+        .map(|t| {
+            (0..n)
+                .map(|p| (t != p).then_some(cm.counts[t][p]))
+                .collect()
+        })
+        .collect();
+    let diagonal: Vec<Vec<Option<u64>>> = (0..n)
+        .map(|t| {
+            (0..n)
+                .map(|p| (t == p).then_some(cm.counts[t][p]))
+                .collect()
+        })
+        .collect();
+    let max_err = errors
+        .iter()
+        .flatten()
+        .flatten()
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let digits: Vec<String> = (0..n).map(|d| d.to_string()).collect();
     let mut plot = Plot::new();
-    plot.add_trace(HeatMap::new(digits, y, z).zmin(0.0).zmax(1.0));
+    plot.add_trace(Box::new(images_raw(serde_json::json!({
+        "type": "heatmap", "x": digits, "y": digits, "z": diagonal,
+        "colorscale": [[0.0, "#d9d9d9"], [1.0, "#d9d9d9"]], "showscale": false,
+        "hoverongaps": false, "xgap": 1, "ygap": 1,
+        "hovertemplate": "true %{y}, predicted %{x}: %{z} correct<extra></extra>",
+    }))));
+    plot.add_trace(Box::new(images_raw(serde_json::json!({
+        "type": "heatmap", "x": digits, "y": digits, "z": errors,
+        "colorscale": [[0.0, "#ffffff"], [0.25, "#fcbba1"], [1.0, "#a50f15"]],
+        "zmin": 0, "zmax": max_err, "hoverongaps": false, "xgap": 1, "ygap": 1,
+        "colorbar": {"title": {"text": "errors"}},
+        "hovertemplate": "true %{y}, predicted %{x}: %{z} errors<extra></extra>",
+    }))));
+    let mut notes: Vec<Annotation> = Vec::new();
+    for t in 0..n {
+        for p in 0..n {
+            let c = cm.counts[t][p];
+            let colour = if t == p {
+                "#333333"
+            } else if c * 2 > max_err {
+                "#ffffff"
+            } else if c == 0 {
+                "#bbbbbb"
+            } else {
+                "#000000"
+            };
+            notes.push(
+                Annotation::new()
+                    .text(c.to_string())
+                    .x(p.to_string())
+                    .y(t.to_string())
+                    .show_arrow(false)
+                    .font(Font::new().size(if t == p { 11 } else { 13 }).color(colour)),
+            );
+        }
+    }
+    let top: Vec<String> = cm
+        .most_confused(5)
+        .iter()
+        .map(|p| format!("{} → {}: {}", p.truth, p.predicted, p.count))
+        .collect();
+    notes.push(
+        Annotation::new()
+            .text(format!(
+                "most confused<br>(true → predicted)<br>{}",
+                top.join("<br>")
+            ))
+            .x_ref("paper")
+            .y_ref("paper")
+            .x(1.2)
+            .y(1.0)
+            .x_anchor(plotly::common::Anchor::Left)
+            .y_anchor(plotly::common::Anchor::Top)
+            .align(plotly::layout::HAlign::Left)
+            .show_arrow(false)
+            .font(Font::new().size(13)),
+    );
+    let total = cm.total();
+    let wrong: u64 = errors.iter().flatten().flatten().sum();
     plot.set_layout(
         Layout::new()
-            .title(title(&format!("{name}: confusion (row-normalized)")))
-            .x_axis(Axis::new().title(title("predicted")))
-            .y_axis(Axis::new().title(title("true"))),
+            .title(title(&format!(
+                "{name}: confusion matrix, {wrong} errors of {total}<br><sup>counts; errors \
+                 from white to red, correct answers on the grey diagonal</sup>"
+            )))
+            .x_axis(
+                Axis::new()
+                    .title(title("predicted"))
+                    .dtick(1.0)
+                    .side(plotly::common::AxisSide::Top)
+                    .type_(plotly::layout::AxisType::Category),
+            )
+            .y_axis(
+                Axis::new()
+                    .title(title("true"))
+                    .dtick(1.0)
+                    .type_(plotly::layout::AxisType::Category)
+                    .range(vec![n as f64 - 0.5, -0.5])
+                    .scale_anchor("x"),
+            )
+            .annotations(notes)
+            .margin(
+                plotly::layout::Margin::new()
+                    .left(60)
+                    .right(260)
+                    .top(130)
+                    .bottom(30),
+            ),
     );
-    Figure::new(format!("confusion_{name}"), plot)
+    Figure::sized(format!("confusion_{name}"), plot, 900, 700)
+}
+
+fn images_raw(v: serde_json::Value) -> impl plotly::Trace {
+    #[derive(Clone, serde::Serialize)]
+    #[serde(transparent)]
+    struct Raw(serde_json::Value);
+    impl plotly::Trace for Raw {
+        fn to_json(&self) -> String {
+            self.0.to_string()
+        }
+    }
+    Raw(v)
 }
 
 #[cfg(test)]

@@ -332,6 +332,21 @@ pub struct Ensemble {
     pub test_loss: f64,
 }
 
+impl Ensemble {
+    /// One line for a notebook.
+    pub fn evcxr_display(&self) {
+        crate::display::html(&format!(
+            "<p><b>{}</b>: the ensemble of {} seeds ({:?}) reaches <b>{:.2}%</b> test accuracy \
+             (loss {:.4}).</p>",
+            crate::models::summary::esc(&self.name),
+            self.seeds.len(),
+            self.seeds,
+            100.0 * self.test_accuracy,
+            self.test_loss
+        ));
+    }
+}
+
 /// Evaluates the seed ensemble of `rep` on the test set its runs were tested on, loading each
 /// seed's weights from `cfg.out/runs`.
 pub fn ensemble(mnist: &Mnist, cfg: &StudyConfig, rep: &Replicates) -> Result<Ensemble> {

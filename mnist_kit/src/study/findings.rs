@@ -92,21 +92,61 @@ pub fn findings<R: Borrow<ExperimentResult>>(results: &[R]) -> Findings {
             let (won, tied): (Vec<&Comparison>, Vec<&Comparison>) = cs
                 .iter()
                 .partition(|c| c.verdict != Verdict::NotDistinguishable);
-            for c in &won {
-                let (w, l, sw, sl) = if c.verdict == Verdict::ABetter {
-                    (&c.a, &c.b, &c.summary_a, &c.summary_b)
-                } else {
-                    (&c.b, &c.a, &c.summary_b, &c.summary_a)
-                };
-                out.push(format!(
-                    "**{w}** beats **{l}** on test accuracy ({} % vs {} %, {:+.2} points; \
-                     Welch {}, Holm {}).",
-                    sw.pct(),
-                    sl.pct(),
-                    100.0 * (sw.mean - sl.mean),
-                    show_p(c.p),
-                    show_p(c.p_holm).replace("p ", "")
-                ));
+            if won.len() <= 3 {
+                for c in &won {
+                    let (w, l, sw, sl) = if c.verdict == Verdict::ABetter {
+                        (&c.a, &c.b, &c.summary_a, &c.summary_b)
+                    } else {
+                        (&c.b, &c.a, &c.summary_b, &c.summary_a)
+                    };
+                    out.push(format!(
+                        "**{w}** beats **{l}** on test accuracy ({} % vs {} %, {:+.2} points; \
+                         Welch {}, Holm {}).",
+                        sw.pct(),
+                        sl.pct(),
+                        100.0 * (sw.mean - sl.mean),
+                        show_p(c.p),
+                        show_p(c.p_holm).replace("p ", "")
+                    ));
+                }
+            } else {
+                // Many verdicts: one sentence per winner, best first.
+                let mut winners: Vec<&Replicates> = reps
+                    .iter()
+                    .filter(|r| won.iter().any(|c| c.winner() == Some(r.name())))
+                    .collect();
+                winners.sort_by(|a, b| {
+                    let m =
+                        |r: &Replicates| r.summary(Metric::TestAccuracy).map_or(0.0, |s| s.mean);
+                    m(b).total_cmp(&m(a))
+                });
+                for w in winners {
+                    let beaten: Vec<&Comparison> = won
+                        .iter()
+                        .copied()
+                        .filter(|c| c.winner() == Some(w.name()))
+                        .collect();
+                    let names: Vec<String> = beaten
+                        .iter()
+                        .map(|c| {
+                            let loser = if c.a == w.name() { &c.b } else { &c.a };
+                            let s = if c.a == w.name() {
+                                &c.summary_b
+                            } else {
+                                &c.summary_a
+                            };
+                            format!("{loser} ({} %)", s.pct())
+                        })
+                        .collect();
+                    let worst = beaten.iter().map(|c| c.p_holm).fold(0f64, f64::max);
+                    out.push(format!(
+                        "**{}** ({} %) beats {} on test accuracy (Holm-corrected p ≤ {:.3}).",
+                        w.name(),
+                        acc(w),
+                        names.join(", "),
+                        worst.max(0.001)
+                    ));
+                }
             }
             if !tied.is_empty() {
                 let pairs: Vec<String> = tied

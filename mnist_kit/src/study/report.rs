@@ -135,7 +135,7 @@ pub fn write_report(
     if let Some(b) = best {
         robustness_section(&mut md, mnist, cfg, b, &tables)?;
     }
-    weight_section(&mut md, mnist, cfg, &arch, &figures, &tables)?;
+    weight_section(&mut md, mnist, cfg, &arch, &sink, &tables)?;
     parameter_section(&mut md, &arch)?;
     curves_section(&mut md, &arch, &sink)?;
 
@@ -527,19 +527,31 @@ fn best_section(
         )?
     );
     let mistakes = crate::analysis::most_confident_mistakes(&e, 16);
-    let grid = plot::ImageGrid::predictions(
+    let mut grid = plot::ImageGrid::predictions(
         &format!(
-            "{}: most confident mistakes (true → predicted, confidence)",
+            "{}: the 16 most confident mistakes (true → predicted, confidence)",
             b.name()
         ),
         &test,
         &mistakes,
     )?;
-    grid.save_png(figures.join("mistakes.png"))?;
+    for t in &mut grid.tiles {
+        // "#1234: 4 → 9 (98%)" reads as "4 → 9 (98%)" over the tile.
+        if let Some((_, rest)) = t.caption.split_once(": ") {
+            t.caption = rest.to_string();
+        }
+    }
+    let fig = plot::images::tiles("mistakes", &grid, plot::images::TileScale::Ink);
     let _ = writeln!(
         md,
-        "![most confident mistakes, each tile labelled true → predicted (confidence)](figures/mistakes.png)\n"
+        "{}\n",
+        sink.save_image(
+            &fig,
+            &grid,
+            "the most confident mistakes, each labelled true → predicted (confidence)"
+        )?
     );
+    let _ = figures;
     Ok(())
 }
 
@@ -850,7 +862,10 @@ fn ablation_effects(md: &mut String, members: &[&Replicates]) {
     }
 }
 
-fn depth_figure(members: &[&Replicates], m: Metric) -> plot::Figure {
+/// The depth study's `m` (mean ± std over seeds) against blocks per stage, with and without
+/// shortcuts; `members` are the `resnet-depth-*` and `plain-depth-*` experiments.
+pub fn depth_figure<R: std::borrow::Borrow<Replicates>>(members: &[R], m: Metric) -> plot::Figure {
+    let members: Vec<&Replicates> = members.iter().map(|r| r.borrow()).collect();
     let mut series: Vec<(String, plot::MeanPoints)> = Vec::new();
     for kind in ["resnet", "plain"] {
         let pts: Vec<(f64, f64, f64)> = plan::RESNET_DEPTHS
@@ -976,7 +991,7 @@ fn weight_section(
     mnist: &Mnist,
     cfg: &StudyConfig,
     arch: &[&Replicates],
-    figures: &Path,
+    sink: &FigureSink,
     tables: &Path,
 ) -> Result<()> {
     let inspected: Vec<&&Replicates> = arch
@@ -1027,26 +1042,51 @@ fn weight_section(
             );
         }
         let grid = plot::ImageGrid::filters(&net, 32)?;
-        let file = format!("filters_{name}.png");
-        grid.save_png(figures.join(&file))?;
-        let _ = writeln!(md, "\n![{}](figures/{file})\n", grid.title);
+        let fig = plot::images::tiles(
+            &format!("filters_{name}"),
+            &grid,
+            plot::images::TileScale::Diverging,
+        );
+        let _ = writeln!(
+            md,
+            "\n{}\n",
+            sink.save_image(
+                &fig,
+                &grid,
+                &format!(
+                    "{} (blue negative, red positive, one scale centred on zero)",
+                    grid.title
+                )
+            )?
+        );
     }
     if let Some(att) = arch.iter().find(|r| r.name() == "lenet5-attention")
         && let Some(first) = att.first()
     {
         let net = Network::load(run_dir(&runs, &first.experiment), &Device::Cpu)?;
+        let positions = [0, 1, 2, 3];
         let grid = plot::ImageGrid::attention(
             &net,
             &mnist.test,
-            &[0, 1, 2, 3],
+            &positions,
             first.experiment.train.normalization,
         )?;
-        grid.save_png(figures.join("attention_maps.png"))?;
+        let fig = plot::images::attention_of(
+            &net,
+            &mnist.test,
+            &positions,
+            first.experiment.train.normalization,
+        )?;
         let _ = writeln!(
             md,
-            "\n## Where LeNet-5 with attention looks\n\n![attention maps](figures/attention_maps.png)\n\n\
-             Each row: a test digit, then the spatial attention map after the first and the \
-             second convolution block (bright = weighted up).\n"
+            "\n## Where LeNet-5 with attention looks\n\n{}\n\nEach row: a test digit, then the \
+             spatial attention map after the first convolution block (28x28, one to one over the \
+             digit) and after the second (10x10, drawn at 2x over the digit's centre, where its \
+             receptive fields sit), as a heat overlay on one colour scale: the sigmoid weight, 0 \
+             to 1, not stretched per map (the block scales its input by 1 + weight). Each map's \
+             caption gives its own min and max; a map whose range is under 0.05 is marked \
+             near-constant: it weighs every position alike.\n",
+            sink.save_image(&fig, &grid, "attention maps")?
         );
     }
     Ok(())
@@ -1145,6 +1185,29 @@ impl FigureSink {
         Ok(format!(
             "[{caption} (interactive HTML)](figures/{}.html)",
             fig.name
+        ))
+    }
+
+    /// Saves an image figure: the plotly figure's PNG (words on the tiles) when a browser
+    /// exports it, else `fallback`'s plain PNG (at least 600 pixels wide) with the HTML page.
+    fn save_image(
+        &self,
+        fig: &plot::Figure,
+        fallback: &plot::ImageGrid,
+        caption: &str,
+    ) -> Result<String> {
+        let md = self.save(fig, caption)?;
+        if self.exporter.is_some() && self.dir.join(format!("{}.png", fig.name)).exists() {
+            return Ok(md);
+        }
+        let mut grid = fallback.clone();
+        let width = grid.tiles.iter().map(|t| t.width).max().unwrap_or(1)
+            * grid.columns.min(grid.tiles.len()).max(1);
+        grid.zoom = grid.zoom.max((600 / width.max(1) + 1) as u32);
+        grid.save_png(self.dir.join(format!("{}.png", fig.name)))?;
+        Ok(format!(
+            "![{caption}](figures/{n}.png)\n\n[interactive HTML](figures/{n}.html)",
+            n = fig.name
         ))
     }
 }

@@ -44,12 +44,22 @@ pub fn run_dir(runs: &Path, e: &Experiment) -> PathBuf {
     runs.join(&e.name).join(format!("seed-{}", e.train.seed))
 }
 
-/// The finished run of `e` (with its seed) in `runs`, if one with exactly this config is there.
+/// The finished run of `e` (with its seed) in `runs`, if one with exactly this training (name,
+/// model, configs, seeds) is there; the group is a label of the report and may differ (a
+/// notebook trains the study's runs under no group).
 pub fn finished(e: &Experiment, runs: &Path) -> Option<ExperimentResult> {
     let dir = run_dir(runs, e);
     let text = std::fs::read_to_string(dir.join(RESULT_FILE)).ok()?;
-    let done: ExperimentResult = serde_json::from_str(&text).ok()?;
-    (done.experiment == *e && dir.join(WEIGHTS_FILE).exists()).then_some(done)
+    let mut done: ExperimentResult = serde_json::from_str(&text).ok()?;
+    let same = Experiment {
+        group: e.group.clone(),
+        ..done.experiment.clone()
+    } == *e;
+    if !(same && dir.join(WEIGHTS_FILE).exists()) {
+        return None;
+    }
+    done.experiment.group = e.group.clone();
+    Some(done)
 }
 
 /// True when `dir` holds an interrupted run of exactly `e`: its config, at least one

@@ -1,0 +1,367 @@
+//! Image figures as plotly figures, so that the report's PNGs carry words: prediction
+//! galleries with "true → predicted (confidence)" over each tile, first-layer filters on a
+//! diverging colour scale centred on zero, and attention maps as a heat overlay on the digit
+//! with column titles and a colour bar.
+
+use plotly::Plot;
+use plotly::common::Font;
+use plotly::layout::{Annotation, Axis, Layout, Margin};
+use serde::Serialize;
+
+use super::Figure;
+use super::grid::{ImageGrid, Tile};
+use crate::Result;
+use crate::analysis::attention_maps;
+use crate::data::{Normalization, Split};
+use crate::models::Network;
+
+/// A plotly trace given as its JSON (for attributes the typed API lacks, like `zmid`).
+#[derive(Clone, Serialize)]
+#[serde(transparent)]
+struct Raw(serde_json::Value);
+
+impl plotly::Trace for Raw {
+    fn to_json(&self) -> String {
+        self.0.to_string()
+    }
+}
+
+/// How tile values map to colours.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TileScale {
+    /// Each tile stretched to its own range, dark ink on white (images).
+    Ink,
+    /// One scale for every tile, symmetric around zero, blue-white-red (weights).
+    Diverging,
+}
+
+const GAP: usize = 1;
+
+/// A heatmap's cells, row by row; `None` is an empty cell.
+type Cells = Vec<Vec<Option<f64>>>;
+
+/// Tiles composed into one matrix with a `GAP` of empty cells between them, top-left first;
+/// `(cells, tile origin (x, y) of each tile, width, height)`.
+fn compose(
+    tiles: &[Tile],
+    columns: usize,
+    scale: TileScale,
+) -> (Cells, Vec<(usize, usize)>, usize, usize) {
+    let cw = tiles.iter().map(|t| t.width).max().unwrap_or(1);
+    let ch = tiles.iter().map(|t| t.height).max().unwrap_or(1);
+    let cols = columns.clamp(1, tiles.len().max(1));
+    let rows = tiles.len().div_ceil(cols).max(1);
+    let (w, h) = (cols * (cw + GAP) - GAP, rows * (ch + GAP) - GAP);
+    let mut z = vec![vec![None; w]; h];
+    let mut origins = Vec::new();
+    for (k, t) in tiles.iter().enumerate() {
+        let (x0, y0) = ((k % cols) * (cw + GAP), (k / cols) * (ch + GAP));
+        origins.push((x0, y0));
+        let (lo, hi) = t
+            .pixels
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            });
+        let span = if hi > lo { hi - lo } else { 1.0 };
+        for y in 0..t.height {
+            for x in 0..t.width {
+                let v = t.pixels[y * t.width + x];
+                z[y0 + y][x0 + x] = Some(f64::from(match scale {
+                    TileScale::Ink => (v - lo) / span,
+                    TileScale::Diverging => v,
+                }));
+            }
+        }
+    }
+    (z, origins, w, h)
+}
+
+fn caption(text: &str, x: f64, y: f64, size: usize) -> Annotation {
+    Annotation::new()
+        .text(text)
+        .x(x)
+        .y(y)
+        .x_ref("x")
+        .y_ref("y")
+        .show_arrow(false)
+        .y_anchor(plotly::common::Anchor::Bottom)
+        .font(Font::new().size(size))
+}
+
+/// Axes that show a `w x h` matrix, row 0 at the top, with `top` extra rows above for
+/// captions; no ticks. Pixels stay square because the figure's size is computed from the
+/// matrix (see [`square`]), not by letting plotly shrink a domain.
+fn image_axes(w: usize, h: usize, top: f64) -> (Axis, Axis) {
+    (
+        Axis::new()
+            .range(vec![-0.5, w as f64 - 0.5])
+            .show_grid(false)
+            .zero_line(false)
+            .tick_length(0)
+            .show_tick_labels(false),
+        Axis::new()
+            .range(vec![h as f64 - 0.5, -0.5 - top])
+            .show_grid(false)
+            .zero_line(false)
+            .tick_length(0)
+            .show_tick_labels(false),
+    )
+}
+
+/// The figure size (CSS pixels) at which a `w x (h + top)` matrix gets square cells of about
+/// `target / w` pixels (at least `min_cell`) inside the margins.
+fn square(
+    w: usize,
+    h: f64,
+    margins: (usize, usize, usize, usize),
+    target: usize,
+    min_cell: f64,
+) -> (u32, u32, f64) {
+    let (left, right, top, bottom) = margins;
+    let cell = (target as f64 / w.max(1) as f64).max(min_cell);
+    let width = left + right + (cell * w as f64).round() as usize;
+    let height = top + bottom + (cell * h).round() as usize;
+    (width as u32, height as u32, cell)
+}
+
+/// The grid as a figure: its tiles in one picture, each caption above its tile, `scale`
+/// saying how values become colours. Exported at `ZOOM` pixels per image pixel (at least 600
+/// pixels wide).
+pub fn tiles(name: &str, grid: &ImageGrid, scale: TileScale) -> Figure {
+    let (z, origins, w, h) = compose(&grid.tiles, grid.columns, scale);
+    let mut trace = serde_json::json!({
+        "type": "heatmap",
+        "z": z,
+        "hoverongaps": false,
+        "showscale": scale == TileScale::Diverging,
+    });
+    match scale {
+        TileScale::Ink => {
+            trace["colorscale"] = serde_json::json!([[0.0, "#ffffff"], [1.0, "#111111"]]);
+            trace["zmin"] = 0.0.into();
+            trace["zmax"] = 1.0.into();
+        }
+        TileScale::Diverging => {
+            let m = grid
+                .tiles
+                .iter()
+                .flat_map(|t| t.pixels.iter())
+                .fold(0f32, |a, v| a.max(v.abs()))
+                .max(1e-12);
+            trace["colorscale"] =
+                serde_json::json!([[0.0, "#2166ac"], [0.5, "#f7f7f7"], [1.0, "#b2182b"]]);
+            trace["zmid"] = 0.0.into();
+            trace["zmin"] = f64::from(-m).into();
+            trace["zmax"] = f64::from(m).into();
+            trace["colorbar"] = serde_json::json!({"title": {"text": "weight"}});
+        }
+    }
+    let mut plot = Plot::new();
+    plot.add_trace(Box::new(Raw(trace)));
+    let font = if grid.tiles.first().is_some_and(|t| t.width < 10) {
+        10
+    } else {
+        12
+    };
+    let notes: Vec<Annotation> = grid
+        .tiles
+        .iter()
+        .zip(&origins)
+        .map(|(t, (x0, y0))| {
+            caption(
+                &t.caption,
+                *x0 as f64 + t.width as f64 / 2.0 - 0.5,
+                *y0 as f64 - 0.6,
+                font,
+            )
+        })
+        .collect();
+    let top = 3.0;
+    let (xa, ya) = image_axes(w, h, top);
+    let margins = (
+        10,
+        if scale == TileScale::Diverging {
+            100
+        } else {
+            10
+        },
+        60,
+        10,
+    );
+    let (width, height, _) = square(w, h as f64 + top, margins, 900, 4.0);
+    plot.set_layout(
+        Layout::new()
+            .title(super::title(&grid.title))
+            .x_axis(xa)
+            .y_axis(ya)
+            .annotations(notes)
+            .margin(
+                Margin::new()
+                    .left(margins.0)
+                    .right(margins.1)
+                    .top(margins.2)
+                    .bottom(margins.3),
+            )
+            .plot_background_color("#ffffff"),
+    );
+    Figure::sized(name, plot, width, height)
+}
+
+/// One sample with its attention maps: the digit (28x28) and each map with its side.
+pub struct AttentionRow {
+    /// Row label (`#7: 3`).
+    pub label: String,
+    /// The digit, 28x28, ink high.
+    pub digit: Vec<f32>,
+    /// `(side, values in 0..1)` per attention stage.
+    pub maps: Vec<(usize, Vec<f32>)>,
+}
+
+/// A map of `side x side` drawn over the 28x28 digit: the first stage (28x28) one to one, a
+/// smaller stage (10x10 after the second block) at 2x over the centre where its receptive
+/// fields sit; elsewhere no overlay.
+fn overlay_cells(side: usize, map: &[f32]) -> Cells {
+    let mut z = vec![vec![None; 28]; 28];
+    if side >= 28 {
+        for (y, row) in z.iter_mut().enumerate() {
+            for (x, cell) in row.iter_mut().enumerate() {
+                *cell = map.get(y * side + x).map(|&v| f64::from(v));
+            }
+        }
+    } else {
+        let off = (28 - 2 * side) / 2;
+        for y in 0..2 * side {
+            for x in 0..2 * side {
+                z[off + y][off + x] = map.get((y / 2) * side + x / 2).map(|&v| f64::from(v));
+            }
+        }
+    }
+    z
+}
+
+/// Attention maps as a heat overlay on the digit: one row per sample, columns "input",
+/// "after conv1", "after conv2"; one colour scale for every map (the attention weight, 0 to 1,
+/// no stretching), its range per map in the caption, and maps that are near-constant (less than
+/// 0.05 between min and max) called so.
+pub fn attention(name: &str, title: &str, rows: &[AttentionRow]) -> Figure {
+    let stages = rows.iter().map(|r| r.maps.len()).max().unwrap_or(0);
+    let cols = 1 + stages;
+    let (cell, gap) = (28, 2);
+    let w = cols * (cell + gap) - gap;
+    let h = rows.len() * (cell + gap + 3) - gap;
+    let mut digits = vec![vec![None; w]; h];
+    let mut heat = vec![vec![None; w]; h];
+    let mut notes = Vec::new();
+    let headers = ["input", "after conv1", "after conv2", "after conv3"];
+    for (c, head) in headers.iter().take(cols).enumerate() {
+        notes.push(
+            caption(head, (c * (cell + gap)) as f64 + 13.5, -4.0, 14)
+                .font(Font::new().size(14).color("#000000")),
+        );
+    }
+    for (r, row) in rows.iter().enumerate() {
+        let y0 = r * (cell + gap + 3) + 3;
+        let lo_hi = |v: &[f32]| {
+            v.iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| {
+                    (a.min(x), b.max(x))
+                })
+        };
+        let (dlo, dhi) = lo_hi(&row.digit);
+        let span = if dhi > dlo { dhi - dlo } else { 1.0 };
+        for c in 0..cols {
+            let x0 = c * (cell + gap);
+            for y in 0..28 {
+                for x in 0..28 {
+                    let v = row.digit.get(y * 28 + x).copied().unwrap_or(0.0);
+                    digits[y0 + y][x0 + x] = Some(f64::from((v - dlo) / span));
+                }
+            }
+        }
+        notes.push(caption(&row.label, 13.5, y0 as f64 - 0.6, 12));
+        for (k, (side, map)) in row.maps.iter().enumerate() {
+            let x0 = (k + 1) * (cell + gap);
+            for (y, line) in overlay_cells(*side, map).into_iter().enumerate() {
+                for (x, v) in line.into_iter().enumerate() {
+                    heat[y0 + y][x0 + x] = v;
+                }
+            }
+            let (lo, hi) = lo_hi(map);
+            let flat = if hi - lo < 0.05 {
+                ", near-constant"
+            } else {
+                ""
+            };
+            notes.push(caption(
+                &format!("{side}x{side}: {lo:.2}-{hi:.2}{flat}"),
+                x0 as f64 + 13.5,
+                y0 as f64 - 0.6,
+                11,
+            ));
+        }
+    }
+    let mut plot = Plot::new();
+    plot.add_trace(Box::new(Raw(serde_json::json!({
+        "type": "heatmap", "z": digits, "colorscale": [[0.0, "#ffffff"], [1.0, "#000000"]],
+        "zmin": 0.0, "zmax": 1.0, "showscale": false, "hoverongaps": false,
+    }))));
+    plot.add_trace(Box::new(Raw(serde_json::json!({
+        "type": "heatmap", "z": heat,
+        "colorscale": [[0.0, "#ffffcc"], [0.5, "#fd8d3c"], [1.0, "#800026"]],
+        "zmin": 0.0, "zmax": 1.0,
+        "opacity": 0.6, "hoverongaps": false,
+        "colorbar": {"title": {"text": "attention<br>weight"}},
+    }))));
+    let top = 6.0;
+    let (xa, ya) = image_axes(w, h, top);
+    let margins = (10, 120, 70, 10);
+    let (width, height, _) = square(w, h as f64 + top, margins, 560, 6.0);
+    plot.set_layout(
+        Layout::new()
+            .title(super::title(title))
+            .x_axis(xa)
+            .y_axis(ya)
+            .annotations(notes)
+            .margin(
+                Margin::new()
+                    .left(margins.0)
+                    .right(margins.1)
+                    .top(margins.2)
+                    .bottom(margins.3),
+            )
+            .plot_background_color("#ffffff"),
+    );
+    Figure::sized(name, plot, width, height)
+}
+
+/// [`attention`] of `net` on the samples of `split` at `positions`.
+pub fn attention_of(
+    net: &Network,
+    split: &Split,
+    positions: &[usize],
+    normalization: Normalization,
+) -> Result<Figure> {
+    let mut rows = Vec::new();
+    for &i in positions {
+        let img = split.image(i).ok_or_else(|| {
+            crate::Error::invalid(
+                "sample",
+                format!("{i} is out of range for {}", split.name()),
+            )
+        })?;
+        rows.push(AttentionRow {
+            label: format!("#{i}: {}", split.label(i).unwrap_or(0)),
+            digit: img.iter().map(|&b| f32::from(b)).collect(),
+            maps: attention_maps(net, split, i, normalization)?,
+        });
+    }
+    Ok(attention(
+        &format!("attention_{}", net.name()),
+        &format!(
+            "{}: where the attention weighs up (one colour scale, weight 0 to 1)",
+            net.name()
+        ),
+        &rows,
+    ))
+}
