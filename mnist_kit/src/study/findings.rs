@@ -148,7 +148,28 @@ pub fn findings<R: Borrow<ExperimentResult>>(results: &[R]) -> Findings {
                     ));
                 }
             }
-            if !tied.is_empty() {
+            if won.is_empty() && tied.len() > 6 {
+                // Many pairs and no verdict: the spread in one sentence.
+                let mut ranked: Vec<&Replicates> = reps.iter().collect();
+                ranked.sort_by(|a, b| {
+                    let m =
+                        |r: &Replicates| r.summary(Metric::TestAccuracy).map_or(0.0, |s| s.mean);
+                    m(b).total_cmp(&m(a))
+                });
+                let lowest = tied.iter().map(|c| c.p_holm).fold(1f64, f64::min);
+                out.push(format!(
+                    "No setting beats another with {} (all {} pairs: Holm-corrected p ≥ {:.3}); \
+                     test accuracy {}.",
+                    seeds_phrase(&reps),
+                    tied.len(),
+                    lowest,
+                    ranked
+                        .iter()
+                        .map(|r| format!("{} {} %", r.name(), acc(r)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            } else if !tied.is_empty() {
                 let pairs: Vec<String> = tied
                     .iter()
                     .map(|c| {

@@ -668,6 +668,7 @@ fn group_section(
     let _ = writeln!(md, "\n{}", findings(runs).0.join(" "));
     match g.name.as_str() {
         "pair-28x28" => pair_sentence(md, members),
+        "resnet-depth" => shortcut_sentence(md, members),
         "lenet5-ablation" => ablation_effects(md, members),
         _ => {}
     }
@@ -786,6 +787,74 @@ fn pair_sentence(md: &mut String, members: &[&Replicates]) {
             .map(|s| s.pct())
             .unwrap_or_default(),
     );
+}
+
+/// What the shortcuts buy at each depth: the residual network against the plain one of the
+/// same depth, on test accuracy and final training loss (Welch, Holm across the depths).
+fn shortcut_sentence(md: &mut String, members: &[&Replicates]) {
+    let find = |n: String| members.iter().find(|r| r.name() == n);
+    let mut rows = Vec::new();
+    for d in plan::RESNET_DEPTHS {
+        if let (Some(r), Some(p)) = (
+            find(format!("resnet-depth-{d}")),
+            find(format!("plain-depth-{d}")),
+        ) {
+            rows.push((d, r, p));
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\nWhat the shortcuts buy at each depth (residual minus plain, Welch's 95 % interval, \
+         Holm-corrected across the depths):\n\n| blocks per stage | test accuracy (points) | verdict | final training loss | verdict |\n|---:|---|---|---|---|"
+    );
+    let mut cells: Vec<[String; 4]> = vec![Default::default(); rows.len()];
+    for (k, m) in [Metric::TestAccuracy, Metric::TrainLoss]
+        .into_iter()
+        .enumerate()
+    {
+        let tests: Vec<Option<super::stats::TTest>> = rows
+            .iter()
+            .map(|(_, r, p)| welch(&r.values(m), &p.values(m)))
+            .collect();
+        let adjusted = holm(
+            &tests
+                .iter()
+                .map(|t| t.map_or(f64::NAN, |t| t.p))
+                .collect::<Vec<_>>(),
+        );
+        let scale = if m.is_percent() { 100.0 } else { 1.0 };
+        for (i, (t, p)) in tests.iter().zip(&adjusted).enumerate() {
+            let better = |e: f64| if m.is_percent() { e > 0.0 } else { e < 0.0 };
+            cells[i][2 * k] = t.map_or("n/a".into(), |t| {
+                let ci = t.ci95();
+                format!(
+                    "{:+.3} [{:+.3}, {:+.3}]",
+                    scale * t.estimate,
+                    scale * ci[0],
+                    scale * ci[1]
+                )
+            });
+            cells[i][2 * k + 1] = match t {
+                Some(t) if *p < ALPHA && better(t.estimate) => {
+                    format!("shortcuts help (Holm {})", show_p(*p).replace("p ", ""))
+                }
+                Some(t) if *p < ALPHA && !better(t.estimate) => {
+                    format!("shortcuts hurt (Holm {})", show_p(*p).replace("p ", ""))
+                }
+                Some(_) => format!(
+                    "not distinguishable (Holm {})",
+                    show_p(*p).replace("p ", "")
+                ),
+                None => "not distinguishable (one seed)".into(),
+            };
+        }
+    }
+    for ((d, _, _), c) in rows.iter().zip(&cells) {
+        let _ = writeln!(md, "| {d} | {} | {} | {} | {} |", c[0], c[1], c[2], c[3]);
+    }
 }
 
 /// Each technique against plain LeNet-5: the difference of means on test accuracy and on the
