@@ -1,55 +1,24 @@
 //! Latency of `mnist-kit serve` under load: 1,000 predict requests from 16 concurrent clients
-//! on loopback, LeNet-5 (results/models/best's run, or a quickly trained LeNet-5 when the study
-//! has not run). Prints p50/p90/p99/max latency, throughput and errors.
+//! on loopback, with a LeNet-5 trained for one epoch (every answer with its saliency map).
+//! Prints p50/p90/p99/max latency, throughput and errors.
 //!
 //! `cargo bench --bench serve` (a benchmark, not a test: timings depend on the machine).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::time::Instant;
 
-use mnist_kit::candle::Device;
 use mnist_kit::data::Mnist;
-use mnist_kit::models::Network;
 use mnist_kit::serve::{ServeConfig, Server};
-use mnist_kit::train::{TrainConfig, TrainData, Trainer};
 
 const REQUESTS: usize = 1000;
 const CLIENTS: usize = 16;
 
-fn post(addr: SocketAddr, body: &[u8]) -> std::io::Result<u16> {
-    let mut s = TcpStream::connect(addr)?;
-    let head = format!(
-        "POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes())?;
-    s.write_all(body)?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out)?;
-    let text = String::from_utf8_lossy(&out);
-    Ok(text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0))
-}
-
 fn main() -> mnist_kit::Result<()> {
     let mnist = Mnist::load_default()?;
     let dir = std::env::temp_dir().join(format!("mnist_kit-serve-bench-{}", std::process::id()));
-    let cfg = TrainConfig {
-        epochs: 1,
-        train_limit: Some(12_000),
-        validation: 500,
-        verbose: false,
-        ..Default::default()
-    };
-    let net = Network::preset("lenet5", 3, &Device::Cpu)?;
-    Trainer::new(&net, cfg.clone())?
-        .with_run_dir(&dir)?
-        .fit(&TrainData::new(&mnist, &cfg)?)?;
+    support::trained_lenet(&mnist, &dir)?;
     let handle = Server::bind(&ServeConfig {
         port: 0,
         run: Some(dir.clone()),
@@ -59,34 +28,21 @@ fn main() -> mnist_kit::Result<()> {
     .spawn();
     let addr = handle.addr();
     // PNGs of real test digits, as a browser would send them.
-    let bodies: Vec<Vec<u8>> = (0..32)
-        .map(|i| {
-            let img = image::GrayImage::from_raw(
-                28,
-                28,
-                mnist.test.image(i).unwrap_or(&[0; 784]).to_vec(),
-            )
-            .unwrap_or_default();
-            let mut out = Vec::new();
-            let _ = image::DynamicImage::ImageLuma8(img)
-                .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png);
-            out
-        })
-        .collect();
-    let _ = post(addr, &bodies[0]); // load the model
+    let bodies: Vec<Vec<u8>> = (0..32).map(|i| support::png(&mnist, i)).collect();
+    let post = |body: &[u8]| support::request(addr, "POST", "/api/predict", body).map(|r| r.0);
+    let _ = post(&bodies[0]); // load the model
     let started = Instant::now();
     let per = REQUESTS / CLIENTS;
     let results: Vec<(f64, bool)> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..CLIENTS)
             .map(|c| {
-                let bodies = &bodies;
+                let (bodies, post) = (&bodies, &post);
                 s.spawn(move || {
                     let n = per + usize::from(c < REQUESTS % CLIENTS);
                     (0..n)
                         .map(|k| {
                             let t = Instant::now();
-                            let ok =
-                                post(addr, &bodies[(c + k) % bodies.len()]).is_ok_and(|s| s == 200);
+                            let ok = post(&bodies[(c + k) % bodies.len()]).is_ok_and(|s| s == 200);
                             (t.elapsed().as_secs_f64() * 1e3, ok)
                         })
                         .collect::<Vec<_>>()

@@ -2,71 +2,18 @@
 //! to PNG by the test, get their class; every bad input gets its status; concurrent requests
 //! agree.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+mod support;
 
-use mnist_kit::candle::Device;
 use mnist_kit::data::Mnist;
-use mnist_kit::models::Network;
 use mnist_kit::serve::{ServeConfig, Server};
-use mnist_kit::train::{TrainConfig, TrainData, Trainer};
+use support::{png, trained_lenet};
 
-/// One HTTP/1.1 request; the status and the body.
-fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    // The server may answer (413) and close before reading a large body: not an error here.
-    let _ = s.write_all(body);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
+fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    support::request(addr, method, path, body).unwrap()
 }
 
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
-}
-
-/// A test image of `mnist` as a PNG, the way a user's file would arrive.
-fn png(mnist: &Mnist, i: usize) -> Vec<u8> {
-    let img = image::GrayImage::from_raw(28, 28, mnist.test.image(i).unwrap().to_vec()).unwrap();
-    let mut out = Vec::new();
-    image::DynamicImage::ImageLuma8(img)
-        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .unwrap();
-    out
-}
-
-/// A LeNet-5 trained for one epoch on 12,000 images (about 97 % accurate), in a run directory.
-fn trained_run(mnist: &Mnist, dir: &std::path::Path) {
-    let cfg = TrainConfig {
-        epochs: 1,
-        train_limit: Some(12_000),
-        validation: 500,
-        verbose: false,
-        ..Default::default()
-    };
-    let net = Network::preset("lenet5", 3, &Device::Cpu).unwrap();
-    Trainer::new(&net, cfg.clone())
-        .unwrap()
-        .with_run_dir(dir)
-        .unwrap()
-        .fit(&TrainData::new(mnist, &cfg).unwrap())
-        .unwrap();
 }
 
 #[test]
@@ -74,7 +21,7 @@ fn the_api_reads_digits_and_refuses_bad_input() {
     let mnist = Mnist::load_default().unwrap();
     let root = tempfile::tempdir().unwrap();
     let run = root.path().join("my-lenet");
-    trained_run(&mnist, &run);
+    trained_lenet(&mnist, &run).unwrap();
     let server = Server::bind(&ServeConfig {
         port: 0,
         run: Some(run),

@@ -77,6 +77,23 @@ fn two_seeds_write_per_seed_runs_aggregates_and_verdicts() {
     assert!(best["test_accuracy"].as_f64().unwrap() > 0.8);
     assert!(dir.path().join("models/best/weights.safetensors").exists());
 
+    // One CSV row per experiment of the group, one column per statistic.
+    let table = std::fs::read_to_string(dir.path().join("tables/part2-dropout.csv")).unwrap();
+    let header: Vec<&str> = table.lines().next().unwrap().split(',').collect();
+    for col in [
+        "experiment",
+        "seeds",
+        "test_accuracy_mean",
+        "test_accuracy_ci_hi",
+    ] {
+        assert!(header.contains(&col), "{col} in {header:?}");
+    }
+    assert_eq!(
+        table.lines().count(),
+        4,
+        "header and three settings: {table}"
+    );
+
     let report = std::fs::read_to_string(dir.path().join("REPORT.md")).unwrap();
     assert!(report.contains("## Part 2: dropout"), "{report}");
     assert!(

@@ -28,6 +28,17 @@ pub struct Tile {
     pub height: usize,
 }
 
+impl Tile {
+    /// The smallest and the largest pixel value.
+    pub fn range(&self) -> (f32, f32) {
+        self.pixels
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            })
+    }
+}
+
 /// A titled grid of [`Tile`]s.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageGrid {
@@ -77,12 +88,7 @@ impl ImageGrid {
 
     /// One tile as a zoomed grayscale image, contrast-stretched to its own range.
     fn tile_image(&self, t: &Tile) -> Result<GrayImage> {
-        let (lo, hi) = t
-            .pixels
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-                (a.min(v), b.max(v))
-            });
+        let (lo, hi) = t.range();
         let span = if hi > lo { hi - lo } else { 1.0 };
         let bytes = t
             .pixels

@@ -109,6 +109,29 @@ fn image_axes(w: usize, h: usize, top: f64) -> (Axis, Axis) {
     )
 }
 
+/// The layout of an image figure: title, the matrix's axes, captions, margins (left, right,
+/// top, bottom), white background.
+fn image_layout(
+    title: &str,
+    (xa, ya): (Axis, Axis),
+    notes: Vec<Annotation>,
+    margins: (usize, usize, usize, usize),
+) -> Layout {
+    Layout::new()
+        .title(super::title(title))
+        .x_axis(xa)
+        .y_axis(ya)
+        .annotations(notes)
+        .margin(
+            Margin::new()
+                .left(margins.0)
+                .right(margins.1)
+                .top(margins.2)
+                .bottom(margins.3),
+        )
+        .plot_background_color("#ffffff")
+}
+
 /// The figure size (CSS pixels) at which a `w x (h + top)` matrix gets square cells of about
 /// `target / w` pixels (at least `min_cell`) inside the margins.
 fn square(
@@ -126,8 +149,8 @@ fn square(
 }
 
 /// The grid as a figure: its tiles in one picture, each caption above its tile, `scale`
-/// saying how values become colours. Exported at `ZOOM` pixels per image pixel (at least 600
-/// pixels wide).
+/// saying how values become colours. Sized so that the tiles span about 900 CSS pixels (at least
+/// 4 per image pixel); PNGs are drawn at twice that.
 pub fn tiles(name: &str, grid: &ImageGrid, scale: TileScale) -> Figure {
     let (z, origins, w, h) = compose(&grid.tiles, grid.columns, scale);
     let mut trace = serde_json::json!({
@@ -190,21 +213,7 @@ pub fn tiles(name: &str, grid: &ImageGrid, scale: TileScale) -> Figure {
         10,
     );
     let (width, height, _) = square(w, h as f64 + top, margins, 900, 4.0);
-    plot.set_layout(
-        Layout::new()
-            .title(super::title(&grid.title))
-            .x_axis(xa)
-            .y_axis(ya)
-            .annotations(notes)
-            .margin(
-                Margin::new()
-                    .left(margins.0)
-                    .right(margins.1)
-                    .top(margins.2)
-                    .bottom(margins.3),
-            )
-            .plot_background_color("#ffffff"),
-    );
+    plot.set_layout(image_layout(&grid.title, (xa, ya), notes, margins));
     Figure::sized(name, plot, width, height)
 }
 
@@ -317,21 +326,7 @@ pub fn attention(name: &str, title: &str, rows: &[AttentionRow]) -> Figure {
     let (xa, ya) = image_axes(w, h, top);
     let margins = (10, 120, 70, 10);
     let (width, height, _) = square(w, h as f64 + top, margins, 560, 6.0);
-    plot.set_layout(
-        Layout::new()
-            .title(super::title(title))
-            .x_axis(xa)
-            .y_axis(ya)
-            .annotations(notes)
-            .margin(
-                Margin::new()
-                    .left(margins.0)
-                    .right(margins.1)
-                    .top(margins.2)
-                    .bottom(margins.3),
-            )
-            .plot_background_color("#ffffff"),
-    );
+    plot.set_layout(image_layout(title, (xa, ya), notes, margins));
     Figure::sized(name, plot, width, height)
 }
 
@@ -364,4 +359,37 @@ pub fn attention_of(
         ),
         &rows,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// PNGs are drawn at twice a figure's size: every image figure is at least 600 px wide,
+    /// even with a single tile or a single attention row.
+    #[test]
+    fn image_figures_are_at_least_600_px_wide() {
+        let mut one = ImageGrid::new("one", 1);
+        one.push("7 → 7 (99%)", vec![0.5; 784], 28, 28).unwrap();
+        for scale in [TileScale::Ink, TileScale::Diverging] {
+            let (w, h) = tiles("t", &one, scale).size.unwrap();
+            assert!(2 * w >= 600 && h > 0, "{w}x{h}");
+        }
+        let mut filters = ImageGrid::new("filters", 16);
+        for _ in 0..16 {
+            filters.push("f", vec![0.1; 25], 5, 5).unwrap();
+        }
+        let (w, _) = tiles("f", &filters, TileScale::Diverging).size.unwrap();
+        assert!(
+            2 * w >= 600 && w >= 16 * 5 * 8,
+            "filters at 8x or more: {w}"
+        );
+        let row = AttentionRow {
+            label: "#0: 7".into(),
+            digit: vec![0.0; 784],
+            maps: vec![(28, vec![0.5; 784]), (10, vec![0.5; 100])],
+        };
+        let (w, _) = attention("a", "attention", &[row]).size.unwrap();
+        assert!(2 * w >= 600, "{w}");
+    }
 }

@@ -192,15 +192,19 @@ pub fn run_matching(
 ) -> Result<Vec<ExperimentResult>> {
     let results = run_where(mnist, cfg, |e| plan::selects(pattern, e))?;
     if results.is_empty() {
-        return Err(Error::invalid(
-            "experiment selection",
-            format!(
-                "{pattern:?} is no experiment or group name and matches none (use * for a \
-                 pattern, e.g. \"lenet5*\")"
-            ),
-        ));
+        return Err(matches_nothing(pattern));
     }
     Ok(results)
+}
+
+fn matches_nothing(pattern: &str) -> Error {
+    Error::invalid(
+        "experiment selection",
+        format!(
+            "{pattern:?} is no experiment or group name and matches none (use * for a \
+             pattern, e.g. \"lenet5*\")"
+        ),
+    )
 }
 
 /// Runs (or reuses) the experiments called exactly `names`, in that order, every seed.
@@ -433,13 +437,7 @@ pub fn run_study(mnist: &Mnist, cfg: &StudyConfig) -> Result<Vec<ExperimentResul
     let only = cfg.only.as_deref().unwrap_or("");
     let ran = run_where(mnist, cfg, |e| plan::selects(only, e))?;
     if ran.is_empty() {
-        return Err(Error::invalid(
-            "--only",
-            format!(
-                "{only:?} is no experiment or group name and matches none (use * for a \
-                 pattern, e.g. \"lenet5*\")"
-            ),
-        ));
+        return Err(matches_nothing(only));
     }
     let all = collect_finished(cfg)?;
     if all.is_empty() {
