@@ -567,7 +567,8 @@ pub fn confusion_heatmap(name: &str, cm: &ConfusionMatrix) -> Figure {
         "type": "heatmap", "x": digits, "y": digits, "z": errors,
         "colorscale": [[0.0, "#ffffff"], [0.25, "#fcbba1"], [1.0, "#a50f15"]],
         "zmin": 0, "zmax": max_err, "hoverongaps": false, "xgap": 1, "ygap": 1,
-        "colorbar": {"title": {"text": "errors"}},
+        // Whole errors on the scale: at most about eight ticks.
+        "colorbar": {"title": {"text": "errors"}, "dtick": max_err.div_ceil(8)},
         "hovertemplate": "true %{y}, predicted %{x}: %{z} errors<extra></extra>",
     }))));
     let mut notes: Vec<Annotation> = Vec::new();
@@ -618,10 +619,16 @@ pub fn confusion_heatmap(name: &str, cm: &ConfusionMatrix) -> Figure {
     let wrong: u64 = errors.iter().flatten().flatten().sum();
     plot.set_layout(
         Layout::new()
-            .title(title(&format!(
-                "{name}: confusion matrix, {wrong} errors of {total}<br><sup>counts; errors \
-                 from white to red, correct answers on the grey diagonal</sup>"
-            )))
+            .title(
+                // Pinned to the top of the figure, clear of the axis title above the columns.
+                title(&format!(
+                    "{name}: confusion matrix, {wrong} errors of {total}<br><sup>counts; \
+                     errors from white to red, correct answers on the grey diagonal</sup>"
+                ))
+                .y_ref(plotly::common::Reference::Container)
+                .y(0.975)
+                .y_anchor(plotly::common::Anchor::Top),
+            )
             .x_axis(
                 Axis::new()
                     .title(title("predicted"))
@@ -708,5 +715,38 @@ mod tests {
         let h: serde_json::Value =
             serde_json::from_str(&confusion_heatmap("t", &cm).to_json()).unwrap();
         assert_eq!(h["data"][0]["type"], "heatmap");
+    }
+
+    #[test]
+    fn confusion_heatmap_shows_counts_errors_and_whole_error_ticks() {
+        // Ten classes, 20 errors: 2 → 7 twelve times, 5 → 3 eight times.
+        let mut truth: Vec<u8> = (0..100).map(|i| i % 10).collect();
+        let mut pred = truth.clone();
+        truth.extend([2; 12].iter().chain([5; 8].iter()));
+        pred.extend([7; 12].iter().chain([3; 8].iter()));
+        let cm = ConfusionMatrix::new(&truth, &pred).unwrap();
+        let h: serde_json::Value =
+            serde_json::from_str(&confusion_heatmap("t", &cm).to_json()).unwrap();
+        let errors = &h["data"][1];
+        assert_eq!(errors["zmax"], 12);
+        assert_eq!(
+            errors["colorbar"]["dtick"], 2,
+            "whole errors, about eight ticks"
+        );
+        assert!(errors["z"][2][2].is_null(), "the diagonal is drawn apart");
+        assert_eq!(errors["z"][2][7], 12);
+        let notes = h["layout"]["annotations"].as_array().unwrap();
+        assert_eq!(
+            notes.len(),
+            10 * 10 + 1,
+            "a count in every cell and the top pairs"
+        );
+        let top = notes.last().unwrap()["text"].as_str().unwrap();
+        assert!(
+            top.contains("2 → 7: 12") && top.contains("5 → 3: 8"),
+            "{top}"
+        );
+        let title = h["layout"]["title"]["text"].as_str().unwrap();
+        assert!(title.contains("20 errors of 120"), "{title}");
     }
 }
