@@ -31,6 +31,9 @@ use tiny_http::{Header, Method, Request, Response};
 use crate::analysis::{digit_from_bytes, digit_saliency};
 use crate::data::Normalization;
 use crate::models::Network;
+use crate::models::network::WEIGHTS_FILE;
+use crate::study::ExperimentResult;
+use crate::study::run::RESULT_FILE;
 use crate::train::load_run;
 use crate::{Error, Result};
 
@@ -87,8 +90,10 @@ impl Models {
         let mut entries = BTreeMap::new();
         let mut default = None;
         let accuracy = |dir: &Path| -> Option<f64> {
-            let text = std::fs::read_to_string(dir.join("result.json")).ok()?;
-            serde_json::from_str::<Value>(&text).ok()?["test_accuracy"].as_f64()
+            let text = std::fs::read_to_string(dir.join(RESULT_FILE)).ok()?;
+            serde_json::from_str::<ExperimentResult>(&text)
+                .ok()
+                .map(|r| r.test_accuracy)
         };
         if let Some(run) = &cfg.run {
             let name = run
@@ -104,7 +109,7 @@ impl Models {
             default = Some(name);
         }
         let best = cfg.results.join("models").join("best");
-        if best.join(crate::models::network::WEIGHTS_FILE).exists() {
+        if best.join(WEIGHTS_FILE).exists() {
             entries.insert(
                 "best".into(),
                 Entry {
@@ -122,9 +127,7 @@ impl Models {
                 };
                 for seed in seeds.flatten() {
                     let dir = seed.path();
-                    if dir.join("result.json").exists()
-                        && dir.join(crate::models::network::WEIGHTS_FILE).exists()
-                    {
+                    if dir.join(RESULT_FILE).exists() && dir.join(WEIGHTS_FILE).exists() {
                         let name = format!(
                             "{}/{}",
                             exp.file_name().to_string_lossy(),
@@ -289,8 +292,8 @@ impl ServerHandle {
 
     /// Stops accepting requests and waits for the threads.
     pub fn stop(self) {
-        self.http.unblock();
-        for _ in 1..self.workers.len() {
+        // One unblock wakes one thread blocked in `recv`.
+        for _ in &self.workers {
             self.http.unblock();
         }
         for w in self.workers {
@@ -374,11 +377,7 @@ pub fn predict_reply(
     };
     match digit_saliency(net, &digit, normalization) {
         Ok((probs, saliency)) => {
-            let best = probs
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(i, _)| i);
+            let best = crate::analysis::most_likely(&probs);
             Reply::ok(json!({
                 "digit": best,
                 "probabilities": probs,

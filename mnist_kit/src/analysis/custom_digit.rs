@@ -271,6 +271,28 @@ fn centre_of_mass(v: &[f32], w: usize, h: usize) -> (f32, f32) {
     }
 }
 
+/// A preprocessed digit as `net`'s input batch of one: normalized, and centred in the model's
+/// input side (a 32x32 model gets the 28x28 digit padded with background).
+pub(crate) fn digit_input(
+    net: &crate::models::Network,
+    digit: &Digit,
+    normalization: crate::data::Normalization,
+) -> Result<candle_core::Tensor> {
+    let spec = net.input_spec();
+    let pad = spec.side.saturating_sub(SIDE) / 2;
+    let mut input = vec![normalization.background(); spec.len()];
+    for r in 0..SIDE.min(spec.side) {
+        for c in 0..SIDE.min(spec.side) {
+            input[(r + pad) * spec.side + c + pad] = normalization.apply(digit.at(r, c));
+        }
+    }
+    Ok(candle_core::Tensor::from_vec(
+        input,
+        spec.batch_shape(1),
+        net.device(),
+    )?)
+}
+
 /// Class probabilities of `net` for a preprocessed digit.
 pub fn predict_digit(
     net: &crate::models::Network,
@@ -278,19 +300,23 @@ pub fn predict_digit(
     normalization: crate::data::Normalization,
 ) -> Result<Vec<f32>> {
     use crate::models::Model;
-    let spec = net.input_spec();
-    let pad = (spec.side - SIDE) / 2;
-    let mut input = vec![normalization.background(); spec.len()];
-    for r in 0..SIDE {
-        for c in 0..SIDE {
-            input[(r + pad) * spec.side + c + pad] = normalization.apply(digit.at(r, c));
-        }
-    }
-    let x = candle_core::Tensor::from_vec(input, spec.batch_shape(1), net.device())?;
-    let logits = net.forward_t(&x, false)?;
+    let logits = net.forward_t(&digit_input(net, digit, normalization)?, false)?;
     Ok(candle_nn::ops::softmax(&logits, candle_core::D::Minus1)?
         .flatten_all()?
         .to_vec1::<f32>()?)
+}
+
+/// The index of the largest value (the predicted class of a probability vector); 0 when empty.
+///
+/// ```
+/// assert_eq!(mnist_kit::analysis::most_likely(&[0.1, 0.7, 0.2]), 1);
+/// ```
+pub fn most_likely(probabilities: &[f32]) -> usize {
+    probabilities
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
 }
 
 /// Minimal base64 (standard alphabet, padded) for PNG payloads in notebook envelopes.

@@ -61,26 +61,16 @@ pub fn digit_saliency(
     digit: &crate::analysis::Digit,
     normalization: Normalization,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
-    use crate::analysis::custom_digit::SIDE;
+    use crate::analysis::custom_digit::{SIDE, digit_input, most_likely};
     let net = &net.rebuilt()?;
-    let spec = net.input_spec();
-    let pad = spec.side.saturating_sub(SIDE) / 2;
-    let mut input = vec![normalization.background(); spec.len()];
-    for r in 0..SIDE {
-        for c in 0..SIDE {
-            input[(r + pad) * spec.side + c + pad] = normalization.apply(digit.at(r, c));
-        }
-    }
-    let x = Var::from_tensor(&Tensor::from_vec(input, spec.batch_shape(1), net.device())?)?;
+    let side = net.input_spec().side;
+    let pad = side.saturating_sub(SIDE) / 2;
+    let x = Var::from_tensor(&digit_input(net, digit, normalization)?)?;
     let logits = net.forward_t(x.as_tensor(), false)?;
     let probs: Vec<f32> = candle_nn::ops::softmax(&logits, D::Minus1)?
         .flatten_all()?
         .to_vec1()?;
-    let class = probs
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map_or(0, |(i, _)| i);
+    let class = most_likely(&probs);
     let grads = logits
         .flatten_all()?
         .narrow(0, class, 1)?
@@ -95,11 +85,7 @@ pub fn digit_saliency(
     let mut map = Vec::with_capacity(SIDE * SIDE);
     for r in 0..SIDE {
         for c in 0..SIDE {
-            map.push(
-                g.get((r + pad) * spec.side + c + pad)
-                    .copied()
-                    .unwrap_or(0.0),
-            );
+            map.push(g.get((r + pad) * side + c + pad).copied().unwrap_or(0.0));
         }
     }
     let top = map.iter().cloned().fold(0f32, f32::max);

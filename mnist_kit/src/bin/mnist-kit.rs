@@ -500,11 +500,7 @@ fn predict(run: &std::path::Path, json: bool, images: &[PathBuf]) -> Result<()> 
             load_digit(path).and_then(|d| predict_digit(&run.net, &d, run.train.normalization));
         match outcome {
             Ok(probs) => {
-                let digit = probs
-                    .iter()
-                    .enumerate()
-                    .max_by(|a, b| a.1.total_cmp(b.1))
-                    .map_or(0, |(i, _)| i);
+                let digit = mnist_kit::analysis::most_likely(&probs);
                 if json {
                     let v =
                         serde_json::json!({"path": path, "digit": digit, "probabilities": probs});

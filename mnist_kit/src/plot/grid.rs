@@ -31,12 +31,17 @@ pub struct Tile {
 impl Tile {
     /// The smallest and the largest pixel value.
     pub fn range(&self) -> (f32, f32) {
-        self.pixels
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-                (a.min(v), b.max(v))
-            })
+        range(&self.pixels)
     }
+}
+
+/// The smallest and the largest of `values` (`(inf, -inf)` when empty).
+pub(crate) fn range(values: &[f32]) -> (f32, f32) {
+    values
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        })
 }
 
 /// A titled grid of [`Tile`]s.

@@ -6,25 +6,13 @@
 use plotly::Plot;
 use plotly::common::Font;
 use plotly::layout::{Annotation, Axis, Layout, Margin};
-use serde::Serialize;
 
-use super::Figure;
-use super::grid::{ImageGrid, Tile};
+use super::grid::{ImageGrid, Tile, range};
+use super::{Figure, Raw};
 use crate::Result;
 use crate::analysis::attention_maps;
 use crate::data::{Normalization, Split};
 use crate::models::Network;
-
-/// A plotly trace given as its JSON (for attributes the typed API lacks, like `zmid`).
-#[derive(Clone, Serialize)]
-#[serde(transparent)]
-struct Raw(serde_json::Value);
-
-impl plotly::Trace for Raw {
-    fn to_json(&self) -> String {
-        self.0.to_string()
-    }
-}
 
 /// How tile values map to colours.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -57,12 +45,7 @@ fn compose(
     for (k, t) in tiles.iter().enumerate() {
         let (x0, y0) = ((k % cols) * (cw + GAP), (k / cols) * (ch + GAP));
         origins.push((x0, y0));
-        let (lo, hi) = t
-            .pixels
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-                (a.min(v), b.max(v))
-            });
+        let (lo, hi) = t.range();
         let span = if hi > lo { hi - lo } else { 1.0 };
         for y in 0..t.height {
             for x in 0..t.width {
@@ -140,12 +123,12 @@ fn square(
     margins: (usize, usize, usize, usize),
     target: usize,
     min_cell: f64,
-) -> (u32, u32, f64) {
+) -> (u32, u32) {
     let (left, right, top, bottom) = margins;
     let cell = (target as f64 / w.max(1) as f64).max(min_cell);
     let width = left + right + (cell * w as f64).round() as usize;
     let height = top + bottom + (cell * h).round() as usize;
-    (width as u32, height as u32, cell)
+    (width as u32, height as u32)
 }
 
 /// The grid as a figure: its tiles in one picture, each caption above its tile, `scale`
@@ -212,7 +195,7 @@ pub fn tiles(name: &str, grid: &ImageGrid, scale: TileScale) -> Figure {
         60,
         10,
     );
-    let (width, height, _) = square(w, h as f64 + top, margins, 900, 4.0);
+    let (width, height) = square(w, h as f64 + top, margins, 900, 4.0);
     plot.set_layout(image_layout(&grid.title, (xa, ya), notes, margins));
     Figure::sized(name, plot, width, height)
 }
@@ -271,13 +254,7 @@ pub fn attention(name: &str, title: &str, rows: &[AttentionRow]) -> Figure {
     }
     for (r, row) in rows.iter().enumerate() {
         let y0 = r * (cell + gap + 3) + 3;
-        let lo_hi = |v: &[f32]| {
-            v.iter()
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| {
-                    (a.min(x), b.max(x))
-                })
-        };
-        let (dlo, dhi) = lo_hi(&row.digit);
+        let (dlo, dhi) = range(&row.digit);
         let span = if dhi > dlo { dhi - dlo } else { 1.0 };
         for c in 0..cols {
             let x0 = c * (cell + gap);
@@ -296,7 +273,7 @@ pub fn attention(name: &str, title: &str, rows: &[AttentionRow]) -> Figure {
                     heat[y0 + y][x0 + x] = v;
                 }
             }
-            let (lo, hi) = lo_hi(map);
+            let (lo, hi) = range(map);
             let flat = if hi - lo < 0.05 {
                 ", near-constant"
             } else {
@@ -325,7 +302,7 @@ pub fn attention(name: &str, title: &str, rows: &[AttentionRow]) -> Figure {
     let top = 6.0;
     let (xa, ya) = image_axes(w, h, top);
     let margins = (10, 120, 70, 10);
-    let (width, height, _) = square(w, h as f64 + top, margins, 560, 6.0);
+    let (width, height) = square(w, h as f64 + top, margins, 560, 6.0);
     plot.set_layout(image_layout(title, (xa, ya), notes, margins));
     Figure::sized(name, plot, width, height)
 }

@@ -533,20 +533,18 @@ pub fn confusion_heatmap(name: &str, cm: &ConfusionMatrix) -> Figure {
     use plotly::common::Font;
     use plotly::layout::Annotation;
     let n = crate::data::NUM_CLASSES;
-    let errors: Vec<Vec<Option<u64>>> = (0..n)
-        .map(|t| {
-            (0..n)
-                .map(|p| (t != p).then_some(cm.counts[t][p]))
-                .collect()
-        })
-        .collect();
-    let diagonal: Vec<Vec<Option<u64>>> = (0..n)
-        .map(|t| {
-            (0..n)
-                .map(|p| (t == p).then_some(cm.counts[t][p]))
-                .collect()
-        })
-        .collect();
+    // The counts where `keep(true, predicted)`, gaps elsewhere: two heatmaps, one scale each.
+    let part = |keep: fn(usize, usize) -> bool| -> Vec<Vec<Option<u64>>> {
+        (0..n)
+            .map(|t| {
+                (0..n)
+                    .map(|p| keep(t, p).then_some(cm.counts[t][p]))
+                    .collect()
+            })
+            .collect()
+    };
+    let errors = part(|t, p| t != p);
+    let diagonal = part(|t, p| t == p);
     let max_err = errors
         .iter()
         .flatten()
@@ -557,13 +555,13 @@ pub fn confusion_heatmap(name: &str, cm: &ConfusionMatrix) -> Figure {
         .max(1);
     let digits: Vec<String> = (0..n).map(|d| d.to_string()).collect();
     let mut plot = Plot::new();
-    plot.add_trace(Box::new(images_raw(serde_json::json!({
+    plot.add_trace(Box::new(Raw(serde_json::json!({
         "type": "heatmap", "x": digits, "y": digits, "z": diagonal,
         "colorscale": [[0.0, "#d9d9d9"], [1.0, "#d9d9d9"]], "showscale": false,
         "hoverongaps": false, "xgap": 1, "ygap": 1,
         "hovertemplate": "true %{y}, predicted %{x}: %{z} correct<extra></extra>",
     }))));
-    plot.add_trace(Box::new(images_raw(serde_json::json!({
+    plot.add_trace(Box::new(Raw(serde_json::json!({
         "type": "heatmap", "x": digits, "y": digits, "z": errors,
         "colorscale": [[0.0, "#ffffff"], [0.25, "#fcbba1"], [1.0, "#a50f15"]],
         "zmin": 0, "zmax": max_err, "hoverongaps": false, "xgap": 1, "ygap": 1,
@@ -656,16 +654,16 @@ pub fn confusion_heatmap(name: &str, cm: &ConfusionMatrix) -> Figure {
     Figure::sized(format!("confusion_{name}"), plot, 900, 700)
 }
 
-fn images_raw(v: serde_json::Value) -> impl plotly::Trace {
-    #[derive(Clone, serde::Serialize)]
-    #[serde(transparent)]
-    struct Raw(serde_json::Value);
-    impl plotly::Trace for Raw {
-        fn to_json(&self) -> String {
-            self.0.to_string()
-        }
+/// A plotly trace given as its JSON (for attributes the typed API lacks, like `zmid`,
+/// `xgap` or gaps in `z`).
+#[derive(Clone, serde::Serialize)]
+#[serde(transparent)]
+struct Raw(serde_json::Value);
+
+impl plotly::Trace for Raw {
+    fn to_json(&self) -> String {
+        self.0.to_string()
     }
-    Raw(v)
 }
 
 #[cfg(test)]

@@ -117,6 +117,15 @@ impl Metric {
         )
     }
 
+    /// True when a larger value is the better one (accuracies; not losses or the gap). Epochs,
+    /// seconds and gradient ratios count as larger-is-better only for orienting a verdict.
+    pub fn higher_is_better(self) -> bool {
+        !matches!(
+            self,
+            Metric::TestLoss | Metric::ValLoss | Metric::TrainLoss | Metric::Gap
+        )
+    }
+
     /// A summary of this metric as a table cell: percent with 2 decimals, losses with 4.
     pub fn show(self, s: &Summary) -> String {
         match self {

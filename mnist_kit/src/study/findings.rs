@@ -30,11 +30,7 @@ pub fn comparisons<R: Borrow<ExperimentResult>>(results: &[R], metric: Metric) -
         .iter()
         .map(|r| (r.name().to_string(), r.values(metric)))
         .collect();
-    let higher = !matches!(
-        metric,
-        Metric::TestLoss | Metric::ValLoss | Metric::TrainLoss | Metric::Gap
-    );
-    compare_all(&settings, higher)
+    compare_all(&settings, metric.higher_is_better())
 }
 
 fn seeds_phrase(reps: &[Replicates]) -> String {
@@ -64,29 +60,24 @@ pub fn findings<R: Borrow<ExperimentResult>>(results: &[R]) -> Findings {
             seeds_phrase(&reps)
         ));
     }
+    // The experiments, highest mean test accuracy first, and that ranking in words.
+    let mut ranked: Vec<&Replicates> = reps.iter().collect();
+    let mean = |r: &Replicates| r.summary(Metric::TestAccuracy).map_or(0.0, |s| s.mean);
+    ranked.sort_by(|a, b| mean(b).total_cmp(&mean(a)));
+    let ranking = || {
+        ranked
+            .iter()
+            .map(|r| format!("{} {} %", r.name(), acc(r)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let cs = comparisons(results, Metric::TestAccuracy);
     if !cs.is_empty() {
         let untested = cs.iter().all(|c| c.p.is_nan());
         if untested {
-            let ranked: Vec<String> = {
-                let mut v: Vec<&Replicates> = reps.iter().collect();
-                v.sort_by(|a, b| {
-                    b.summary(Metric::TestAccuracy)
-                        .map(|s| s.mean)
-                        .unwrap_or(0.0)
-                        .total_cmp(
-                            &a.summary(Metric::TestAccuracy)
-                                .map(|s| s.mean)
-                                .unwrap_or(0.0),
-                        )
-                });
-                v.iter()
-                    .map(|r| format!("{} {} %", r.name(), acc(r)))
-                    .collect()
-            };
             out.push(format!(
                 "With one seed per setting no difference can be tested; test accuracies: {}.",
-                ranked.join(", ")
+                ranking()
             ));
         } else {
             let (won, tied): (Vec<&Comparison>, Vec<&Comparison>) = cs
@@ -94,10 +85,8 @@ pub fn findings<R: Borrow<ExperimentResult>>(results: &[R]) -> Findings {
                 .partition(|c| c.verdict != Verdict::NotDistinguishable);
             if won.len() <= 3 {
                 for c in &won {
-                    let (w, l, sw, sl) = if c.verdict == Verdict::ABetter {
-                        (&c.a, &c.b, &c.summary_a, &c.summary_b)
-                    } else {
-                        (&c.b, &c.a, &c.summary_b, &c.summary_a)
+                    let Some(((w, sw), (l, sl))) = c.oriented() else {
+                        continue;
                     };
                     out.push(format!(
                         "**{w}** beats **{l}** on test accuracy ({} % vs {} %, {:+.2} points; \
@@ -111,32 +100,19 @@ pub fn findings<R: Borrow<ExperimentResult>>(results: &[R]) -> Findings {
                 }
             } else {
                 // Many verdicts: one sentence per winner, best first.
-                let mut winners: Vec<&Replicates> = reps
-                    .iter()
-                    .filter(|r| won.iter().any(|c| c.winner() == Some(r.name())))
-                    .collect();
-                winners.sort_by(|a, b| {
-                    let m =
-                        |r: &Replicates| r.summary(Metric::TestAccuracy).map_or(0.0, |s| s.mean);
-                    m(b).total_cmp(&m(a))
-                });
-                for w in winners {
+                for w in &ranked {
                     let beaten: Vec<&Comparison> = won
                         .iter()
                         .copied()
                         .filter(|c| c.winner() == Some(w.name()))
                         .collect();
+                    if beaten.is_empty() {
+                        continue;
+                    }
                     let names: Vec<String> = beaten
                         .iter()
-                        .map(|c| {
-                            let loser = if c.a == w.name() { &c.b } else { &c.a };
-                            let s = if c.a == w.name() {
-                                &c.summary_b
-                            } else {
-                                &c.summary_a
-                            };
-                            format!("{loser} ({} %)", s.pct())
-                        })
+                        .filter_map(|c| c.oriented())
+                        .map(|(_, (loser, s))| format!("{loser} ({} %)", s.pct()))
                         .collect();
                     let worst = beaten.iter().map(|c| c.p_holm).fold(0f64, f64::max);
                     out.push(format!(
@@ -150,12 +126,6 @@ pub fn findings<R: Borrow<ExperimentResult>>(results: &[R]) -> Findings {
             }
             if won.is_empty() && tied.len() > 6 {
                 // Many pairs and no verdict: the spread in one sentence.
-                let mut ranked: Vec<&Replicates> = reps.iter().collect();
-                ranked.sort_by(|a, b| {
-                    let m =
-                        |r: &Replicates| r.summary(Metric::TestAccuracy).map_or(0.0, |s| s.mean);
-                    m(b).total_cmp(&m(a))
-                });
                 let lowest = tied.iter().map(|c| c.p_holm).fold(1f64, f64::min);
                 out.push(format!(
                     "No setting beats another with {} (all {} pairs: Holm-corrected p ≥ {:.3}); \
@@ -163,11 +133,7 @@ pub fn findings<R: Borrow<ExperimentResult>>(results: &[R]) -> Findings {
                     seeds_phrase(&reps),
                     tied.len(),
                     lowest,
-                    ranked
-                        .iter()
-                        .map(|r| format!("{} {} %", r.name(), acc(r)))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    ranking()
                 ));
             } else if !tied.is_empty() {
                 let pairs: Vec<String> = tied

@@ -89,7 +89,7 @@ pub fn write_report(
     intro(&mut md, mnist, cfg, &reps, total_seconds);
     models_section(&mut md, &arch, &ensembles, &sink)?;
     if let Some(b) = best {
-        best_section(&mut md, mnist, cfg, b, &figures, &sink)?;
+        best_section(&mut md, mnist, cfg, b, &sink)?;
     }
     let tested = claims(all);
     let _ = writeln!(md, "\n## What the seed studies claimed\n");
@@ -470,12 +470,13 @@ fn copy_best(out: &Path, b: &ExperimentResult) -> Result<()> {
     let src = run_dir(&out.join("runs"), &b.experiment);
     let dst = out.join("models").join("best");
     std::fs::create_dir_all(&dst).map_err(|e| Error::io(&dst, e))?;
+    use crate::train::trainer::files;
     for f in [
-        "config.json",
-        "weights.safetensors",
-        "history.json",
-        "history.csv",
-        "result.json",
+        files::CONFIG,
+        files::WEIGHTS,
+        files::HISTORY_JSON,
+        files::HISTORY_CSV,
+        super::run::RESULT_FILE,
     ] {
         if src.join(f).exists() {
             std::fs::copy(src.join(f), dst.join(f)).map_err(|e| Error::io(dst.join(f), e))?;
@@ -496,7 +497,6 @@ fn best_section(
     mnist: &Mnist,
     cfg: &StudyConfig,
     b: &ExperimentResult,
-    figures: &Path,
     sink: &FigureSink,
 ) -> Result<()> {
     let _ = writeln!(md, "## The best model, chosen on validation\n");
@@ -556,11 +556,10 @@ fn best_section(
         "{}\n",
         sink.save_image(
             &fig,
-            &grid,
+            || Ok(grid.clone()),
             "the most confident mistakes, each labelled true → predicted (confidence)"
         )?
     );
-    let _ = figures;
     Ok(())
 }
 
@@ -819,51 +818,62 @@ fn shortcut_sentence(md: &mut String, members: &[&Replicates]) {
         "\nWhat the shortcuts buy at each depth (residual minus plain, Welch's 95 % interval, \
          Holm-corrected across the depths):\n\n| blocks per stage | test accuracy (points) | verdict | final training loss | verdict |\n|---:|---|---|---|---|"
     );
-    let mut cells: Vec<[String; 4]> = vec![Default::default(); rows.len()];
-    for (k, m) in [Metric::TestAccuracy, Metric::TrainLoss]
-        .into_iter()
-        .enumerate()
-    {
-        let tests: Vec<Option<super::stats::TTest>> = rows
+    let pairs: Vec<(&Replicates, &Replicates)> = rows.iter().map(|(_, r, p)| (**r, **p)).collect();
+    let words = ("shortcuts help", "shortcuts hurt");
+    let acc = effect_cells(&pairs, Metric::TestAccuracy, 3, words);
+    let loss = effect_cells(&pairs, Metric::TrainLoss, 3, words);
+    for (((d, _, _), a), l) in rows.iter().zip(&acc).zip(&loss) {
+        let _ = writeln!(md, "| {d} | {} | {} | {} | {} |", a.0, a.1, l.0, l.1);
+    }
+}
+
+/// The effect `a - b` on `m` for each pair `(a, b)`, with Welch's 95 % interval (in points for
+/// percentages, to `digits` decimals), and its verdict, Holm-corrected across the pairs:
+/// `words.0` when `a` is better at p < 0.05, `words.1` when it is worse, else not
+/// distinguishable.
+fn effect_cells(
+    pairs: &[(&Replicates, &Replicates)],
+    m: Metric,
+    digits: usize,
+    words: (&str, &str),
+) -> Vec<(String, String)> {
+    let tests: Vec<Option<super::stats::TTest>> = pairs
+        .iter()
+        .map(|(a, b)| welch(&a.values(m), &b.values(m)))
+        .collect();
+    let adjusted = holm(
+        &tests
             .iter()
-            .map(|(_, r, p)| welch(&r.values(m), &p.values(m)))
-            .collect();
-        let adjusted = holm(
-            &tests
-                .iter()
-                .map(|t| t.map_or(f64::NAN, |t| t.p))
-                .collect::<Vec<_>>(),
-        );
-        let scale = if m.is_percent() { 100.0 } else { 1.0 };
-        for (i, (t, p)) in tests.iter().zip(&adjusted).enumerate() {
-            let better = |e: f64| if m.is_percent() { e > 0.0 } else { e < 0.0 };
-            cells[i][2 * k] = t.map_or("n/a".into(), |t| {
+            .map(|t| t.map_or(f64::NAN, |t| t.p))
+            .collect::<Vec<_>>(),
+    );
+    let scale = if m.is_percent() { 100.0 } else { 1.0 };
+    tests
+        .iter()
+        .zip(&adjusted)
+        .map(|(t, p)| match t {
+            Some(t) => {
                 let ci = t.ci95();
-                format!(
-                    "{:+.3} [{:+.3}, {:+.3}]",
-                    scale * t.estimate,
-                    scale * ci[0],
-                    scale * ci[1]
+                let word = if *p >= ALPHA {
+                    "not distinguishable"
+                } else if (t.estimate > 0.0) == m.higher_is_better() {
+                    words.0
+                } else {
+                    words.1
+                };
+                (
+                    format!(
+                        "{:+.digits$} [{:+.digits$}, {:+.digits$}]",
+                        scale * t.estimate,
+                        scale * ci[0],
+                        scale * ci[1]
+                    ),
+                    format!("{word} (Holm {})", show_p(*p).replace("p ", "")),
                 )
-            });
-            cells[i][2 * k + 1] = match t {
-                Some(t) if *p < ALPHA && better(t.estimate) => {
-                    format!("shortcuts help (Holm {})", show_p(*p).replace("p ", ""))
-                }
-                Some(t) if *p < ALPHA && !better(t.estimate) => {
-                    format!("shortcuts hurt (Holm {})", show_p(*p).replace("p ", ""))
-                }
-                Some(_) => format!(
-                    "not distinguishable (Holm {})",
-                    show_p(*p).replace("p ", "")
-                ),
-                None => "not distinguishable (one seed)".into(),
-            };
-        }
-    }
-    for ((d, _, _), c) in rows.iter().zip(&cells) {
-        let _ = writeln!(md, "| {d} | {} | {} | {} | {} |", c[0], c[1], c[2], c[3]);
-    }
+            }
+            None => ("n/a".into(), "not distinguishable (one seed)".into()),
+        })
+        .collect()
 }
 
 /// Each technique against plain LeNet-5: the difference of means on test accuracy and on the
@@ -882,51 +892,16 @@ fn ablation_effects(md: &mut String, members: &[&Replicates]) {
         md,
         "| technique | test accuracy effect (points) | verdict | gap effect (points) | verdict |\n|---|---|---|---|---|"
     );
-    let metrics = [Metric::TestAccuracy, Metric::Gap];
-    let mut cols: Vec<Vec<(String, String)>> = Vec::new();
-    for m in metrics {
-        let tests: Vec<Option<super::stats::TTest>> = arms
-            .iter()
-            .map(|r| welch(&r.values(m), &plain.values(m)))
-            .collect();
-        let ps: Vec<f64> = tests.iter().map(|t| t.map_or(f64::NAN, |t| t.p)).collect();
-        let adjusted = holm(&ps);
-        cols.push(
-            tests
-                .iter()
-                .zip(&adjusted)
-                .map(|(t, p)| match t {
-                    Some(t) => {
-                        let ci = t.ci95();
-                        let word = if *p >= ALPHA {
-                            "not distinguishable".to_string()
-                        } else if (t.estimate > 0.0) == (m == Metric::TestAccuracy) {
-                            if m == Metric::TestAccuracy {
-                                "helps"
-                            } else {
-                                "narrows the gap"
-                            }
-                            .to_string()
-                        } else if m == Metric::TestAccuracy {
-                            "hurts".to_string()
-                        } else {
-                            "widens the gap".to_string()
-                        };
-                        (
-                            format!(
-                                "{:+.2} [{:+.2}, {:+.2}]",
-                                100.0 * t.estimate,
-                                100.0 * ci[0],
-                                100.0 * ci[1]
-                            ),
-                            format!("{word} (Holm {})", show_p(*p).replace("p ", "")),
-                        )
-                    }
-                    None => ("n/a".into(), "not distinguishable (one seed)".into()),
-                })
-                .collect(),
-        );
-    }
+    let pairs: Vec<(&Replicates, &Replicates)> = arms.iter().map(|r| (**r, *plain)).collect();
+    let cols = [
+        effect_cells(&pairs, Metric::TestAccuracy, 2, ("helps", "hurts")),
+        effect_cells(
+            &pairs,
+            Metric::Gap,
+            2,
+            ("narrows the gap", "widens the gap"),
+        ),
+    ];
     for (i, r) in arms.iter().enumerate() {
         let _ = writeln!(
             md,
@@ -1130,7 +1105,7 @@ fn weight_section(
             "\n{}\n",
             sink.save_image(
                 &fig,
-                &grid,
+                || Ok(grid.clone()),
                 &format!(
                     "{} (blue negative, red positive, one scale centred on zero)",
                     grid.title
@@ -1143,18 +1118,10 @@ fn weight_section(
     {
         let net = Network::load(run_dir(&runs, &first.experiment), &Device::Cpu)?;
         let positions = [0, 1, 2, 3];
-        let grid = plot::ImageGrid::attention(
-            &net,
-            &mnist.test,
-            &positions,
-            first.experiment.train.normalization,
-        )?;
-        let fig = plot::images::attention_of(
-            &net,
-            &mnist.test,
-            &positions,
-            first.experiment.train.normalization,
-        )?;
+        let normalization = first.experiment.train.normalization;
+        let fig = plot::images::attention_of(&net, &mnist.test, &positions, normalization)?;
+        // The plain grid (a second pass over the samples) only where no browser draws `fig`.
+        let grid = || plot::ImageGrid::attention(&net, &mnist.test, &positions, normalization);
         let _ = writeln!(
             md,
             "\n## Where LeNet-5 with attention looks\n\n{}\n\nEach row: a test digit, then the \
@@ -1164,7 +1131,7 @@ fn weight_section(
              to 1, not stretched per map (the block scales its input by 1 + weight). Each map's \
              caption gives its own min and max; a map whose range is under 0.05 is marked \
              near-constant: it weighs every position alike.\n",
-            sink.save_image(&fig, &grid, "attention maps")?
+            sink.save_image(&fig, grid, "attention maps")?
         );
     }
     Ok(())
@@ -1267,18 +1234,19 @@ impl FigureSink {
     }
 
     /// Saves an image figure: the plotly figure's PNG (words on the tiles) when a browser
-    /// exports it, else `fallback`'s plain PNG (at least 600 pixels wide) with the HTML page.
+    /// exports it, else the plain PNG of the grid `fallback` makes (at least 600 pixels wide)
+    /// with the HTML page.
     fn save_image(
         &self,
         fig: &plot::Figure,
-        fallback: &plot::ImageGrid,
+        fallback: impl FnOnce() -> Result<plot::ImageGrid>,
         caption: &str,
     ) -> Result<String> {
         let md = self.save(fig, caption)?;
         if self.exporter.is_some() && self.dir.join(format!("{}.png", fig.name)).exists() {
             return Ok(md);
         }
-        let mut grid = fallback.clone();
+        let mut grid = fallback()?;
         let width = grid.tiles.iter().map(|t| t.width).max().unwrap_or(1)
             * grid.columns.min(grid.tiles.len()).max(1);
         grid.zoom = grid.zoom.max((600 / width.max(1) + 1) as u32);

@@ -281,12 +281,22 @@ pub struct Comparison {
     pub verdict: Verdict,
 }
 
+/// One side of a [`Comparison`]: the setting's name and its summary.
+pub type Side<'a> = (&'a str, &'a Summary);
+
 impl Comparison {
     /// The better setting's name, if the comparison found one.
     pub fn winner(&self) -> Option<&str> {
+        self.oriented().map(|((w, _), _)| w)
+    }
+
+    /// `(winner, loser)`, each with its summary, if the comparison found a winner.
+    pub fn oriented(&self) -> Option<(Side<'_>, Side<'_>)> {
+        let a = (self.a.as_str(), &self.summary_a);
+        let b = (self.b.as_str(), &self.summary_b);
         match self.verdict {
-            Verdict::ABetter => Some(&self.a),
-            Verdict::BBetter => Some(&self.b),
+            Verdict::ABetter => Some((a, b)),
+            Verdict::BBetter => Some((b, a)),
             Verdict::NotDistinguishable => None,
         }
     }
