@@ -617,6 +617,34 @@ pub(crate) fn storage_slice<'a>(
     }
 }
 
+/// Overwrites a contiguous f32 tensor with `self.0` in place (the optimizer's new weights
+/// into a variable, with one copy and no allocation).
+pub(crate) struct Overwrite<'a>(pub &'a [f32]);
+
+impl candle_core::InplaceOp1 for Overwrite<'_> {
+    fn name(&self) -> &'static str {
+        "mnist-kit-overwrite"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("overwrite: expected an f32 tensor");
+        };
+        let dst = match layout.contiguous_offsets() {
+            Some((a, b)) if b - a == self.0.len() => &mut data[a..b],
+            _ => candle_core::bail!(
+                "overwrite: a contiguous tensor of {} values expected, got {:?}",
+                self.0.len(),
+                layout.dims()
+            ),
+        };
+        dst.par_chunks_mut(1 << 14)
+            .zip(self.0.par_chunks(1 << 14))
+            .for_each(|(d, s)| d.copy_from_slice(s));
+        Ok(())
+    }
+}
+
 /// `act(conv2d(x, w) + b)`: x `(N, C, H, W)`, w `(O, C, K, K)`, b `(O,)`.
 pub(crate) struct Conv2d {
     pub stride: usize,

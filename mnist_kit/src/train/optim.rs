@@ -327,8 +327,14 @@ impl Optimizer {
         &self.config
     }
 
-    /// Updates `params` in place from `grads` (one flat buffer per trainable parameter).
-    pub fn step(&mut self, params: &mut [Vec<f32>], grads: &[Vec<f32>], lr: f64) -> Result<()> {
+    /// Updates `params` in place from `grads` (one flat buffer per trainable parameter:
+    /// `Vec<f32>` or `&[f32]`).
+    pub fn step<G: AsRef<[f32]> + Sync>(
+        &mut self,
+        params: &mut [Vec<f32>],
+        grads: &[G],
+        lr: f64,
+    ) -> Result<()> {
         if params.len() != self.slots.len() || grads.len() != self.slots.len() {
             return Err(Error::invalid(
                 "optimizer step",
@@ -344,6 +350,7 @@ impl Optimizer {
         let t = self.step as i32;
         let c = self.config;
         for ((p, g), slot) in params.iter_mut().zip(grads).zip(&mut self.slots) {
+            let g = g.as_ref();
             if p.len() != g.len() {
                 return Err(Error::invalid(
                     "optimizer step",

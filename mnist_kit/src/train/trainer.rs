@@ -20,6 +20,7 @@ use crate::fsutil::write_bytes_atomic;
 use crate::models::layers::ParamKind;
 use crate::models::network::{WEIGHTS_FILE, read_model_json};
 use crate::models::{Model, Network};
+use crate::ops::cpu::{Overwrite, storage_slice};
 use crate::{Error, Result};
 
 /// Run-directory file names.
@@ -194,7 +195,10 @@ impl Trainer {
         // caller's network, also when training stopped on an error.
         let shared = self.net.clone();
         self.net = shared.rebuilt()?;
-        let result = self.fit_epochs(data);
+        // On a worker of the global rayon pool: the kernels' parallel loops then split work
+        // with the other workers directly, instead of each one waking the pool from outside
+        // and blocking this thread on a latch until it is done.
+        let result = rayon::scope(|_| self.fit_epochs(data));
         let synced = shared.restore(&self.net.snapshot()?);
         self.net = shared;
         let history = result?;
@@ -272,14 +276,32 @@ impl Trainer {
                     return Err(self.non_finite("loss", epoch, b));
                 }
                 let grads = loss.backward()?;
-                let mut flat = Vec::with_capacity(trainable.len());
-                for p in &trainable {
-                    let g = match grads.get(p.var.as_tensor()) {
-                        Some(g) => g.flatten_all()?.to_vec1::<f32>()?,
-                        None => vec![0.0; p.var.elem_count()],
-                    };
-                    flat.push(g);
-                }
+                // The gradients are read where backprop left them (no host copies).
+                let grad_tensors = trainable
+                    .iter()
+                    .map(|p| {
+                        grads
+                            .get(p.var.as_tensor())
+                            .map(Tensor::contiguous)
+                            .transpose()
+                    })
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                let held: Vec<_> = grad_tensors
+                    .iter()
+                    .map(|g| g.as_ref().map(Tensor::storage_and_layout))
+                    .collect();
+                let zeros = match held.iter().any(Option::is_none) {
+                    true => vec![0f32; params.iter().map(Vec::len).max().unwrap_or(0)],
+                    false => Vec::new(),
+                };
+                let flat = held
+                    .iter()
+                    .zip(&params)
+                    .map(|(h, p)| match h {
+                        Some((s, l)) => storage_slice(s, l, "gradient"),
+                        None => Ok(&zeros[..p.len()]),
+                    })
+                    .collect::<candle_core::Result<Vec<&[f32]>>>()?;
                 if stats {
                     let mut sq = 0f64;
                     for ((acc, g), norm) in grad_sum.iter_mut().zip(&flat).zip(&mut layer_norm_sum)
@@ -305,9 +327,10 @@ impl Trainer {
                 if !params.par_iter().all(|p| p.iter().all(|w| w.is_finite())) {
                     return Err(self.non_finite("weights", epoch, b));
                 }
+                drop(flat);
+                drop(held);
                 for (p, buf) in trainable.iter().zip(&params) {
-                    p.var
-                        .set(&Tensor::from_slice(buf, p.var.shape(), &device)?)?;
+                    p.var.as_tensor().inplace_op1(&Overwrite(buf))?;
                 }
                 let n = batch.positions.len();
                 loss_sum += l * n as f64;
