@@ -6,7 +6,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::cpu::{Fused, Grads, add_into, slice, split_blocks, storage_slice, to_candle};
-use super::gemm::{Mat, matmul};
+use super::gemm::{Mat, matmul, same_sum_order};
 
 /// Below this many multiply-adds a layer runs on one thread: splitting costs more.
 const PARALLEL_MIN_MACS: usize = 1 << 17;
@@ -18,19 +18,45 @@ fn dims2(l: &Layout, what: &str) -> candle_core::Result<(usize, usize)> {
     }
 }
 
-/// Ranges of `n` rows (or output units): one per thread when the product is large enough.
-/// No sum crosses a range (each output element is computed inside one), so the split does not
-/// change the numbers, and it can follow the thread count.
-fn row_ranges(n: usize, macs: usize) -> Vec<(usize, usize)> {
+/// Ranges of `len` rows (or output units) for the threads: one per thread when the product
+/// is large enough and gemm sums the outputs of every piece in the order of the whole product
+/// (`keeps_order(piece length)`, see [`same_sum_order`]). No sum then depends on the split, so
+/// it can follow the thread count.
+fn thread_ranges(
+    len: usize,
+    macs: usize,
+    keeps_order: impl Fn(usize) -> bool,
+) -> Vec<(usize, usize)> {
     let parts = rayon::current_num_threads().max(1);
     if macs < PARALLEL_MIN_MACS || parts == 1 {
-        return vec![(0, n)];
+        return vec![(0, len)];
     }
-    let per = n.div_ceil(parts).max(1);
-    (0..n).step_by(per).map(|a| (a, (a + per).min(n))).collect()
+    let per = len.div_ceil(parts).max(1);
+    let ranges: Vec<_> = (0..len)
+        .step_by(per)
+        .map(|a| (a, (a + per).min(len)))
+        .collect();
+    if ranges.iter().all(|&(a, b)| keeps_order(b - a)) {
+        ranges
+    } else {
+        vec![(0, len)]
+    }
 }
 
-/// `act(x W^T + b)` for x `(N, I)`, W `(O, I)`, b `(O,)`.
+/// Adds the bias to rows of `o` outputs, with the ReLU when fused.
+fn bias_act(y: &mut [f32], b: &[f32], act: Fused) {
+    for row in y.chunks_exact_mut(b.len()) {
+        for (v, &bias) in row.iter_mut().zip(b) {
+            *v += bias;
+            if act == Fused::Relu {
+                *v = v.max(0.0);
+            }
+        }
+    }
+}
+
+/// `act(x W^T + b)` for x `(N, I)`, W `(O, I)`, b `(O,)`. Split over output units when there
+/// are more units than rows (each thread then reads its part of W only), else over rows.
 pub(crate) fn linear_forward(
     x: &[f32],
     w: &[f32],
@@ -39,29 +65,51 @@ pub(crate) fn linear_forward(
     act: Fused,
 ) -> crate::Result<Vec<f32>> {
     let mut y = vec![0f32; n * o];
-    let blocks = row_ranges(n, n * i * o);
+    let macs = n * i * o;
+    if n < o {
+        let units = thread_ranges(o, macs, |po| same_sum_order((n, o), (n, po), i));
+        if units.len() > 1 {
+            let pieces = units
+                .par_iter()
+                .map(|&(u0, u1)| -> crate::Result<Vec<f32>> {
+                    let po = u1 - u0;
+                    let mut piece = vec![0f32; n * po];
+                    matmul(
+                        &mut piece,
+                        n,
+                        po,
+                        i,
+                        Mat::rows(x, i),
+                        Mat::transposed(&w[u0 * i..u1 * i], i),
+                        false,
+                    )?;
+                    bias_act(&mut piece, &b[u0..u1], act);
+                    Ok(piece)
+                })
+                .collect::<crate::Result<Vec<_>>>()?;
+            for (&(u0, u1), piece) in units.iter().zip(&pieces) {
+                for (row, src) in y.chunks_exact_mut(o).zip(piece.chunks_exact(u1 - u0)) {
+                    row[u0..u1].copy_from_slice(src);
+                }
+            }
+            return Ok(y);
+        }
+    }
+    let blocks = thread_ranges(n, macs, |pn| same_sum_order((n, o), (pn, o), i));
     split_blocks(&mut y, &blocks, o)
         .into_par_iter()
         .zip(blocks.par_iter())
         .try_for_each(|(y, &(r0, r1))| -> crate::Result<()> {
-            let rows = r1 - r0;
             matmul(
                 y,
-                rows,
+                r1 - r0,
                 o,
                 i,
                 Mat::rows(&x[r0 * i..r1 * i], i),
                 Mat::transposed(w, i),
                 false,
             )?;
-            for row in y.chunks_exact_mut(o) {
-                for (v, &bias) in row.iter_mut().zip(b) {
-                    *v += bias;
-                    if act == Fused::Relu {
-                        *v = v.max(0.0);
-                    }
-                }
-            }
+            bias_act(y, b, act);
             Ok(())
         })?;
     Ok(y)
@@ -91,7 +139,7 @@ pub(crate) fn linear_backward(
     };
     // dW (O x I) = g^T x, and db, split over output units: every element sums all n rows
     // inside one range.
-    let units = row_ranges(o, n * i * o);
+    let units = thread_ranges(o, n * i * o, |po| same_sum_order((o, i), (po, i), n));
     let mut dw = vec![0f32; o * i];
     let mut db = vec![0f32; o];
     split_blocks(&mut dw, &units, i)
@@ -116,7 +164,7 @@ pub(crate) fn linear_backward(
     // dx (N x I) = g W, split over rows.
     let mut dx = vec![0f32; if need_dx { n * i } else { 0 }];
     if need_dx {
-        let rows = row_ranges(n, n * i * o);
+        let rows = thread_ranges(n, n * i * o, |pn| same_sum_order((n, i), (pn, i), o));
         split_blocks(&mut dx, &rows, i)
             .into_par_iter()
             .zip(rows.par_iter())

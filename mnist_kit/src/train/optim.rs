@@ -328,13 +328,14 @@ impl Optimizer {
     }
 
     /// Updates `params` in place from `grads` (one flat buffer per trainable parameter:
-    /// `Vec<f32>` or `&[f32]`).
+    /// `Vec<f32>` or `&[f32]`). Returns whether every updated weight is finite (checked while
+    /// each chunk is still in cache).
     pub fn step<G: AsRef<[f32]> + Sync>(
         &mut self,
         params: &mut [Vec<f32>],
         grads: &[G],
         lr: f64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if params.len() != self.slots.len() || grads.len() != self.slots.len() {
             return Err(Error::invalid(
                 "optimizer step",
@@ -349,6 +350,7 @@ impl Optimizer {
         self.step += 1;
         let t = self.step as i32;
         let c = self.config;
+        let mut finite = true;
         for ((p, g), slot) in params.iter_mut().zip(grads).zip(&mut self.slots) {
             let g = g.as_ref();
             if p.len() != g.len() {
@@ -370,16 +372,22 @@ impl Optimizer {
                 }
             }
             let rule = Rule::new(c.kind, lr, t, l2, wd, first);
-            p.par_chunks_mut(CHUNK)
+            let chunks_finite = p
+                .par_chunks_mut(CHUNK)
                 .zip(g.par_chunks(CHUNK))
                 .zip(
                     slot.m
                         .par_chunks_mut(CHUNK)
                         .zip(slot.v.par_chunks_mut(CHUNK)),
                 )
-                .for_each(|((w, g), (m, v))| rule.apply(w, g, m, v));
+                .map(|((w, g), (m, v))| {
+                    rule.apply(w, g, m, v);
+                    w.iter().all(|x| x.is_finite())
+                })
+                .collect::<Vec<bool>>();
+            finite &= chunks_finite.iter().all(|&f| f);
         }
-        Ok(())
+        Ok(finite)
     }
 
     /// The state as named tensors (`<param>.m`, `<param>.v`, `step`), for checkpoints.

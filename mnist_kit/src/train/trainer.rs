@@ -322,9 +322,9 @@ impl Trainer {
                         window = (0.0, 0);
                     }
                 }
-                self.opt.step(&mut params, &flat, lr)?;
+                let finite = self.opt.step(&mut params, &flat, lr)?;
                 // The variables still hold the pre-step weights: the last good ones.
-                if !params.par_iter().all(|p| p.iter().all(|w| w.is_finite())) {
+                if !finite {
                     return Err(self.non_finite("weights", epoch, b));
                 }
                 drop(flat);
