@@ -7,7 +7,7 @@ use candle_core::{Device, Tensor, Var};
 use mnist_kit::data::Mnist;
 use mnist_kit::data::augment::AugmentConfig;
 use mnist_kit::models::Network;
-use mnist_kit::ops::{self, simd};
+use mnist_kit::ops;
 use mnist_kit::train::{OptimizerKind, TrainConfig, TrainData, Trainer};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
