@@ -192,15 +192,18 @@ impl Rule {
         }
     }
 
-    fn apply(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
-        apply_rule(self, p, g, m, v);
+    /// Updates one chunk; whether all its new weights are finite.
+    fn apply(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) -> bool {
+        apply_rule(self, p, g, m, v)
     }
 }
 
 crate::ops::simd::multiversion! {
     /// [`Rule::apply`], compiled per instruction set: elementwise, so every path rounds alike.
-    fn apply_rule(rule: &Rule, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+    /// The finiteness check folds without an early exit, so it vectorizes.
+    fn apply_rule(rule: &Rule, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) -> bool {
         rule.apply_inline(p, g, m, v);
+        p.iter().fold(true, |ok, w| ok & w.is_finite())
     }
 }
 
@@ -380,10 +383,7 @@ impl Optimizer {
                         .par_chunks_mut(CHUNK)
                         .zip(slot.v.par_chunks_mut(CHUNK)),
                 )
-                .map(|((w, g), (m, v))| {
-                    rule.apply(w, g, m, v);
-                    w.iter().all(|x| x.is_finite())
-                })
+                .map(|((w, g), (m, v))| rule.apply(w, g, m, v))
                 .collect::<Vec<bool>>();
             finite &= chunks_finite.iter().all(|&f| f);
         }
