@@ -105,13 +105,16 @@ pub fn bench(mnist: &Mnist, model: &str, cfg: BenchConfig) -> Result<BenchResult
     let batches: Vec<_> = test
         .batches(net.input_spec(), opts, 0, &device)?
         .collect::<Result<_>>()?;
+    // On a rayon worker, as `evaluate` runs its batches.
     let pass = || -> Result<usize> {
-        let mut n = 0;
-        for b in &batches {
-            net.forward_t(&b.images, false)?;
-            n += b.positions.len();
-        }
-        Ok(n)
+        rayon::scope(|_| {
+            let mut n = 0;
+            for b in &batches {
+                net.forward_t(&b.images, false)?;
+                n += b.positions.len();
+            }
+            Ok(n)
+        })
     };
     pass()?;
     let t0 = Instant::now();

@@ -368,15 +368,12 @@ fn kind_name(config: &ModelConfig) -> String {
 impl Model for Network {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let xs = ensure_f32(xs)?;
-        // On a rayon worker (a no-op when already on one, as in training): the kernels'
-        // parallel loops then share work with the other workers directly instead of waking
-        // the pool from outside once per op.
-        rayon::scope(|_| match &self.arch {
+        match &self.arch {
             Arch::Mlp(m) => m.forward_t(&xs, train),
             Arch::Lenet(m) => Ok(m.forward_with_maps(&xs, train)?.0),
             Arch::SimpleCnn(m) => m.forward_t(&xs, train),
             Arch::ResNet(m) => m.forward_t(&xs, train),
-        })
+        }
     }
 }
 

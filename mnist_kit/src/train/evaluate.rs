@@ -73,6 +73,14 @@ pub fn evaluate(
         seed: 0,
         normalization,
     };
+    // On a rayon worker (a no-op when already on one, as in training): the kernels' parallel
+    // loops then share work with the other workers directly instead of waking the pool from
+    // outside once per op. Single forwards (a served request) are better off on their own
+    // thread, so `forward_t` does not do this itself.
+    rayon::scope(|_| evaluate_batches(net, split, opts))
+}
+
+fn evaluate_batches(net: &Network, split: &Split, opts: BatchOptions) -> Result<Evaluation> {
     let device = net.device().clone();
     let mut loss_sum = 0f64;
     let mut correct = 0usize;
