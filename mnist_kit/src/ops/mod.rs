@@ -1,7 +1,7 @@
 //! Tensor operations the models call: convolution and pooling. On the CPU (f32) they run the
-//! kit's own kernels ([`cpu`]: im2col + GEMM convolution, max pooling with an argmax
+//! kit's own kernels (`cpu`: im2col + GEMM convolution, max pooling with an argmax
 //! backward); on other devices they fall back to candle's generic ops, so the models never
-//! know which path runs. [`reference`] exposes candle's path for comparison and tests.
+//! know which path runs. [`reference`](mod@reference) exposes candle's path for comparison and tests.
 
 mod attention;
 pub(crate) mod bn;

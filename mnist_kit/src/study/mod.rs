@@ -2,11 +2,11 @@
 //!
 //! | file | job |
 //! |---|---|
-//! | [`plan`] | what runs: every experiment, its group and its seeded configs |
+//! | [`plan`](mod@plan) | what runs: every experiment, its group and its seeded configs |
 //! | [`run`] | running them, one run directory per seed, reusing and resuming finished work |
 //! | [`stats`] | the mathematics: summaries, Student-t intervals, Welch's test, Holm |
 //! | [`aggregate`] | each experiment over its seeds: metrics, tables, ensembles, the best run |
-//! | [`findings`] | verdict sentences of a group, and the seed studies' claims tested |
+//! | [`findings`](mod@findings) | verdict sentences of a group, and the seed studies' claims tested |
 //! | [`report`] | `REPORT.md`, `metrics.json`, `figures/`, `tables/`, `models/best/` |
 //!
 //! The notebooks and the CLI call the same functions, so `cargo study` and a notebook tell the
