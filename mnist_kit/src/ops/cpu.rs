@@ -160,11 +160,64 @@ fn pad_image(g: &ConvGeom, x: &[f32], out: &mut Vec<f32>) {
     }
 }
 
+/// The rows of the unfolding for a stride-1 convolution with output rows of `OW` floats: every
+/// row piece is one fixed-size copy (a few vector moves, no loop or tail dispatch).
+#[inline(always)]
+fn unfold_fixed<const OW: usize>(g: &ConvGeom, padded: &[f32], col: &mut [f32], ld: usize) {
+    let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
+    for ci in 0..g.c {
+        for ky in 0..g.k {
+            for kx in 0..g.k {
+                let row = &mut col[((ci * g.k + ky) * g.k + kx) * ld..][..g.p()];
+                let src = &padded[(ci * hp + ky) * wp + kx..];
+                for (oy, dst) in row.chunks_exact_mut(OW).enumerate() {
+                    copy_n::<OW>(dst, &src[oy * wp..]);
+                }
+            }
+        }
+    }
+}
+
+/// [`unfold_fixed`]'s inverse: adds the rows back into the padded image, in the same order.
+#[inline(always)]
+fn fold_fixed<const OW: usize>(g: &ConvGeom, col: &[f32], ld: usize, padded: &mut [f32]) {
+    let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
+    for ci in 0..g.c {
+        for ky in 0..g.k {
+            for kx in 0..g.k {
+                let row = &col[((ci * g.k + ky) * g.k + kx) * ld..][..g.p()];
+                let base = (ci * hp + ky) * wp + kx;
+                for (oy, src) in row.chunks_exact(OW).enumerate() {
+                    if let (Some(d), Some(s)) = (
+                        padded[base + oy * wp..].first_chunk_mut::<OW>(),
+                        src.first_chunk::<OW>(),
+                    ) {
+                        for (d, s) in d.iter_mut().zip(s) {
+                            *d += s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 multiversion! {
     /// [`ConvGeom::im2col`], compiled per instruction set.
     fn im2col(g: ConvGeom, x: &[f32], col: &mut [f32], ld: usize, padded: &mut Vec<f32>) {
-        // Unfold a zero-padded copy, so every row piece is a short copy without bounds logic.
+        // Unfold a zero-padded copy, so every row piece is a short copy without bounds logic;
+        // the output widths of the zoo's stride-1 convolutions get fixed-size copies.
         pad_image(&g, x, padded);
+        if g.stride == 1 {
+            match g.ow {
+                28 => return unfold_fixed::<28>(&g, padded, col, ld),
+                14 => return unfold_fixed::<14>(&g, padded, col, ld),
+                10 => return unfold_fixed::<10>(&g, padded, col, ld),
+                7 => return unfold_fixed::<7>(&g, padded, col, ld),
+                4 => return unfold_fixed::<4>(&g, padded, col, ld),
+                _ => {}
+            }
+        }
         let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
         for ci in 0..g.c {
             for ky in 0..g.k {
@@ -194,19 +247,29 @@ multiversion! {
         let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
         padded.clear();
         padded.resize(g.c * hp * wp, 0.0);
-        for ci in 0..g.c {
-            for ky in 0..g.k {
-                for kx in 0..g.k {
-                    let row = &col[((ci * g.k + ky) * g.k + kx) * ld..][..g.p()];
-                    for (oy, src) in row.chunks_exact(g.ow).enumerate() {
-                        let dst = &mut padded[(ci * hp + oy * g.stride + ky) * wp + kx..];
-                        if g.stride == 1 {
-                            for (d, s) in dst[..g.ow].iter_mut().zip(src) {
-                                *d += s;
-                            }
-                        } else {
-                            for (j, s) in src.iter().enumerate() {
-                                dst[j * g.stride] += s;
+        let fixed = g.stride == 1 && matches!(g.ow, 28 | 14 | 10 | 7 | 4);
+        match (fixed, g.ow) {
+            (true, 28) => fold_fixed::<28>(&g, col, ld, padded),
+            (true, 14) => fold_fixed::<14>(&g, col, ld, padded),
+            (true, 10) => fold_fixed::<10>(&g, col, ld, padded),
+            (true, 7) => fold_fixed::<7>(&g, col, ld, padded),
+            (true, _) => fold_fixed::<4>(&g, col, ld, padded),
+            (false, _) => {
+                for ci in 0..g.c {
+                    for ky in 0..g.k {
+                        for kx in 0..g.k {
+                            let row = &col[((ci * g.k + ky) * g.k + kx) * ld..][..g.p()];
+                            for (oy, src) in row.chunks_exact(g.ow).enumerate() {
+                                let dst = &mut padded[(ci * hp + oy * g.stride + ky) * wp + kx..];
+                                if g.stride == 1 {
+                                    for (d, s) in dst[..g.ow].iter_mut().zip(src) {
+                                        *d += s;
+                                    }
+                                } else {
+                                    for (j, s) in src.iter().enumerate() {
+                                        dst[j * g.stride] += s;
+                                    }
+                                }
                             }
                         }
                     }
