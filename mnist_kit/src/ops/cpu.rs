@@ -160,10 +160,15 @@ fn pad_image(g: &ConvGeom, x: &[f32], out: &mut Vec<f32>) {
     }
 }
 
-/// The rows of the unfolding for a stride-1 convolution with output rows of `OW` floats: every
-/// row piece is one fixed-size copy (a few vector moves, no loop or tail dispatch).
+/// The rows of the unfolding for stride `S` and output rows of `OW` floats: every row piece is
+/// one fixed-size copy or gather (a few vector moves, no loop or tail dispatch).
 #[inline(always)]
-fn unfold_fixed<const OW: usize>(g: &ConvGeom, padded: &[f32], col: &mut [f32], ld: usize) {
+fn unfold_fixed<const OW: usize, const S: usize>(
+    g: &ConvGeom,
+    padded: &[f32],
+    col: &mut [f32],
+    ld: usize,
+) {
     let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
     for ci in 0..g.c {
         for ky in 0..g.k {
@@ -171,7 +176,16 @@ fn unfold_fixed<const OW: usize>(g: &ConvGeom, padded: &[f32], col: &mut [f32], 
                 let row = &mut col[((ci * g.k + ky) * g.k + kx) * ld..][..g.p()];
                 let src = &padded[(ci * hp + ky) * wp + kx..];
                 for (oy, dst) in row.chunks_exact_mut(OW).enumerate() {
-                    copy_n::<OW>(dst, &src[oy * wp..]);
+                    let src = &src[oy * S * wp..];
+                    if S == 1 {
+                        copy_n::<OW>(dst, src);
+                    } else if let (Some(d), Some(s)) =
+                        (dst.first_chunk_mut::<OW>(), src.get(..(OW - 1) * S + 1))
+                    {
+                        for (j, d) in d.iter_mut().enumerate() {
+                            *d = s[j * S];
+                        }
+                    }
                 }
             }
         }
@@ -180,7 +194,12 @@ fn unfold_fixed<const OW: usize>(g: &ConvGeom, padded: &[f32], col: &mut [f32], 
 
 /// [`unfold_fixed`]'s inverse: adds the rows back into the padded image, in the same order.
 #[inline(always)]
-fn fold_fixed<const OW: usize>(g: &ConvGeom, col: &[f32], ld: usize, padded: &mut [f32]) {
+fn fold_fixed<const OW: usize, const S: usize>(
+    g: &ConvGeom,
+    col: &[f32],
+    ld: usize,
+    padded: &mut [f32],
+) {
     let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
     for ci in 0..g.c {
         for ky in 0..g.k {
@@ -188,12 +207,13 @@ fn fold_fixed<const OW: usize>(g: &ConvGeom, col: &[f32], ld: usize, padded: &mu
                 let row = &col[((ci * g.k + ky) * g.k + kx) * ld..][..g.p()];
                 let base = (ci * hp + ky) * wp + kx;
                 for (oy, src) in row.chunks_exact(OW).enumerate() {
+                    let start = base + oy * S * wp;
                     if let (Some(d), Some(s)) = (
-                        padded[base + oy * wp..].first_chunk_mut::<OW>(),
+                        padded.get_mut(start..start + (OW - 1) * S + 1),
                         src.first_chunk::<OW>(),
                     ) {
-                        for (d, s) in d.iter_mut().zip(s) {
-                            *d += s;
+                        for (j, s) in s.iter().enumerate() {
+                            d[j * S] += s;
                         }
                     }
                 }
@@ -208,15 +228,16 @@ multiversion! {
         // Unfold a zero-padded copy, so every row piece is a short copy without bounds logic;
         // the output widths of the zoo's stride-1 convolutions get fixed-size copies.
         pad_image(&g, x, padded);
-        if g.stride == 1 {
-            match g.ow {
-                28 => return unfold_fixed::<28>(&g, padded, col, ld),
-                14 => return unfold_fixed::<14>(&g, padded, col, ld),
-                10 => return unfold_fixed::<10>(&g, padded, col, ld),
-                7 => return unfold_fixed::<7>(&g, padded, col, ld),
-                4 => return unfold_fixed::<4>(&g, padded, col, ld),
-                _ => {}
-            }
+        match (g.stride, g.ow) {
+            (1, 28) => return unfold_fixed::<28, 1>(&g, padded, col, ld),
+            (1, 14) => return unfold_fixed::<14, 1>(&g, padded, col, ld),
+            (1, 10) => return unfold_fixed::<10, 1>(&g, padded, col, ld),
+            (1, 7) => return unfold_fixed::<7, 1>(&g, padded, col, ld),
+            (1, 4) => return unfold_fixed::<4, 1>(&g, padded, col, ld),
+            (2, 14) => return unfold_fixed::<14, 2>(&g, padded, col, ld),
+            (2, 7) => return unfold_fixed::<7, 2>(&g, padded, col, ld),
+            (2, 4) => return unfold_fixed::<4, 2>(&g, padded, col, ld),
+            _ => {}
         }
         let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
         for ci in 0..g.c {
@@ -247,14 +268,16 @@ multiversion! {
         let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
         padded.clear();
         padded.resize(g.c * hp * wp, 0.0);
-        let fixed = g.stride == 1 && matches!(g.ow, 28 | 14 | 10 | 7 | 4);
-        match (fixed, g.ow) {
-            (true, 28) => fold_fixed::<28>(&g, col, ld, padded),
-            (true, 14) => fold_fixed::<14>(&g, col, ld, padded),
-            (true, 10) => fold_fixed::<10>(&g, col, ld, padded),
-            (true, 7) => fold_fixed::<7>(&g, col, ld, padded),
-            (true, _) => fold_fixed::<4>(&g, col, ld, padded),
-            (false, _) => {
+        match (g.stride, g.ow) {
+            (1, 28) => fold_fixed::<28, 1>(&g, col, ld, padded),
+            (1, 14) => fold_fixed::<14, 1>(&g, col, ld, padded),
+            (1, 10) => fold_fixed::<10, 1>(&g, col, ld, padded),
+            (1, 7) => fold_fixed::<7, 1>(&g, col, ld, padded),
+            (1, 4) => fold_fixed::<4, 1>(&g, col, ld, padded),
+            (2, 14) => fold_fixed::<14, 2>(&g, col, ld, padded),
+            (2, 7) => fold_fixed::<7, 2>(&g, col, ld, padded),
+            (2, 4) => fold_fixed::<4, 2>(&g, col, ld, padded),
+            _ => {
                 for ci in 0..g.c {
                     for ky in 0..g.k {
                         for kx in 0..g.k {
