@@ -160,30 +160,51 @@ fn pad_image(g: &ConvGeom, x: &[f32], out: &mut Vec<f32>) {
     }
 }
 
-/// The rows of the unfolding for stride `S` and output rows of `OW` floats: every row piece is
-/// one fixed-size copy or gather (a few vector moves, no loop or tail dispatch).
+/// Calls `$f::<OW, S>($args)` with the output width and stride of `$g` as constants when they
+/// are those of a convolution of the zoo (28, 14, 10, 7, 4 at stride 1; 14, 7, 4 at stride 2),
+/// else `$f::<0, 0>`, which reads both at run time.
+macro_rules! by_width {
+    ($g:expr, $f:ident($($arg:expr),*)) => {
+        match ($g.stride, $g.ow) {
+            (1, 28) => $f::<28, 1>($($arg),*),
+            (1, 14) => $f::<14, 1>($($arg),*),
+            (1, 10) => $f::<10, 1>($($arg),*),
+            (1, 7) => $f::<7, 1>($($arg),*),
+            (1, 4) => $f::<4, 1>($($arg),*),
+            (2, 14) => $f::<14, 2>($($arg),*),
+            (2, 7) => $f::<7, 2>($($arg),*),
+            (2, 4) => $f::<4, 2>($($arg),*),
+            _ => $f::<0, 0>($($arg),*),
+        }
+    };
+}
+
+/// The unfolding rows of one zero-padded image. With `OW` and `S` known at compile time every
+/// row piece is one fixed-size copy or gather (a few vector moves, no loop or tail dispatch);
+/// `OW = 0` takes the width and stride from `g`.
 #[inline(always)]
-fn unfold_fixed<const OW: usize, const S: usize>(
+fn unfold<const OW: usize, const S: usize>(
     g: &ConvGeom,
     padded: &[f32],
     col: &mut [f32],
     ld: usize,
 ) {
+    let (ow, s) = if OW == 0 { (g.ow, g.stride) } else { (OW, S) };
     let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
     for ci in 0..g.c {
         for ky in 0..g.k {
             for kx in 0..g.k {
                 let row = &mut col[((ci * g.k + ky) * g.k + kx) * ld..][..g.p()];
                 let src = &padded[(ci * hp + ky) * wp + kx..];
-                for (oy, dst) in row.chunks_exact_mut(OW).enumerate() {
-                    let src = &src[oy * S * wp..];
-                    if S == 1 {
-                        copy_n::<OW>(dst, src);
-                    } else if let (Some(d), Some(s)) =
-                        (dst.first_chunk_mut::<OW>(), src.get(..(OW - 1) * S + 1))
-                    {
-                        for (j, d) in d.iter_mut().enumerate() {
-                            *d = s[j * S];
+                for (oy, dst) in row.chunks_exact_mut(ow).enumerate() {
+                    let src = &src[oy * s * wp..][..(ow - 1) * s + 1];
+                    match (s, OW) {
+                        (1, 0) => copy_short(dst, src),
+                        (1, _) => copy_n::<OW>(dst, src),
+                        _ => {
+                            for (j, d) in dst.iter_mut().enumerate() {
+                                *d = src[j * s];
+                            }
                         }
                     }
                 }
@@ -192,29 +213,21 @@ fn unfold_fixed<const OW: usize, const S: usize>(
     }
 }
 
-/// [`unfold_fixed`]'s inverse: adds the rows back into the padded image, in the same order.
+/// [`unfold`]'s inverse: adds the rows back into the padded image, rows `(ci, ky, kx)`, then
+/// `oy`, the same order for every pixel.
 #[inline(always)]
-fn fold_fixed<const OW: usize, const S: usize>(
-    g: &ConvGeom,
-    col: &[f32],
-    ld: usize,
-    padded: &mut [f32],
-) {
+fn fold<const OW: usize, const S: usize>(g: &ConvGeom, col: &[f32], ld: usize, padded: &mut [f32]) {
+    let (ow, s) = if OW == 0 { (g.ow, g.stride) } else { (OW, S) };
     let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
     for ci in 0..g.c {
         for ky in 0..g.k {
             for kx in 0..g.k {
                 let row = &col[((ci * g.k + ky) * g.k + kx) * ld..][..g.p()];
                 let base = (ci * hp + ky) * wp + kx;
-                for (oy, src) in row.chunks_exact(OW).enumerate() {
-                    let start = base + oy * S * wp;
-                    if let (Some(d), Some(s)) = (
-                        padded.get_mut(start..start + (OW - 1) * S + 1),
-                        src.first_chunk::<OW>(),
-                    ) {
-                        for (j, s) in s.iter().enumerate() {
-                            d[j * S] += s;
-                        }
+                for (oy, src) in row.chunks_exact(ow).enumerate() {
+                    let dst = &mut padded[base + oy * s * wp..][..(ow - 1) * s + 1];
+                    for (j, v) in src.iter().enumerate() {
+                        dst[j * s] += v;
                     }
                 }
             }
@@ -223,82 +236,22 @@ fn fold_fixed<const OW: usize, const S: usize>(
 }
 
 multiversion! {
-    /// [`ConvGeom::im2col`], compiled per instruction set.
+    /// [`ConvGeom::im2col`], compiled per instruction set: unfolds a zero-padded copy, so every
+    /// row piece is a short copy without bounds logic.
     fn im2col(g: ConvGeom, x: &[f32], col: &mut [f32], ld: usize, padded: &mut Vec<f32>) {
-        // Unfold a zero-padded copy, so every row piece is a short copy without bounds logic;
-        // the output widths of the zoo's stride-1 convolutions get fixed-size copies.
         pad_image(&g, x, padded);
-        match (g.stride, g.ow) {
-            (1, 28) => return unfold_fixed::<28, 1>(&g, padded, col, ld),
-            (1, 14) => return unfold_fixed::<14, 1>(&g, padded, col, ld),
-            (1, 10) => return unfold_fixed::<10, 1>(&g, padded, col, ld),
-            (1, 7) => return unfold_fixed::<7, 1>(&g, padded, col, ld),
-            (1, 4) => return unfold_fixed::<4, 1>(&g, padded, col, ld),
-            (2, 14) => return unfold_fixed::<14, 2>(&g, padded, col, ld),
-            (2, 7) => return unfold_fixed::<7, 2>(&g, padded, col, ld),
-            (2, 4) => return unfold_fixed::<4, 2>(&g, padded, col, ld),
-            _ => {}
-        }
-        let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
-        for ci in 0..g.c {
-            for ky in 0..g.k {
-                for kx in 0..g.k {
-                    let row = &mut col[((ci * g.k + ky) * g.k + kx) * ld..][..g.p()];
-                    for (oy, dst) in row.chunks_exact_mut(g.ow).enumerate() {
-                        let src = &padded[(ci * hp + oy * g.stride + ky) * wp + kx..];
-                        if g.stride == 1 {
-                            copy_short(dst, src);
-                        } else {
-                            for (j, d) in dst.iter_mut().enumerate() {
-                                *d = src[j * g.stride];
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        by_width!(g, unfold(&g, padded, col, ld));
     }
 }
 
 multiversion! {
     /// [`ConvGeom::col2im`], compiled per instruction set: contributions are added into a
-    /// zero-padded copy (rows `(ci, ky, kx)`, then `oy`, the same order for every pixel), whose
-    /// interior is then added to `dx`.
+    /// zero-padded copy ([`fold`]), whose interior is then added to `dx`.
     fn col2im(g: ConvGeom, col: &[f32], ld: usize, dx: &mut [f32], padded: &mut Vec<f32>) {
         let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
         padded.clear();
         padded.resize(g.c * hp * wp, 0.0);
-        match (g.stride, g.ow) {
-            (1, 28) => fold_fixed::<28, 1>(&g, col, ld, padded),
-            (1, 14) => fold_fixed::<14, 1>(&g, col, ld, padded),
-            (1, 10) => fold_fixed::<10, 1>(&g, col, ld, padded),
-            (1, 7) => fold_fixed::<7, 1>(&g, col, ld, padded),
-            (1, 4) => fold_fixed::<4, 1>(&g, col, ld, padded),
-            (2, 14) => fold_fixed::<14, 2>(&g, col, ld, padded),
-            (2, 7) => fold_fixed::<7, 2>(&g, col, ld, padded),
-            (2, 4) => fold_fixed::<4, 2>(&g, col, ld, padded),
-            _ => {
-                for ci in 0..g.c {
-                    for ky in 0..g.k {
-                        for kx in 0..g.k {
-                            let row = &col[((ci * g.k + ky) * g.k + kx) * ld..][..g.p()];
-                            for (oy, src) in row.chunks_exact(g.ow).enumerate() {
-                                let dst = &mut padded[(ci * hp + oy * g.stride + ky) * wp + kx..];
-                                if g.stride == 1 {
-                                    for (d, s) in dst[..g.ow].iter_mut().zip(src) {
-                                        *d += s;
-                                    }
-                                } else {
-                                    for (j, s) in src.iter().enumerate() {
-                                        dst[j * g.stride] += s;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        by_width!(g, fold(&g, col, ld, padded));
         for ci in 0..g.c {
             for y in 0..g.h {
                 let src = &padded[(ci * hp + y + g.pad) * wp + g.pad..][..g.w];
@@ -700,34 +653,6 @@ pub(crate) fn storage_slice<'a>(
     match s {
         Storage::Cpu(c) => slice(c, l, what),
         _ => candle_core::bail!("{what}: the fast CPU path needs a CPU tensor"),
-    }
-}
-
-/// Overwrites a contiguous f32 tensor with `self.0` in place (the optimizer's new weights
-/// into a variable, with one copy and no allocation).
-pub(crate) struct Overwrite<'a>(pub &'a [f32]);
-
-impl candle_core::InplaceOp1 for Overwrite<'_> {
-    fn name(&self) -> &'static str {
-        "mnist-kit-overwrite"
-    }
-
-    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("overwrite: expected an f32 tensor");
-        };
-        let dst = match layout.contiguous_offsets() {
-            Some((a, b)) if b - a == self.0.len() => &mut data[a..b],
-            _ => candle_core::bail!(
-                "overwrite: a contiguous tensor of {} values expected, got {:?}",
-                self.0.len(),
-                layout.dims()
-            ),
-        };
-        dst.par_chunks_mut(1 << 14)
-            .zip(self.0.par_chunks(1 << 14))
-            .for_each(|(d, s)| d.copy_from_slice(s));
-        Ok(())
     }
 }
 

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use candle_core::{Device, Tensor};
+use candle_core::{CpuStorage, Device, Layout, Tensor};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -375,7 +375,7 @@ impl Optimizer {
                 }
             }
             let rule = Rule::new(c.kind, lr, t, l2, wd, first);
-            let chunks_finite = p
+            finite &= p
                 .par_chunks_mut(CHUNK)
                 .zip(g.par_chunks(CHUNK))
                 .zip(
@@ -384,8 +384,7 @@ impl Optimizer {
                         .zip(slot.v.par_chunks_mut(CHUNK)),
                 )
                 .map(|((w, g), (m, v))| rule.apply(w, g, m, v))
-                .collect::<Vec<bool>>();
-            finite &= chunks_finite.iter().all(|&f| f);
+                .reduce(|| true, |a, b| a & b);
         }
         Ok(finite)
     }
@@ -430,6 +429,34 @@ impl Optimizer {
                 };
             }
         }
+        Ok(())
+    }
+}
+
+/// Overwrites a contiguous f32 tensor with `self.0` in place (the optimizer's new weights
+/// into a variable, with one copy and no allocation).
+pub(crate) struct Overwrite<'a>(pub &'a [f32]);
+
+impl candle_core::InplaceOp1 for Overwrite<'_> {
+    fn name(&self) -> &'static str {
+        "mnist-kit-overwrite"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("overwrite: expected an f32 tensor");
+        };
+        let dst = match layout.contiguous_offsets() {
+            Some((a, b)) if b - a == self.0.len() => &mut data[a..b],
+            _ => candle_core::bail!(
+                "overwrite: a contiguous tensor of {} values expected, got {:?}",
+                self.0.len(),
+                layout.dims()
+            ),
+        };
+        dst.par_chunks_mut(CHUNK)
+            .zip(self.0.par_chunks(CHUNK))
+            .for_each(|(d, s)| d.copy_from_slice(s));
         Ok(())
     }
 }

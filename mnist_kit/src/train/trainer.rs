@@ -13,14 +13,14 @@ use rayon::prelude::*;
 use super::config::{Monitor, TrainConfig};
 use super::evaluate::{correct_and_predictions, evaluate};
 use super::history::{EpochRecord, History};
-use super::optim::Optimizer;
+use super::optim::{Optimizer, Overwrite};
 use crate::data::batches::mix;
 use crate::data::{BatchOptions, Mnist, Split};
 use crate::fsutil::write_bytes_atomic;
 use crate::models::layers::ParamKind;
 use crate::models::network::{WEIGHTS_FILE, read_model_json};
 use crate::models::{Model, Network};
-use crate::ops::cpu::{Overwrite, storage_slice};
+use crate::ops::cpu::storage_slice;
 use crate::{Error, Result};
 
 /// Run-directory file names.
