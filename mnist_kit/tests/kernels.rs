@@ -1,16 +1,13 @@
 //! The fast CPU kernels against candle's reference ops: forward values and gradients for
 //! several shapes, strides, paddings and odd sizes.
 
+mod support;
+
 use candle_core::{Device, Tensor, Var};
 use mnist_kit::ops;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-
-fn rand_tensor(rng: &mut ChaCha8Rng, shape: &[usize]) -> Tensor {
-    let n = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
+use support::bits::rand_tensor;
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());

@@ -2,11 +2,11 @@
 //! the committed study reproduces to the last digit on an AVX-512 Xeon, an AVX2 EPYC or a
 //! baseline x86-64. One test in its own binary: it switches the process-wide instruction set.
 
-mod common;
+mod support;
 
-use common::{op_bits, training_bits};
 use mnist_kit::data::Mnist;
 use mnist_kit::ops::simd;
+use support::bits::{all_bits, assert_same_bits};
 
 #[test]
 fn every_instruction_set_gives_the_portable_bits() {
@@ -16,17 +16,10 @@ fn every_instruction_set_gives_the_portable_bits() {
     let mut reference = None;
     for isa in &paths {
         assert_eq!(simd::force(Some(*isa)), *isa);
-        let got = (op_bits(), training_bits(&mnist));
+        let got = all_bits(&mnist);
         match &reference {
             None => reference = Some(got),
-            Some((ops_ref, train_ref)) => {
-                for ((name, a), (_, b)) in got.0.iter().zip(ops_ref) {
-                    assert!(a == b, "{name}: {} differs from portable", isa.name());
-                }
-                for ((name, a), (_, b)) in got.1.iter().zip(train_ref) {
-                    assert!(a == b, "{name}: {} differs from portable", isa.name());
-                }
-            }
+            Some(r) => assert_same_bits(&got, r, &format!("{} differs from portable", isa.name())),
         }
     }
     simd::force(None);

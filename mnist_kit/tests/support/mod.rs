@@ -1,8 +1,11 @@
-//! What the server's test and benchmark share: a minimal HTTP/1.1 client, real test digits as
-//! PNG files, and a quickly trained LeNet-5 run. (`mod support;` in tests, a `#[path]` module
-//! in the benchmark.)
+//! What the tests and benchmarks share: a minimal HTTP/1.1 client, real test digits as PNG
+//! files and a quickly trained LeNet-5 run (server test and benchmark), and the kernels' bit
+//! patterns and random inputs ([`bits`]). (`mod support;` in tests, a `#[path]` module in the
+//! benchmark.)
 
 #![allow(dead_code)]
+
+pub mod bits;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

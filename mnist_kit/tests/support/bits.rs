@@ -1,7 +1,6 @@
-//! Shared by the bit-for-bit tests (`simd.rs`, `threads.rs`): the outputs and gradients of
-//! every fast op, and a few training steps of models that use them all, as bits.
-
-#![allow(dead_code)]
+//! For the bit-for-bit tests (`simd.rs`, `threads.rs`): the outputs and gradients of every
+//! fast op, and a few training steps of models that use them all, as bits; and the random
+//! inputs the kernel tests share.
 
 use candle_core::{Device, Tensor, Var};
 use mnist_kit::data::Mnist;
@@ -29,7 +28,7 @@ pub fn bits(t: &Tensor) -> Vec<u32> {
 }
 
 /// The outputs and gradients of every fast op on fixed random inputs, as bits.
-pub fn op_bits() -> Vec<(String, Vec<u32>)> {
+pub fn op_bits() -> Bits {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let mut out = Vec::new();
     // Convolutions: wide and narrow maps, stride 1 and 2, padding, fused ReLU.
@@ -128,7 +127,7 @@ pub fn op_bits() -> Vec<(String, Vec<u32>)> {
 
 /// A few training steps of models that use every kernel and every optimizer rule (with
 /// augmentation and gradient statistics), as the weights' bits and the history's numbers.
-pub fn training_bits(mnist: &Mnist) -> Vec<(String, Vec<u32>)> {
+pub fn training_bits(mnist: &Mnist) -> Bits {
     let mut out = Vec::new();
     for (model, kind) in [
         ("resnet", OptimizerKind::ADAMW),
@@ -174,4 +173,23 @@ pub fn training_bits(mnist: &Mnist) -> Vec<(String, Vec<u32>)> {
         ));
     }
     out
+}
+
+/// Named bit patterns, in a fixed order.
+pub type Bits = Vec<(String, Vec<u32>)>;
+
+/// Every fast op's bits and a few training runs' bits (see [`op_bits`], [`training_bits`]).
+pub fn all_bits(mnist: &Mnist) -> (Bits, Bits) {
+    (op_bits(), training_bits(mnist))
+}
+
+/// Asserts that `got` has the bits of `reference`, entry by entry; `how` names the setting
+/// that produced `got` in the failure message.
+pub fn assert_same_bits(got: &(Bits, Bits), reference: &(Bits, Bits), how: &str) {
+    for (g, r) in [(&got.0, &reference.0), (&got.1, &reference.1)] {
+        assert_eq!(g.len(), r.len());
+        for ((name, a), (_, b)) in g.iter().zip(r) {
+            assert!(a == b, "{name}: {how}");
+        }
+    }
 }
