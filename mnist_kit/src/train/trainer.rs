@@ -290,9 +290,10 @@ impl Trainer {
                     .iter()
                     .map(|g| g.as_ref().map(Tensor::storage_and_layout))
                     .collect();
-                let zeros = match held.iter().any(Option::is_none) {
-                    true => vec![0f32; params.iter().map(Vec::len).max().unwrap_or(0)],
-                    false => Vec::new(),
+                let zeros = if held.iter().any(Option::is_none) {
+                    vec![0f32; params.iter().map(Vec::len).max().unwrap_or(0)]
+                } else {
+                    Vec::new()
                 };
                 let flat = held
                     .iter()
