@@ -122,3 +122,20 @@ fn decay_skips_biases_unless_asked_and_state_round_trips() {
     assert_eq!(pa, pb, "restored state continues identically");
     assert_eq!(b.steps(), 2);
 }
+
+#[test]
+fn step_reports_whether_every_new_weight_is_finite() {
+    let sgd = OptimizerConfig {
+        kind: OptimizerKind::SGD,
+        ..Default::default()
+    };
+    let mut opt = Optimizer::with_params(sgd, &[("w", true)]);
+    // Two parallel chunks and a tail; the overflow sits in the last one.
+    let n = 40_000;
+    let mut params = vec![vec![1.0f32; n]];
+    let mut grads = vec![vec![0.5f32; n]];
+    assert!(opt.step(&mut params, &grads, 0.1).unwrap());
+    grads[0][n - 1] = f32::MAX;
+    assert!(!opt.step(&mut params, &grads, 1e10).unwrap());
+    assert!(params[0][n - 1].is_infinite());
+}
