@@ -1,5 +1,10 @@
-//! Kernel and training-step timings (median of repeated runs), fast path vs candle's ops.
+//! Kernel and training-step timings (median of repeated runs): the kit's GEMM against the
+//! `gemm` crate (candle's) on the zoo's products, one thread; the fast convolution path
+//! against candle's ops; whole training steps.
 //! `cargo bench --bench kernels` (set RAYON_NUM_THREADS to fix the thread count).
+
+#[path = "../tests/support/shapes.rs"]
+mod shapes;
 
 use std::time::Instant;
 
@@ -21,7 +26,89 @@ fn median_ms(mut f: impl FnMut(), reps: usize) -> f64 {
     times[reps / 2]
 }
 
+/// GFLOP/s of `f` computing an `m x n x k` product.
+fn gflops(c: &shapes::Case, f: impl FnMut()) -> f64 {
+    let reps = (200_000_000 / (c.m * c.n * c.k).max(1)).clamp(5, 20001);
+    2.0 * (c.m * c.n * c.k) as f64 / median_ms(f, reps) / 1e6
+}
+
+/// The kit's GEMM and the `gemm` crate on every product of the zoo, one thread each.
+fn gemm_table(only: Option<&str>) -> mnist_kit::Result<()> {
+    println!(
+        "{:<26} {:>5} {:>5} {:>5}   kit GFLOP/s   gemm GFLOP/s   kit/gemm  ({}, {})",
+        "product",
+        "m",
+        "n",
+        "k",
+        mnist_kit::bench::cpu_name(),
+        mnist_kit::ops::simd::active().name()
+    );
+    let mut ratios = Vec::new();
+    for c in shapes::ZOO {
+        if only.is_some_and(|o| !c.name.contains(o)) {
+            continue;
+        }
+        let a: Vec<f32> = (0..c.m * c.k)
+            .map(|i| (i % 13) as f32 * 0.1 - 0.6)
+            .collect();
+        let b: Vec<f32> = (0..c.k * c.n).map(|i| (i % 7) as f32 * 0.1 - 0.3).collect();
+        let (av, bv) = (c.a.view(&a, c.m, c.k), c.b.view(&b, c.k, c.n));
+        let mut out = vec![0f32; c.m * c.n];
+        let kit = gflops(c, || {
+            mnist_kit::ops::gemm::matmul(&mut out, c.m, c.n, c.k, av, bv).unwrap();
+        });
+        let theirs = gflops(c, || {
+            // SAFETY: the views cover (m x k) and (k x n); `out` holds m x n floats.
+            unsafe {
+                gemm::gemm(
+                    c.m,
+                    c.n,
+                    c.k,
+                    out.as_mut_ptr(),
+                    1,
+                    c.n as isize,
+                    false,
+                    av.data.as_ptr(),
+                    av.cs as isize,
+                    av.rs as isize,
+                    bv.data.as_ptr(),
+                    bv.cs as isize,
+                    bv.rs as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                )
+            }
+        });
+        ratios.push(kit / theirs);
+        println!(
+            "{:<26} {:>5} {:>5} {:>5}   {kit:11.1}   {theirs:12.1}   {:8.2}",
+            c.name,
+            c.m,
+            c.n,
+            c.k,
+            kit / theirs
+        );
+    }
+    let geo = (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64).exp();
+    println!("geometric mean kit/gemm: {geo:.2}\n");
+    Ok(())
+}
+
 fn main() -> mnist_kit::Result<()> {
+    // `-- --gemm-only [NAME]`: only the GEMM table, or only its products whose name holds NAME.
+    let args: Vec<String> = std::env::args().collect();
+    let gemm_only = args.iter().position(|a| a == "--gemm-only");
+    let only = gemm_only
+        .and_then(|i| args.get(i + 1))
+        .filter(|a| !a.starts_with("--"));
+    gemm_table(only.map(String::as_str))?;
+    if gemm_only.is_some() {
+        return Ok(());
+    }
     let dev = Device::Cpu;
     // LeNet-5's three convolutions at batch 64: forward and backward.
     for (name, x_shape, w_shape) in [

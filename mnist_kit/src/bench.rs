@@ -1,7 +1,7 @@
-//! Throughput measurement: steady-state training images/s through the real training loop
-//! (one warm-up epoch, then a measured epoch over a fixed number of batches), inference
-//! images/s at batch 1000 (one untimed pass over the test images, then three timed ones, as
-//! the peer programs measure), and the process's peak resident memory.
+//! Throughput measurement: steady-state training images/s through the real training loop and
+//! inference images/s at batch 1000, each timed for at least [`MIN_SECONDS`] and three passes
+//! (whichever is longer) after an untimed warm-up, over several rounds (median and spread),
+//! with the thread count, the process's peak resident memory and the CPU.
 
 use std::time::Instant;
 
@@ -13,6 +13,11 @@ use crate::models::{Model, Network};
 use crate::train::{TrainConfig, TrainData, Trainer};
 use crate::{Error, Result};
 
+/// The shortest timed phase: this shared machine's speed moves within seconds.
+pub const MIN_SECONDS: f64 = 2.0;
+/// The fewest timed passes of a phase.
+pub const MIN_PASSES: usize = 3;
+
 /// One benchmark result; serializes to the `mnist-kit bench --json` shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BenchResult {
@@ -20,10 +25,18 @@ pub struct BenchResult {
     pub model: String,
     /// Training batch size.
     pub batch_size: usize,
-    /// Training images per second (Adam, steady state).
+    /// Training images per second (Adam, steady state): the median over the rounds.
     pub train_images_per_sec: f64,
-    /// Inference images per second at batch 1000.
+    /// Lowest and highest training rate over the rounds.
+    pub train_images_per_sec_spread: [f64; 2],
+    /// Inference images per second at batch 1000: the median over the rounds.
     pub infer_images_per_sec: f64,
+    /// Lowest and highest inference rate over the rounds.
+    pub infer_images_per_sec_spread: [f64; 2],
+    /// Rounds measured.
+    pub rounds: usize,
+    /// Threads the kernels ran on (the rayon pool).
+    pub threads: usize,
     /// Peak resident set size of the process so far, MB.
     pub peak_rss_mb: f64,
     /// The machine: CPU model and the instruction set the kit's kernels ran on.
@@ -57,12 +70,14 @@ impl CpuInfo {
 pub struct BenchConfig {
     /// Training batch size.
     pub batch_size: usize,
-    /// Measured training batches (after an equal warm-up).
+    /// Training batches per pass (one epoch of the benchmark).
     pub train_batches: usize,
     /// Test images per inference pass (batches of 1000).
     pub infer_images: usize,
-    /// Timed inference passes, after one untimed pass (as the peer programs do).
-    pub infer_reps: usize,
+    /// Rounds: the result is their median.
+    pub rounds: usize,
+    /// Threads (`None`: the current rayon pool, `RAYON_NUM_THREADS` or the logical CPUs).
+    pub threads: Option<usize>,
 }
 
 impl Default for BenchConfig {
@@ -71,37 +86,90 @@ impl Default for BenchConfig {
             batch_size: 64,
             train_batches: 200,
             infer_images: 10_000,
-            infer_reps: 3,
+            rounds: 1,
+            threads: None,
         }
     }
 }
 
-/// Benchmarks `model` (a preset name or a JSON config file, see [`crate::models::ModelConfig::resolve`]) on
-/// real MNIST.
+/// Benchmarks `model` (a preset name or a JSON config file, see
+/// [`crate::models::ModelConfig::resolve`]) on real MNIST.
 pub fn bench(mnist: &Mnist, model: &str, cfg: BenchConfig) -> Result<BenchResult> {
+    match cfg.threads {
+        Some(t) => rayon::ThreadPoolBuilder::new()
+            .num_threads(t.max(1))
+            .build()
+            .map_err(|e| Error::invalid("bench", format!("thread pool: {e}")))?
+            .install(|| bench_rounds(mnist, model, cfg)),
+        None => bench_rounds(mnist, model, cfg),
+    }
+}
+
+fn bench_rounds(mnist: &Mnist, model: &str, cfg: BenchConfig) -> Result<BenchResult> {
     let device = Device::Cpu;
     let net = Network::preset(model, 0, &device)?;
     crate::ops::simd::active();
-    let train = TrainConfig {
-        epochs: 2,
+    let (mut train, mut infer) = (Vec::new(), Vec::new());
+    for _ in 0..cfg.rounds.max(1) {
+        train.push(train_rate(mnist, model, cfg)?);
+        infer.push(infer_rate(mnist, &net, cfg)?);
+    }
+    Ok(BenchResult {
+        model: net.name().to_string(),
         batch_size: cfg.batch_size,
-        validation: 0,
-        train_limit: Some(cfg.batch_size * cfg.train_batches.max(1)),
-        verbose: false,
-        ..Default::default()
-    };
-    let data = TrainData::new(mnist, &train)?;
-    let history = Trainer::new(&net, train)?.fit(&data)?;
-    let measured = history
-        .last()
-        .ok_or_else(|| Error::invalid("bench", "no epoch ran"))?;
+        train_images_per_sec: median(&train),
+        train_images_per_sec_spread: spread(&train),
+        infer_images_per_sec: median(&infer),
+        infer_images_per_sec_spread: spread(&infer),
+        rounds: train.len(),
+        threads: rayon::current_num_threads(),
+        peak_rss_mb: peak_rss_mb().unwrap_or(f64::NAN),
+        cpu: CpuInfo::current(),
+    })
+}
 
+/// Training images/s of a fresh network over passes of `train_batches` batches: one untimed
+/// pass, then as many as take [`MIN_SECONDS`] (at least [`MIN_PASSES`]), from a first pass's
+/// time.
+fn train_rate(mnist: &Mnist, model: &str, cfg: BenchConfig) -> Result<f64> {
+    let fit = |epochs: usize| -> Result<Vec<(f64, f64)>> {
+        let net = Network::preset(model, 0, &Device::Cpu)?;
+        let train = TrainConfig {
+            epochs,
+            batch_size: cfg.batch_size,
+            validation: 0,
+            train_limit: Some(cfg.batch_size * cfg.train_batches.max(1)),
+            verbose: false,
+            ..Default::default()
+        };
+        let data = TrainData::new(mnist, &train)?;
+        let h = Trainer::new(&net, train)?.fit(&data)?;
+        let images = (cfg.batch_size * cfg.train_batches.max(1)) as f64;
+        Ok(h.epochs.iter().map(|e| (images, e.seconds)).collect())
+    };
+    let probe = fit(1)?;
+    let pass = probe.first().map_or(1.0, |&(_, s)| s.max(1e-3));
+    let timed = MIN_PASSES.max((MIN_SECONDS / pass).ceil() as usize);
+    let epochs = fit(1 + timed)?;
+    let (images, seconds) = epochs
+        .iter()
+        .skip(1)
+        .fold((0.0, 0.0), |(i, s), &(ei, es)| (i + ei, s + es));
+    if seconds <= 0.0 {
+        return Err(Error::invalid("bench", "no epoch was timed"));
+    }
+    Ok(images / seconds)
+}
+
+/// Inference images/s at batch 1000 over the test images: one untimed pass, then passes until
+/// [`MIN_SECONDS`] and [`MIN_PASSES`] are reached. Batches are built before timing.
+fn infer_rate(mnist: &Mnist, net: &Network, cfg: BenchConfig) -> Result<f64> {
+    let device = Device::Cpu;
     let opts = BatchOptions {
         batch_size: 1000,
         ..Default::default()
     };
     let test = mnist.test.take(cfg.infer_images.max(1000));
-    // Warm-up pass, then the timed pass; batches are built before timing.
     let batches: Vec<_> = test
         .batches(net.input_spec(), opts, 0, &device)?
         .collect::<Result<_>>()?;
@@ -118,19 +186,28 @@ pub fn bench(mnist: &Mnist, model: &str, cfg: BenchConfig) -> Result<BenchResult
     };
     pass()?;
     let t0 = Instant::now();
-    let mut n = 0;
-    for _ in 0..cfg.infer_reps.max(1) {
+    let (mut n, mut passes) = (0, 0);
+    while passes < MIN_PASSES || t0.elapsed().as_secs_f64() < MIN_SECONDS {
         n += pass()?;
+        passes += 1;
     }
-    let infer = n as f64 / t0.elapsed().as_secs_f64();
-    Ok(BenchResult {
-        model: net.name().to_string(),
-        batch_size: cfg.batch_size,
-        train_images_per_sec: measured.images_per_sec,
-        infer_images_per_sec: infer,
-        peak_rss_mb: peak_rss_mb().unwrap_or(f64::NAN),
-        cpu: CpuInfo::current(),
-    })
+    Ok(n as f64 / t0.elapsed().as_secs_f64())
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+fn spread(v: &[f64]) -> [f64; 2] {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    [lo, hi]
 }
 
 /// Peak resident set size (VmHWM) of this process in MB, where /proc is available.
@@ -153,4 +230,16 @@ pub fn cpu_name() -> String {
                 .map(|(_, v)| v.trim().to_string())
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_spread_of_rounds() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(spread(&[3.0, 1.0, 2.0]), [1.0, 3.0]);
+    }
 }

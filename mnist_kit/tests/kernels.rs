@@ -53,7 +53,6 @@ fn train_conv(
     let opts = ops::ConvOptions {
         stride,
         padding,
-        train: true,
         ..Default::default()
     };
     ops::conv2d_with(x, w, b, opts)
@@ -70,7 +69,6 @@ fn train_conv_relu(
         stride,
         padding,
         relu: true,
-        train: true,
     };
     ops::conv2d_with(x, w, b, opts)
 }

@@ -112,9 +112,16 @@ enum Command {
         model: String,
         #[arg(long, default_value_t = 64)]
         batch_size: usize,
-        /// Measured training batches (after as many warm-up batches).
+        /// Training batches per pass (each phase times at least 3 passes and 2 s, after an
+        /// untimed pass).
         #[arg(long, default_value_t = 200)]
         batches: usize,
+        /// Rounds of the whole measurement; the result is their median, with the spread.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+        /// Threads (default: RAYON_NUM_THREADS, else the logical CPUs).
+        #[arg(long)]
+        threads: Option<usize>,
         /// Dataset directory (default: $MNIST_DATA_DIR, else the bundled data/mnist).
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -340,6 +347,8 @@ fn run(cli: Cli) -> Result<()> {
             model,
             batch_size,
             batches,
+            rounds,
+            threads,
             data_dir,
             json,
         } => {
@@ -347,18 +356,26 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = mnist_kit::bench::BenchConfig {
                 batch_size,
                 train_batches: batches,
+                rounds,
+                threads,
                 ..Default::default()
             };
             let r = mnist_kit::bench::bench(&mnist, &model, cfg)?;
             if json {
                 println!("{}", to_json(&r)?);
             } else {
+                let [tl, th] = r.train_images_per_sec_spread;
+                let [il, ih] = r.infer_images_per_sec_spread;
                 println!(
-                    "{} batch {}: train {:.0} img/s, inference {:.0} img/s (batch 1000), peak RSS {:.0} MB; {} ({} CPUs, {} kernels)",
+                    "{} batch {}: train {:.0} img/s ({tl:.0}-{th:.0}), inference {:.0} img/s \
+                     ({il:.0}-{ih:.0}, batch 1000), {} rounds on {} threads, peak RSS {:.0} MB; \
+                     {} ({} CPUs, {} kernels)",
                     r.model,
                     r.batch_size,
                     r.train_images_per_sec,
                     r.infer_images_per_sec,
+                    r.rounds,
+                    r.threads,
                     r.peak_rss_mb,
                     r.cpu.model,
                     r.cpu.logical_cpus,

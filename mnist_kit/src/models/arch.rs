@@ -112,12 +112,12 @@ impl ConvBlock {
     ) -> Result<Tensor> {
         let mut h = match &self.bn {
             // Without BatchNorm in between, conv + bias + ReLU run as one op.
-            None if a == Activation::Relu => self.conv.forward_t(x, true, train)?,
-            None => activate(&self.conv.forward_t(x, false, train)?, a)?,
-            Some(bn) => bn_activate(bn, &self.conv.forward_t(x, false, train)?, a, train)?,
+            None if a == Activation::Relu => self.conv.forward_relu(x, true)?,
+            None => activate(&self.conv.forward(x)?, a)?,
+            Some(bn) => bn_activate(bn, &self.conv.forward(x)?, a, train)?,
         };
         if let Some(att) = &self.attention {
-            let (scaled, map) = att.forward_t(&h, train)?;
+            let (scaled, map) = att.forward(&h)?;
             maps.push(map);
             h = scaled;
         }
@@ -385,14 +385,14 @@ impl BasicBlock {
     }
 
     fn forward_t(&self, x: &Tensor, a: Activation, train: bool) -> Result<Tensor> {
-        let h = bn_activate(&self.bn1, &self.conv1.forward_t(x, false, train)?, a, train)?;
-        let h = self.conv2.forward_t(&h, false, train)?;
+        let h = bn_activate(&self.bn1, &self.conv1.forward(x)?, a, train)?;
+        let h = self.conv2.forward(&h)?;
         if !self.residual {
             return bn_activate(&self.bn2, &h, a, train);
         }
         let h = self.bn2.forward_t(&h, train)?;
         let skip = match &self.shortcut {
-            Some((c, bn)) => bn.forward_t(&c.forward_t(x, false, train)?, train)?,
+            Some((c, bn)) => bn.forward_t(&c.forward(x)?, train)?,
             None => x.clone(),
         };
         if a == Activation::Relu {
@@ -456,7 +456,7 @@ impl ResNet {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut h = bn_activate(
             &self.stem_bn,
-            &self.stem.forward_t(x, false, train)?,
+            &self.stem.forward(x)?,
             self.activation,
             train,
         )?;

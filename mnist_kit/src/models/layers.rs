@@ -267,19 +267,17 @@ impl Conv2d {
         })
     }
 
-    /// Applies the convolution to `(N, C, H, W)` (an inference forward).
+    /// Applies the convolution to `(N, C, H, W)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.forward_t(x, false, false)
+        self.forward_relu(x, false)
     }
 
-    /// Applies the convolution, with `relu` fused where the device allows; `train` marks a
-    /// forward whose backward will run (see [`ops::ConvOptions::train`]).
-    pub fn forward_t(&self, x: &Tensor, relu: bool, train: bool) -> Result<Tensor> {
+    /// Applies the convolution, with `max(0, .)` fused in when `relu` (one op on the CPU).
+    pub fn forward_relu(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
         let opts = ops::ConvOptions {
             stride: self.stride,
             padding: self.padding,
             relu,
-            train,
         };
         ops::conv2d_with(x, &self.weight, self.bias.as_ref(), opts)
     }
@@ -489,15 +487,11 @@ impl SpatialAttention {
         Ok(SpatialAttention { conv })
     }
 
-    /// Returns `x * (1 + map)` and the attention map `(N, 1, H, W)` in `[0, 1]`.
+    /// Returns `x * (1 + map)` and the attention map `(N, 1, H, W)` in `[0, 1]` (the same in
+    /// training and evaluation).
     pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        self.forward_t(x, false)
-    }
-
-    /// [`SpatialAttention::forward`]; `train` marks a forward whose backward will run.
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
         let pooled = ops::channel_mean_max(x)?;
-        let map = candle_nn::ops::sigmoid(&self.conv.forward_t(&pooled, false, train)?)?;
+        let map = candle_nn::ops::sigmoid(&self.conv.forward(&pooled)?)?;
         // Residual form: the map amplifies (up to 2x) instead of gating, so at initialisation
         // (map ~ 0.5) the block is not halved; in the study it trained to a lower loss.
         Ok((ops::scale_pixels(x, &(&map + 1.0)?)?, map))

@@ -5,7 +5,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
-use super::gemm::{Mat, matmul};
+use super::gemm::{Mat, matmul, matmul_continue};
 use super::simd::multiversion;
 
 pub(crate) fn slice<'a>(
@@ -108,11 +108,15 @@ impl ConvGeom {
         });
     }
 
-    /// Images per GEMM block: enough columns for an efficient GEMM, bounded memory.
+    /// Images per block: as many as keep the block's unfolded input within [`COL_BUDGET`]
+    /// floats (the L2 cache), at least one. No bit depends on it (see [`conv_backward`]).
     fn block(&self) -> usize {
-        (8_192 / self.p().max(1)).clamp(1, 64)
+        (COL_BUDGET / (self.ckk() * self.p()).max(1)).clamp(1, 64)
     }
 }
+
+/// Floats of unfolded input a convolution works on at a time (256 KB).
+const COL_BUDGET: usize = 1 << 16;
 
 /// Copies `N` floats with fixed-size moves (no `memcpy` call for a handful of floats).
 #[inline(always)]
@@ -273,51 +277,27 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<[Vec<f32>; 2]> = const { std::cell::RefCell::new([Vec::new(), Vec::new()]) };
 }
 
-/// Runs `f` with two per-thread scratch buffers of `a` and `b` floats. Their contents are
+/// Runs `f` with two per-thread scratch buffers of the given lengths. Their contents are
 /// arbitrary: callers overwrite every element they read. Reusing them avoids allocating and
-/// zeroing megabytes of columns on every convolution.
-fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+/// zeroing megabytes on every convolution.
+fn with_scratch<R>(lens: [usize; 2], f: impl FnOnce([&mut [f32]; 2]) -> R) -> R {
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut bufs) => {
             let [x, y] = &mut *bufs;
-            for (buf, n) in [(&mut *x, a), (&mut *y, b)] {
+            for (buf, &n) in [&mut *x, &mut *y].into_iter().zip(&lens) {
                 if buf.len() < n {
                     buf.resize(n, 0.0);
                 }
             }
-            f(&mut x[..a], &mut y[..b])
+            f([&mut x[..lens[0]], &mut y[..lens[1]]])
         }
         // Re-entered on this thread (cannot happen with rayon's leaf tasks): fresh buffers.
-        Err(_) => f(&mut vec![0.0; a], &mut vec![0.0; b]),
+        Err(_) => {
+            let mut fresh = lens.map(|n| vec![0.0; n]);
+            let [x, y] = &mut fresh;
+            f([x, y])
+        }
     })
-}
-
-/// Column buffers handed back by finished backwards, reused by the next training forward:
-/// a fresh buffer costs a zeroing pass (or page faults) over megabytes every step.
-static COLUMN_POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
-const COLUMN_POOL_SIZE: usize = 8;
-
-/// A buffer of `n` floats with arbitrary contents (callers overwrite every element).
-fn take_columns(n: usize) -> Vec<f32> {
-    if n == 0 {
-        return Vec::new();
-    }
-    let reused = COLUMN_POOL.lock().ok().and_then(|mut pool| {
-        let i = pool.iter().position(|v| v.capacity() >= n)?;
-        Some(pool.swap_remove(i))
-    });
-    let mut v = reused.unwrap_or_default();
-    v.resize(n, 0.0);
-    v.truncate(n);
-    v
-}
-
-fn return_columns(v: Vec<f32>) {
-    if let Ok(mut pool) = COLUMN_POOL.lock()
-        && pool.len() < COLUMN_POOL_SIZE
-    {
-        pool.push(v);
-    }
 }
 
 /// Parts a batch is split into for the threads, whatever their number: the partial sums (and
@@ -325,22 +305,11 @@ fn return_columns(v: Vec<f32>) {
 /// thread, two or eight.
 pub(crate) const SPLIT: usize = 2;
 
-/// Splits `n` images into [`SPLIT`] fixed ranges, each cut into GEMM blocks. The split depends
-/// only on `n` and the block size, so sums are the same on any thread count.
-pub(crate) fn ranges(n: usize, block: usize) -> Vec<(usize, usize)> {
+/// Splits `n` images into [`SPLIT`] fixed ranges. The split depends only on `n`, so sums are
+/// the same on any thread count.
+pub(crate) fn halves(n: usize) -> Vec<(usize, usize)> {
     let per = n.div_ceil(SPLIT).max(1);
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start < n {
-        let end = (start + per).min(n);
-        let mut s = start;
-        while s < end {
-            out.push((s, (s + block).min(end)));
-            s += block;
-        }
-        start = end;
-    }
-    out
+    (0..n).step_by(per).map(|a| (a, (a + per).min(n))).collect()
 }
 
 /// Cuts `buf` into the disjoint runs of whole images that `blocks` cover.
@@ -462,8 +431,8 @@ multiversion! {
     }
 }
 
-/// `act(conv(x, w) + b)` for `n` images. With `keep_cols` it also returns the unfolded input
-/// (block by block, as [`conv_backward`] reads it), so the backward need not unfold again.
+/// `act(conv(x, w) + b)` for `n` images: each half of the batch on its own task, block by
+/// block (unfold, one GEMM, bias and activation), every block's columns in the cache.
 pub(crate) fn conv_forward(
     x: &[f32],
     wt: &[f32],
@@ -471,122 +440,103 @@ pub(crate) fn conv_forward(
     n: usize,
     g: ConvGeom,
     act: Fused,
-    keep_cols: bool,
-) -> crate::Result<(Vec<f32>, Option<Vec<f32>>)> {
+) -> crate::Result<Vec<f32>> {
     let (ckk, p, o) = (g.ckk(), g.p(), g.o);
     let mut out = vec![0f32; n * o * p];
-    let mut cols = take_columns(if keep_cols { n * ckk * p } else { 0 });
-    let blocks = ranges(n, g.block());
-    let kept = split_blocks(&mut cols, &blocks, if keep_cols { ckk * p } else { 0 });
-    split_blocks(&mut out, &blocks, o * p)
+    let halves = halves(n);
+    let per_block = g.block();
+    split_blocks(&mut out, &halves, o * p)
         .into_par_iter()
-        .zip(kept)
-        .zip(blocks.par_iter())
-        .try_for_each(|((out_b, kept_b), &(a, b))| -> crate::Result<()> {
-            let nb = b - a;
-            let ld = nb * p;
-            let scratch_cols = if keep_cols { 0 } else { ckk * ld };
-            with_scratch(scratch_cols, o * ld, |scratch, tmp| {
-                let col = if keep_cols { kept_b } else { scratch };
-                for i in a..b {
-                    g.im2col(
-                        &x[i * g.image()..(i + 1) * g.image()],
-                        &mut col[(i - a) * p..],
-                        ld,
-                    );
+        .zip(halves.par_iter())
+        .try_for_each(|(out_h, &(a, b))| -> crate::Result<()> {
+            let most = per_block.min(b - a);
+            with_scratch([ckk * most * p, o * most * p], |[col, tmp]| {
+                for s in (a..b).step_by(most) {
+                    let e = (s + most).min(b);
+                    let ld = (e - s) * p;
+                    let col = &mut col[..ckk * ld];
+                    for i in s..e {
+                        g.im2col(
+                            &x[i * g.image()..][..g.image()],
+                            &mut col[(i - s) * p..],
+                            ld,
+                        );
+                    }
+                    matmul(tmp, o, ld, ckk, Mat::rows(wt, ckk), Mat::rows(col, ld))?;
+                    let out_b = &mut out_h[(s - a) * o * p..(e - a) * o * p];
+                    bias_act(tmp, bias, e - s, p, ld, act == Fused::Relu, out_b);
                 }
-                matmul(
-                    tmp,
-                    o,
-                    ld,
-                    ckk,
-                    Mat::rows(wt, ckk),
-                    Mat::rows(col, ld),
-                    false,
-                )?;
-                bias_act(tmp, bias, nb, p, ld, act == Fused::Relu, out_b);
                 Ok(())
             })
         })?;
-    Ok((out, keep_cols.then_some(cols)))
+    Ok(out)
 }
 
-/// The gradients of one convolution, `(dw, db, dx)`, in one pass over the output gradient;
-/// `dx` only when `need_dx`. `cols` is the forward's unfolded input when it kept it, else
-/// `x` is unfolded again.
+/// The gradients of one convolution, `(dw, db, dx)`, `dx` only when `need_dx`; each half of
+/// the batch on its own task, block by block, unfolding `x` again into the cache.
+///
+/// The weight gradient of a half is one chain of fused multiply-adds per weight over the
+/// half's pixels in order ([`matmul_continue`] carries it from block to block), and the bias
+/// gradient a sum over its images in order; the two halves are then added. So no bit depends
+/// on the block size, the thread count or the instruction set.
 pub(crate) fn conv_backward(
     grad: OutGrad,
     x: &[f32],
-    cols: Option<&[f32]>,
     wt: &[f32],
     n: usize,
     g: ConvGeom,
     need_dx: bool,
 ) -> crate::Result<Grads> {
     let (ckk, p, o) = (g.ckk(), g.p(), g.o);
-    if cols.is_some_and(|c| c.len() != n * ckk * p) {
-        return Err(crate::Error::invalid(
-            "conv2d backward",
-            "kept columns do not match the input",
-        ));
-    }
-    let blocks = ranges(n, g.block());
+    let halves = halves(n);
+    let per_block = g.block();
+    // Few output channels: dW (O x CKK) = dy col^T keeps the tile full; else dW^T (CKK x O)
+    // = col dy^T, whose packing copies rows. Both orientations give the same bits.
+    let by_rows = o < 16;
     let mut dx = vec![0f32; if need_dx { n * g.image() } else { 0 }];
-    let dx_blocks = split_blocks(&mut dx, &blocks, if need_dx { g.image() } else { 0 });
-    let partials = dx_blocks
+    let dx_halves = split_blocks(&mut dx, &halves, if need_dx { g.image() } else { 0 });
+    let partials = dx_halves
         .into_par_iter()
-        .zip(blocks.par_iter())
-        .map(|(dx_b, &(a, b))| -> crate::Result<(Vec<f32>, Vec<f32>)> {
-            let ld = (b - a) * p;
+        .zip(halves.par_iter())
+        .map(|(dx_h, &(a, b))| -> crate::Result<(Vec<f32>, Vec<f32>)> {
+            let most = per_block.min(b - a);
             let mut dw = vec![0f32; o * ckk];
             let mut db = vec![0f32; o];
-            let scratch_cols = if cols.is_none() || need_dx {
-                ckk * ld
-            } else {
-                0
-            };
-            with_scratch(scratch_cols, o * ld, |col, dyc| {
-                grad.gather(a, b, o, p, dyc, &mut db);
-                let unfolded: &[f32] = match cols {
-                    Some(c) => &c[a * ckk * p..b * ckk * p],
-                    None => {
-                        for i in a..b {
-                            g.im2col(
-                                &x[i * g.image()..(i + 1) * g.image()],
-                                &mut col[(i - a) * p..],
-                                ld,
-                            );
-                        }
-                        col
+            with_scratch([ckk * most * p, o * most * p], |[col, dyc]| {
+                for s in (a..b).step_by(most) {
+                    let e = (s + most).min(b);
+                    let ld = (e - s) * p;
+                    let (col, dyc) = (&mut col[..ckk * ld], &mut dyc[..o * ld]);
+                    grad.gather(s, e, o, p, dyc, &mut db);
+                    for i in s..e {
+                        g.im2col(
+                            &x[i * g.image()..][..g.image()],
+                            &mut col[(i - s) * p..],
+                            ld,
+                        );
                     }
-                };
-                // dW = dy (O x nb*P) * col^T (nb*P x CKK)
-                matmul(
-                    &mut dw,
-                    o,
-                    ckk,
-                    ld,
-                    Mat::rows(dyc, ld),
-                    Mat::transposed(unfolded, ld),
-                    false,
-                )?;
-                if need_dx {
-                    // dcol = W^T (CKK x O) * dy (O x nb*P), folded back into the images.
-                    matmul(
-                        col,
-                        ckk,
-                        ld,
-                        o,
-                        Mat::transposed(wt, ckk),
-                        Mat::rows(dyc, ld),
-                        false,
-                    )?;
-                    for (j, dx_i) in dx_b.chunks_mut(g.image()).enumerate() {
-                        g.col2im(&col[j * p..], ld, dx_i);
+                    if by_rows {
+                        let (dy_m, col_t) = (Mat::rows(dyc, ld), Mat::transposed(col, ld));
+                        matmul_continue(&mut dw, o, ckk, ld, dy_m, col_t)?;
+                    } else {
+                        let (col_m, dy_t) = (Mat::rows(col, ld), Mat::transposed(dyc, ld));
+                        matmul_continue(&mut dw, ckk, o, ld, col_m, dy_t)?;
+                    }
+                    if need_dx {
+                        // dcol = W^T (CKK x O) * dy (O x ld), folded back into the images.
+                        let (w_t, dy_m) = (Mat::transposed(wt, ckk), Mat::rows(dyc, ld));
+                        matmul(col, ckk, ld, o, w_t, dy_m)?;
+                        let dx_b = &mut dx_h[(s - a) * g.image()..(e - a) * g.image()];
+                        for (j, dx_i) in dx_b.chunks_mut(g.image()).enumerate() {
+                            g.col2im(&col[j * p..], ld, dx_i);
+                        }
                     }
                 }
                 Ok::<(), crate::Error>(())
             })?;
+            if !by_rows {
+                dw = transpose(&dw, ckk, o);
+            }
             Ok((dw, db))
         })
         .collect::<crate::Result<Vec<_>>>()?;
@@ -595,6 +545,17 @@ pub(crate) fn conv_backward(
         (o * ckk, o),
         need_dx.then_some(dx),
     ))
+}
+
+/// The transpose of a row-major `rows x cols` matrix.
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; m.len()];
+    for (r, row) in m.chunks_exact(cols).enumerate().take(rows) {
+        for (c, &v) in row.iter().enumerate() {
+            t[c * rows + r] = v;
+        }
+    }
+    t
 }
 
 /// The gradients of a layer op: weight, bias and, when asked for, input.
@@ -661,9 +622,6 @@ pub(crate) struct Conv2d {
     pub stride: usize,
     pub pad: usize,
     pub act: Fused,
-    /// Keep the unfolded input for the backward (training forwards).
-    pub keep_cols: bool,
-    pub cols: std::sync::Mutex<Option<Vec<f32>>>,
 }
 
 impl CustomOp3 for Conv2d {
@@ -685,19 +643,15 @@ impl CustomOp3 for Conv2d {
         if b.len() != g.o {
             candle_core::bail!("conv2d: bias has {} values for {} channels", b.len(), g.o);
         }
-        let (out, cols) = conv_forward(
+        let out = conv_forward(
             slice(s1, l1, "conv2d input")?,
             slice(s2, l2, "conv2d kernel")?,
             b,
             xd[0],
             g,
             self.act,
-            self.keep_cols,
         )
         .map_err(to_candle)?;
-        if let Ok(mut slot) = self.cols.lock() {
-            *slot = cols;
-        }
         Ok((CpuStorage::F32(out), Shape::from((xd[0], g.o, g.oh, g.ow))))
     }
 
@@ -711,8 +665,6 @@ impl CustomOp3 for Conv2d {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dy = dy.contiguous()?;
         let (xd, g) = geom(x.layout(), w.layout(), self.stride, self.pad)?;
-        // Used once: a second backward through the same graph unfolds again.
-        let cols = self.cols.lock().ok().and_then(|mut c| c.take());
         // The input gradient of a data batch is never used: skip it (PyTorch does too).
         let need_dx = x.track_op();
         let Grads { dw, db, dx } = {
@@ -730,7 +682,6 @@ impl CustomOp3 for Conv2d {
             conv_backward(
                 grad,
                 storage_slice(&xs, xl, "conv2d input")?,
-                cols.as_deref(),
                 storage_slice(&ws, wl, "conv2d kernel")?,
                 xd[0],
                 g,
@@ -738,9 +689,6 @@ impl CustomOp3 for Conv2d {
             )
             .map_err(to_candle)?
         };
-        if let Some(c) = cols {
-            return_columns(c);
-        }
         let dev = x.device();
         Ok((
             dx.map(|v| Tensor::from_vec(v, x.shape(), dev))

@@ -3,43 +3,14 @@
 //! (each with its own backward, gradient buffers and accumulation) by one node.
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
-use rayon::prelude::*;
 
-use super::cpu::{Fused, Grads, add_into, slice, split_blocks, storage_slice, to_candle};
-use super::gemm::{Mat, matmul, same_sum_order};
-
-/// Below this many multiply-adds a layer runs on one thread: splitting costs more.
-const PARALLEL_MIN_MACS: usize = 1 << 17;
+use super::cpu::{Fused, Grads, add_into, slice, storage_slice, to_candle};
+use super::gemm::{Mat, matmul_par};
 
 fn dims2(l: &Layout, what: &str) -> candle_core::Result<(usize, usize)> {
     match *l.dims() {
         [a, b] => Ok((a, b)),
         ref d => candle_core::bail!("{what}: expected a 2-d tensor, got {d:?}"),
-    }
-}
-
-/// Ranges of `len` rows (or output units) for the threads: one per thread when the product
-/// is large enough and gemm sums the outputs of every piece in the order of the whole product
-/// (`keeps_order(piece length)`, see [`same_sum_order`]). No sum then depends on the split, so
-/// it can follow the thread count.
-fn thread_ranges(
-    len: usize,
-    macs: usize,
-    keeps_order: impl Fn(usize) -> bool,
-) -> Vec<(usize, usize)> {
-    let parts = rayon::current_num_threads().max(1);
-    if macs < PARALLEL_MIN_MACS || parts == 1 {
-        return vec![(0, len)];
-    }
-    let per = len.div_ceil(parts).max(1);
-    let ranges: Vec<_> = (0..len)
-        .step_by(per)
-        .map(|a| (a, (a + per).min(len)))
-        .collect();
-    if ranges.iter().all(|&(a, b)| keeps_order(b - a)) {
-        ranges
-    } else {
-        vec![(0, len)]
     }
 }
 
@@ -55,8 +26,8 @@ fn bias_act(y: &mut [f32], b: &[f32], act: Fused) {
     }
 }
 
-/// `act(x W^T + b)` for x `(N, I)`, W `(O, I)`, b `(O,)`. Split over output units when there
-/// are more units than rows (each thread then reads its part of W only), else over rows.
+/// `act(x W^T + b)` for x `(N, I)`, W `(O, I)`, b `(O,)`. The product is split over the
+/// threads by [`matmul_par`], which cannot change a bit.
 pub(crate) fn linear_forward(
     x: &[f32],
     w: &[f32],
@@ -65,53 +36,8 @@ pub(crate) fn linear_forward(
     act: Fused,
 ) -> crate::Result<Vec<f32>> {
     let mut y = vec![0f32; n * o];
-    let macs = n * i * o;
-    if n < o {
-        let units = thread_ranges(o, macs, |po| same_sum_order((n, o), (n, po), i));
-        if units.len() > 1 {
-            let pieces = units
-                .par_iter()
-                .map(|&(u0, u1)| -> crate::Result<Vec<f32>> {
-                    let po = u1 - u0;
-                    let mut piece = vec![0f32; n * po];
-                    matmul(
-                        &mut piece,
-                        n,
-                        po,
-                        i,
-                        Mat::rows(x, i),
-                        Mat::transposed(&w[u0 * i..u1 * i], i),
-                        false,
-                    )?;
-                    bias_act(&mut piece, &b[u0..u1], act);
-                    Ok(piece)
-                })
-                .collect::<crate::Result<Vec<_>>>()?;
-            for (&(u0, u1), piece) in units.iter().zip(&pieces) {
-                for (row, src) in y.chunks_exact_mut(o).zip(piece.chunks_exact(u1 - u0)) {
-                    row[u0..u1].copy_from_slice(src);
-                }
-            }
-            return Ok(y);
-        }
-    }
-    let blocks = thread_ranges(n, macs, |pn| same_sum_order((n, o), (pn, o), i));
-    split_blocks(&mut y, &blocks, o)
-        .into_par_iter()
-        .zip(blocks.par_iter())
-        .try_for_each(|(y, &(r0, r1))| -> crate::Result<()> {
-            matmul(
-                y,
-                r1 - r0,
-                o,
-                i,
-                Mat::rows(&x[r0 * i..r1 * i], i),
-                Mat::transposed(w, i),
-                false,
-            )?;
-            bias_act(y, b, act);
-            Ok(())
-        })?;
+    matmul_par(&mut y, n, o, i, Mat::rows(x, i), Mat::transposed(w, i))?;
+    bias_act(&mut y, b, act);
     Ok(y)
 }
 
@@ -137,54 +63,22 @@ pub(crate) fn linear_backward(
         }
         None => dy,
     };
-    // dW (O x I) = g^T x, and db, split over output units: every element sums all n rows
-    // inside one range.
-    let units = thread_ranges(o, n * i * o, |po| same_sum_order((o, i), (po, i), n));
+    // dW (O x I) = g^T x; db sums g's rows in order.
     let mut dw = vec![0f32; o * i];
+    matmul_par(&mut dw, o, i, n, Mat::transposed(g, o), Mat::rows(x, i))?;
     let mut db = vec![0f32; o];
-    split_blocks(&mut dw, &units, i)
-        .into_par_iter()
-        .zip(split_blocks(&mut db, &units, 1))
-        .zip(units.par_iter())
-        .try_for_each(|((dw, db), &(u0, u1))| -> crate::Result<()> {
-            matmul(
-                dw,
-                u1 - u0,
-                i,
-                n,
-                Mat::transposed(&g[u0..], o),
-                Mat::rows(x, i),
-                false,
-            )?;
-            for row in g.chunks_exact(o) {
-                add_into(db, &row[u0..u1]);
-            }
-            Ok(())
-        })?;
-    // dx (N x I) = g W, split over rows.
-    let mut dx = vec![0f32; if need_dx { n * i } else { 0 }];
-    if need_dx {
-        let rows = thread_ranges(n, n * i * o, |pn| same_sum_order((n, i), (pn, i), o));
-        split_blocks(&mut dx, &rows, i)
-            .into_par_iter()
-            .zip(rows.par_iter())
-            .try_for_each(|(dx, &(r0, r1))| {
-                matmul(
-                    dx,
-                    r1 - r0,
-                    i,
-                    o,
-                    Mat::rows(&g[r0 * o..r1 * o], o),
-                    Mat::rows(w, i),
-                    false,
-                )
-            })?;
+    for row in g.chunks_exact(o) {
+        add_into(&mut db, row);
     }
-    Ok(Grads {
-        dw,
-        db,
-        dx: need_dx.then_some(dx),
-    })
+    // dx (N x I) = g W.
+    let dx = if need_dx {
+        let mut dx = vec![0f32; n * i];
+        matmul_par(&mut dx, n, i, o, Mat::rows(g, o), Mat::rows(w, i))?;
+        Some(dx)
+    } else {
+        None
+    };
+    Ok(Grads { dw, db, dx })
 }
 
 /// `act(x W^T + b)`: x `(N, I)`, W `(O, I)`, b `(O,)`.

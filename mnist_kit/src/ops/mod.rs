@@ -8,7 +8,7 @@ pub(crate) mod bn;
 pub(crate) mod cpu;
 mod dense;
 mod direct;
-mod gemm;
+pub mod gemm;
 pub mod simd;
 
 use candle_core::{DType, Tensor};
@@ -28,9 +28,6 @@ pub struct ConvOptions {
     pub padding: usize,
     /// Apply `max(0, .)` to the output, fused into the op on the CPU.
     pub relu: bool,
-    /// A training forward: the CPU kernel keeps its unfolded input (im2col columns) for the
-    /// backward instead of unfolding again. Costs that memory until the backward runs.
-    pub train: bool,
 }
 
 impl Default for ConvOptions {
@@ -39,7 +36,6 @@ impl Default for ConvOptions {
             stride: 1,
             padding: 0,
             relu: false,
-            train: false,
         }
     }
 }
@@ -73,7 +69,6 @@ pub fn conv2d_relu(
         stride,
         padding,
         relu: true,
-        ..Default::default()
     };
     conv2d_with(x, weight, bias, opts)
 }
@@ -100,7 +95,6 @@ pub fn conv2d_with(
         stride,
         padding,
         relu,
-        train,
     } = opts;
     // One output map (spatial attention): a direct convolution, no im2col.
     if let Some(b) = bias
@@ -126,8 +120,6 @@ pub fn conv2d_with(
             stride,
             pad: padding,
             act: cpu::Fused::relu_if(relu),
-            keep_cols: train,
-            cols: Default::default(),
         };
         return Ok(x
             .contiguous()?

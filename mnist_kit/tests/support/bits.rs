@@ -46,7 +46,6 @@ pub fn op_bits() -> Bits {
             stride,
             padding: pad,
             relu,
-            train: true,
         };
         let y = ops::conv2d_with(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), opts).unwrap();
         let r = rand_tensor(&mut rng, y.dims());
