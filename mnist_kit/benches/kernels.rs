@@ -105,17 +105,31 @@ fn main() -> mnist_kit::Result<()> {
     let only = gemm_only
         .and_then(|i| args.get(i + 1))
         .filter(|a| !a.starts_with("--"));
-    gemm_table(only.map(String::as_str))?;
+    if !args.iter().any(|a| a == "--conv") {
+        gemm_table(only.map(String::as_str))?;
+    }
     if gemm_only.is_some() {
         return Ok(());
     }
+    // `-- --conv NAME`: only the convolutions whose name holds NAME (for a profiler).
+    let only = args
+        .iter()
+        .position(|a| a == "--conv")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str);
     let dev = Device::Cpu;
-    // LeNet-5's three convolutions at batch 64: forward and backward.
-    for (name, x_shape, w_shape) in [
-        ("conv1 1->6 32x32", [64, 1, 32, 32], [6, 1, 5, 5]),
-        ("conv2 6->16 14x14", [64, 6, 14, 14], [16, 6, 5, 5]),
-        ("conv3 16->120 5x5", [64, 16, 5, 5], [120, 16, 5, 5]),
+    // LeNet-5's three convolutions and the ResNet's 3x3 ones at batch 64: forward and backward.
+    for (name, x_shape, w_shape, pad) in [
+        ("conv1 1->6 32x32", [64, 1, 32, 32], [6, 1, 5, 5], 0),
+        ("conv2 6->16 14x14", [64, 6, 14, 14], [16, 6, 5, 5], 0),
+        ("conv3 16->120 5x5", [64, 16, 5, 5], [120, 16, 5, 5], 0),
+        ("res 16->16 14x14", [64, 16, 14, 14], [16, 16, 3, 3], 1),
+        ("res 32->32 7x7", [64, 32, 7, 7], [32, 32, 3, 3], 1),
+        ("res 64->64 4x4", [64, 64, 4, 4], [64, 64, 3, 3], 1),
     ] {
+        if only.is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
         let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, &x_shape[..], &dev)?)?;
         let w = Var::from_tensor(&Tensor::randn(0f32, 0.1, &w_shape[..], &dev)?)?;
         for (path, f) in [
@@ -133,12 +147,12 @@ fn main() -> mnist_kit::Result<()> {
             ("candle", ops::reference::conv2d),
         ] {
             let fwd = median_ms(
-                || drop(f(x.as_tensor(), w.as_tensor(), None, 1, 0).unwrap()),
+                || drop(f(x.as_tensor(), w.as_tensor(), None, 1, pad).unwrap()),
                 21,
             );
             let fb = median_ms(
                 || {
-                    let y = f(x.as_tensor(), w.as_tensor(), None, 1, 0).unwrap();
+                    let y = f(x.as_tensor(), w.as_tensor(), None, 1, pad).unwrap();
                     drop(y.sum_all().unwrap().backward().unwrap());
                 },
                 21,

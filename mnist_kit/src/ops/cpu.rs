@@ -115,8 +115,8 @@ impl ConvGeom {
     }
 }
 
-/// Floats of unfolded input a convolution works on at a time (256 KB).
-const COL_BUDGET: usize = 1 << 16;
+/// Floats of unfolded input a convolution works on at a time (512 KB).
+const COL_BUDGET: usize = 1 << 17;
 
 /// Copies `N` floats with fixed-size moves (no `memcpy` call for a handful of floats).
 #[inline(always)]

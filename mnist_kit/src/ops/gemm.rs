@@ -179,7 +179,7 @@ fn product(
 }
 
 /// Below this many multiply-adds a product runs on one thread: splitting costs more.
-const PARALLEL_MIN_MACS: usize = 1 << 17;
+const PARALLEL_MIN_MACS: usize = 1 << 22;
 
 /// [`matmul`] split over the threads of the current rayon pool: over columns when the
 /// product is wide, else over rows. Same bits for any thread count (no split touches the
@@ -612,7 +612,7 @@ fn pack_a<V: Lanes, const MR: usize>(
         } else {
             let start = if r < full_r { full_p } else { 0 };
             for (p, d) in dst.iter_mut().enumerate().skip(start) {
-                *d = a.data[r * a.rs + p * a.cs];
+                *d = a.at(r, p);
             }
         }
     }
@@ -644,7 +644,12 @@ fn pack_b<V: Lanes, const NR: usize>(
         let b = b.skip_rows(p0).skip_cols(j0 + t * NR);
         if b.cs == 1 {
             for (p, dst) in panel.chunks_exact_mut(NR).enumerate() {
-                dst[..cols].copy_from_slice(&b.data[p * b.rs..][..cols]);
+                let src = &b.data[p * b.rs..];
+                // Whole panels in fixed-size moves: a `memcpy` call per row costs more.
+                match (dst.first_chunk_mut::<NR>(), src.first_chunk::<NR>()) {
+                    (Some(d), Some(s)) if cols == NR => *d = *s,
+                    _ => dst[..cols].copy_from_slice(&src[..cols]),
+                }
             }
             continue;
         }
@@ -668,7 +673,7 @@ fn pack_b<V: Lanes, const NR: usize>(
         for c in 0..cols {
             let start = if c < full_c { full_p } else { 0 };
             for p in start..kb {
-                panel[p * NR + c] = b.data[p * b.rs + c * b.cs];
+                panel[p * NR + c] = b.at(p, c);
             }
         }
     }

@@ -638,10 +638,11 @@ pub fn load_run(dir: impl AsRef<Path>, device: &Device) -> Result<Run> {
 /// `acc += g` (in f64) and returns `sum(g^2)`: the per-step gradient statistics, in fixed
 /// chunks on the rayon pool, their partial sums added in order (the same on any thread count).
 fn accumulate(acc: &mut [f64], g: &[f32]) -> f64 {
-    use super::optim::CHUNK;
+    use super::optim::{CHUNK, MIN_CHUNKS_PER_TASK};
     let partial: Vec<f64> = acc
         .par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK))
+        .with_min_len(MIN_CHUNKS_PER_TASK)
         .map(|(acc, g)| accumulate_chunk(acc, g))
         .collect();
     partial.iter().sum()
