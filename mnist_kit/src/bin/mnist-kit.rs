@@ -78,6 +78,24 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Write an MNIST-C corrupted copy of the dataset as the four IDX files: training files
+    /// unchanged, test images corrupted.
+    Corrupt {
+        /// The corruption (shot_noise, impulse_noise, glass_blur, motion_blur, shear, scale,
+        /// rotate, brightness, translate, stripe, fog, spatter, dotted_line, zigzag,
+        /// canny_edges), or `all` for one subdirectory of DIR each.
+        #[arg(long)]
+        kind: String,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed of the corruptions' randomness (default: the study's).
+        #[arg(long, default_value_t = mnist_kit::data::corrupt::DEFAULT_SEED)]
+        seed: u64,
+        /// Dataset directory (default: $MNIST_DATA_DIR, else the bundled data/mnist).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Classify images of handwritten digits (PNG, JPEG, BMP, GIF, WebP) with a trained run.
     Predict {
         /// Run directory (e.g. results/models/best).
@@ -291,6 +309,28 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Train(args) => train(*args),
         Command::Predict { run, json, images } => predict(&run, json, &images),
+        Command::Corrupt {
+            kind,
+            out,
+            seed,
+            data_dir,
+        } => {
+            use mnist_kit::data::corrupt::{Corruption, write_dataset};
+            let mnist = Mnist::load_from(data_dir.as_deref())?;
+            let kinds: Vec<(Corruption, PathBuf)> = if kind.trim() == "all" {
+                Corruption::ALL
+                    .into_iter()
+                    .map(|k| (k, out.join(k.name())))
+                    .collect()
+            } else {
+                vec![(kind.parse()?, out.clone())]
+            };
+            for (k, dir) in kinds {
+                write_dataset(&mnist, k, seed, &dir)?;
+                println!("{}: {}", k.name(), dir.display());
+            }
+            Ok(())
+        }
         Command::Serve {
             run,
             host,

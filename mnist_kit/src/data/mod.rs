@@ -1,7 +1,9 @@
-//! Data: the IDX format, the MNIST splits, batches as tensors and exploration statistics.
+//! Data: the IDX format, the MNIST splits, batches as tensors, augmentation, the MNIST-C
+//! corruptions and exploration statistics.
 
 pub mod augment;
 pub mod batches;
+pub mod corrupt;
 pub mod explore;
 pub mod idx;
 pub mod mnist;

@@ -55,6 +55,9 @@ pub struct ImageGrid {
     pub columns: usize,
     /// Display scale (pixels per image pixel).
     pub zoom: u32,
+    /// The pixel values shown as black and white, the same for every tile; `None`: each tile
+    /// stretched to its own range.
+    pub fixed_range: Option<(f32, f32)>,
 }
 
 impl ImageGrid {
@@ -65,6 +68,7 @@ impl ImageGrid {
             tiles: Vec::new(),
             columns: columns.max(1),
             zoom: 3,
+            fixed_range: None,
         }
     }
 
@@ -93,7 +97,7 @@ impl ImageGrid {
 
     /// One tile as a zoomed grayscale image, contrast-stretched to its own range.
     fn tile_image(&self, t: &Tile) -> Result<GrayImage> {
-        let (lo, hi) = t.range();
+        let (lo, hi) = self.fixed_range.unwrap_or_else(|| t.range());
         let span = if hi > lo { hi - lo } else { 1.0 };
         let bytes = t
             .pixels
@@ -214,6 +218,31 @@ impl ImageGrid {
             let pixels = img.iter().map(|&b| f32::from(b)).collect();
             g.push(format!("#{i}: {label}"), pixels, split.cols(), split.rows())?;
         }
+        Ok(g)
+    }
+
+    /// Test image `index` of `split` as it is and under each MNIST-C corruption (seeded by
+    /// `seed`, as the study's corrupted test sets are).
+    pub fn corruptions(split: &Split, index: usize, seed: u64) -> Result<Self> {
+        use crate::data::corrupt::Corruption;
+        let (Some(img), Some(label)) = (split.image(index), split.label(index)) else {
+            return Err(Error::invalid(
+                "corruption figure",
+                format!("no image {index} in {}", split.name()),
+            ));
+        };
+        let mut g = ImageGrid::new(
+            format!("Test image #{index} (a {label}) under the 15 MNIST-C corruptions"),
+            8,
+        );
+        let tile = |p: &[u8]| p.iter().map(|&b| f32::from(b)).collect::<Vec<f32>>();
+        g.push("clean", tile(img), split.cols(), split.rows())?;
+        for k in Corruption::ALL {
+            let c = crate::data::corrupt::corrupt_image(split, index, k, seed)?;
+            g.push(k.label(), tile(&c), split.cols(), split.rows())?;
+        }
+        // One grey scale for all tiles (0 black, 255 white), so brightness and fog show.
+        g.fixed_range = Some((0.0, 255.0));
         Ok(g)
     }
 
