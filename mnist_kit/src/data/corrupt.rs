@@ -582,7 +582,7 @@ fn dotted_line(x: &Img, rng: &mut ChaCha8Rng) -> Img {
     );
     let mut l = line(0.0, r0, 27.0, r1);
     for (i, v) in l.iter_mut().enumerate() {
-        if (i % SIDE / 2) % 2 == 0 {
+        if (i % SIDE / 2).is_multiple_of(2) {
             *v = 0.0;
         }
     }
