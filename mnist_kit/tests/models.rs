@@ -33,7 +33,7 @@ fn parameter_counts_match_the_study() {
         let net = Network::preset(name, 0, &Device::Cpu).unwrap();
         let s = net.summary();
         assert_eq!(s.params, params, "{name}");
-        assert_eq!(s.trainable, params, "{name}");
+        assert_eq!(s.buffers, 0, "{name}");
         assert_eq!(
             net.trainable_count(),
             params,
@@ -45,8 +45,9 @@ fn parameter_counts_match_the_study() {
         let net = Network::preset(name, 0, &Device::Cpu).unwrap();
         let s = net.summary();
         let all: usize = net.params().iter().map(|p| p.var.elem_count()).sum();
-        assert_eq!(s.params, all, "{name}");
-        assert_eq!(s.trainable, net.trainable_count(), "{name}");
+        assert_eq!(s.params + s.buffers, all, "{name}");
+        assert_eq!(s.params, net.trainable_count(), "{name}");
+        assert_eq!(s.buffers, net.buffer_count(), "{name}");
     }
     let lenet = Network::preset("lenet5", 0, &Device::Cpu)
         .unwrap()
@@ -62,8 +63,8 @@ fn parameter_counts_match_the_study() {
     let reg = Network::preset("lenet5-regularized", 0, &Device::Cpu)
         .unwrap()
         .summary();
-    assert_eq!(reg.trainable, 61_706 + 2 * (6 + 16 + 120));
-    assert_eq!(reg.non_trainable, 2 * (6 + 16 + 120));
+    assert_eq!(reg.params, 61_706 + 2 * (6 + 16 + 120));
+    assert_eq!(reg.buffers, 2 * (6 + 16 + 120));
 }
 
 #[test]
@@ -228,7 +229,7 @@ fn the_advanced_mlp_and_the_depth_study_have_the_counted_parameters() {
     assert_eq!(advanced, 569_226);
     let net = Network::preset("mlp-advanced", 0, &Device::Cpu).unwrap();
     assert_eq!(net.trainable_count(), advanced);
-    assert_eq!(net.summary().trainable, advanced);
+    assert_eq!(net.summary().params, advanced);
 
     // ResNet, channels 16/32/64, b basic blocks per stage (3x3 convs without bias, BatchNorm
     // gamma+beta after each):

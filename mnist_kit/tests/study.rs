@@ -14,7 +14,7 @@ fn quick(dir: &std::path::Path, only: &str, seeds: usize) -> StudyConfig {
     StudyConfig {
         out: dir.to_path_buf(),
         only: Some(only.into()),
-        seeds,
+        seeds_override: Some(seeds),
         ..StudyConfig::new(true)
     }
 }

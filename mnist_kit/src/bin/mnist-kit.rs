@@ -64,7 +64,8 @@ enum Command {
         /// Redo runs that already finished.
         #[arg(long)]
         force: bool,
-        /// Training seeds per experiment (default 3, or 1 with --quick).
+        /// Training seeds for every experiment (default: the plan's per family, 10 for the
+        /// MLPs, 5 for the LeNet-5 family, 3 for the ResNets; 1 with --quick).
         #[arg(long)]
         seeds: Option<usize>,
         /// Base seed: the validation split's and the first training seed.
@@ -301,9 +302,10 @@ fn run(cli: Cli) -> Result<()> {
             command: DataCommand::Stats { data_dir, json },
         } => data_stats(data_dir, json),
         Command::Models => {
+            println!("{:<20} {:>9} {:>8}", "model", "params", "buffers");
             for name in MODEL_NAMES {
-                let net = Network::preset(name, 0, &Device::Cpu)?;
-                println!("{name:<20} {:>9} params", net.summary().params);
+                let s = Network::preset(name, 0, &Device::Cpu)?.summary();
+                println!("{name:<20} {:>9} {:>8}", s.params, s.buffers);
             }
             Ok(())
         }
@@ -372,7 +374,7 @@ fn run(cli: Cli) -> Result<()> {
                 only,
                 force,
                 seed,
-                seeds: seeds.unwrap_or(mnist_kit::study::StudyConfig::default_seeds(quick)),
+                seeds_override: seeds.or(quick.then_some(1)),
                 ..mnist_kit::study::StudyConfig::new(quick)
             };
             let cfg = mnist_kit::study::StudyConfig {

@@ -1,6 +1,8 @@
 //! Training-time data augmentation on `[0, 1]` images: random affine (rotation, translation,
-//! scale, shear) and Simard's elastic distortion, both seeded. The trainer applies it to
-//! training batches only; evaluation batches never see it.
+//! scale, shear), Simard's elastic distortion and, for the robust recipe, changes of
+//! appearance (stroke width, blur, contrast, brightness, smooth background, pixel noise,
+//! erased patches), all seeded. The trainer applies it to training batches only; evaluation
+//! batches never see it.
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -30,6 +32,170 @@ pub struct AugmentConfig {
     pub shear_deg: f32,
     /// Optional elastic distortion on top of the affine transform.
     pub elastic: Option<Elastic>,
+    /// Optional changes of appearance after the geometry (the robust recipe).
+    pub appearance: Option<Appearance>,
+}
+
+/// Random changes of how a digit looks, each applied with its own probability (the robust
+/// recipe's augmentation). None of them is an MNIST-C corruption: they are the generic
+/// nuisances of real photographs and scans (thicker or thinner pens, focus, lighting, paper
+/// texture, sensor noise, occlusion).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Appearance {
+    /// Probability of thickening or thinning the strokes (3x3 max or min filter).
+    pub stroke: f32,
+    /// Probability of a Gaussian blur with σ uniform in 0.5..1.5 px.
+    pub blur: f32,
+    /// Probability of lowering the contrast: `x * c`, `c` uniform in 0.3..1.
+    pub contrast: f32,
+    /// Probability of adding a uniform brightness in 0..`max_brightness`.
+    pub brightness: f32,
+    /// Largest brightness added.
+    pub max_brightness: f32,
+    /// Probability of adding a smooth random background (noise blurred with σ 3 px, scaled to
+    /// at most 0.6).
+    pub background: f32,
+    /// Probability of Gaussian pixel noise with σ uniform in 0..0.3.
+    pub noise: f32,
+    /// Probability of setting up to 15 % of the pixels to 0 or 1.
+    pub salt_pepper: f32,
+    /// Probability of filling a random rectangle (4 to 10 px a side) with a random grey.
+    pub erase: f32,
+}
+
+impl Default for Appearance {
+    fn default() -> Self {
+        Appearance {
+            stroke: 0.3,
+            blur: 0.2,
+            contrast: 0.3,
+            brightness: 0.3,
+            max_brightness: 0.5,
+            background: 0.3,
+            noise: 0.3,
+            salt_pepper: 0.15,
+            erase: 0.2,
+        }
+    }
+}
+
+impl Appearance {
+    /// Transforms `img` (square, `side` wide, `[0, 1]`) in place.
+    pub fn apply(&self, img: &mut [f32], side: usize, rng: &mut ChaCha8Rng) {
+        let hit = |p: f32, rng: &mut ChaCha8Rng| p > 0.0 && rng.random::<f32>() < p;
+        if hit(self.stroke, rng) {
+            let thicker = rng.random::<bool>();
+            let src = img.to_vec();
+            for y in 0..side {
+                for x in 0..side {
+                    let mut v = if thicker { 0.0f32 } else { 1.0f32 };
+                    for (dy, dx) in [
+                        (-1, -1),
+                        (-1, 0),
+                        (-1, 1),
+                        (0, -1),
+                        (0, 0),
+                        (0, 1),
+                        (1, -1),
+                        (1, 0),
+                        (1, 1),
+                    ] {
+                        let (yy, xx) = (y as isize + dy, x as isize + dx);
+                        let u = if yy < 0 || xx < 0 || yy >= side as isize || xx >= side as isize {
+                            0.0
+                        } else {
+                            src[yy as usize * side + xx as usize]
+                        };
+                        v = if thicker { v.max(u) } else { v.min(u) };
+                    }
+                    img[y * side + x] = v;
+                }
+            }
+        }
+        if hit(self.blur, rng) {
+            let sigma = rng.random_range(0.5f32..1.5);
+            let b = blur(img, side, sigma);
+            img.copy_from_slice(&b);
+        }
+        if hit(self.contrast, rng) {
+            let c = rng.random_range(0.3f32..1.0);
+            img.iter_mut().for_each(|v| *v *= c);
+        }
+        if hit(self.brightness, rng) && self.max_brightness > 0.0 {
+            let b = rng.random_range(0.0..self.max_brightness);
+            img.iter_mut().for_each(|v| *v += b);
+        }
+        if hit(self.background, rng) {
+            let field: Vec<f32> = (0..side * side).map(|_| rng.random::<f32>()).collect();
+            let smooth = blur(&field, side, 3.0);
+            let (lo, hi) = smooth
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                    (a.min(v), b.max(v))
+                });
+            let scale = rng.random_range(0.0f32..0.6) / (hi - lo).max(1e-6);
+            for (v, s) in img.iter_mut().zip(&smooth) {
+                *v += (s - lo) * scale;
+            }
+        }
+        if hit(self.noise, rng) {
+            let sigma = rng.random_range(0.0f32..0.3);
+            if let Ok(n) = rand_distr::Normal::new(0.0f32, sigma.max(1e-6)) {
+                img.iter_mut()
+                    .for_each(|v| *v += rand_distr::Distribution::sample(&n, rng));
+            }
+        }
+        if hit(self.salt_pepper, rng) {
+            let amount = rng.random_range(0.0f32..0.15);
+            for v in img.iter_mut() {
+                if rng.random::<f32>() < amount {
+                    *v = if rng.random::<bool>() { 1.0 } else { 0.0 };
+                }
+            }
+        }
+        if hit(self.erase, rng) && side >= 10 {
+            let (h, w) = (rng.random_range(4..=10usize), rng.random_range(4..=10usize));
+            let (y0, x0) = (
+                rng.random_range(0..=side - h),
+                rng.random_range(0..=side - w),
+            );
+            let grey = rng.random::<f32>();
+            for y in y0..y0 + h {
+                img[y * side + x0..y * side + x0 + w].fill(grey);
+            }
+        }
+        img.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
+    }
+}
+
+/// A Gaussian blur of a square image, the edges repeated.
+fn blur(img: &[f32], side: usize, sigma: f32) -> Vec<f32> {
+    let r = (3.0 * sigma).ceil().max(1.0) as isize;
+    let k: Vec<f32> = (-r..=r)
+        .map(|i| (-((i * i) as f32) / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let total: f32 = k.iter().sum();
+    let clamp = |i: isize| i.clamp(0, side as isize - 1) as usize;
+    let pass = |src: &[f32], horizontal: bool| -> Vec<f32> {
+        let mut out = vec![0f32; side * side];
+        for y in 0..side {
+            for x in 0..side {
+                let mut acc = 0f32;
+                for (d, w) in (-r..=r).zip(&k) {
+                    let (yy, xx) = if horizontal {
+                        (y, clamp(x as isize + d))
+                    } else {
+                        (clamp(y as isize + d), x)
+                    };
+                    acc += w * src[yy * side + xx];
+                }
+                out[y * side + x] = acc / total;
+            }
+        }
+        out
+    };
+    pass(&pass(img, true), false)
 }
 
 impl Default for AugmentConfig {
@@ -40,11 +206,25 @@ impl Default for AugmentConfig {
             scale: 0.1,
             shear_deg: 8.0,
             elastic: None,
+            appearance: None,
         }
     }
 }
 
 impl AugmentConfig {
+    /// The robust recipe's augmentation: stronger geometry (±15°, ±3 px, ±20 % scale, ±15°
+    /// shear) and every change of [`Appearance`].
+    pub fn robust() -> Self {
+        AugmentConfig {
+            rotation_deg: 15.0,
+            translate_px: 3.0,
+            scale: 0.2,
+            shear_deg: 15.0,
+            elastic: None,
+            appearance: Some(Appearance::default()),
+        }
+    }
+
     /// Affine defaults plus elastic distortion (alpha 34, sigma 4 as in Simard 2003 on 28x28).
     pub fn with_elastic() -> Self {
         AugmentConfig {
@@ -78,6 +258,9 @@ impl AugmentConfig {
             .elastic
             .map(|e| (displacement(side, e, rng), displacement(side, e, rng)));
         affine.warp(img, side, field.as_ref());
+        if let Some(a) = self.appearance {
+            a.apply(img, side, rng);
+        }
     }
 }
 
@@ -234,9 +417,21 @@ mod tests {
             scale: 0.0,
             shear_deg: 0.0,
             elastic: None,
+            appearance: None,
         };
         let mut same = img.clone();
         none.apply(&mut same, 28, &mut ChaCha8Rng::seed_from_u64(1));
         assert_eq!(same, img, "the identity transform keeps the image");
+        // The robust recipe changes appearance too, still within [0, 1].
+        let robust = AugmentConfig::robust();
+        let mut changed = 0;
+        for seed in 0..20 {
+            let mut a = img.clone();
+            robust.apply(&mut a, 28, &mut ChaCha8Rng::seed_from_u64(seed));
+            assert!(a.iter().all(|v| (0.0..=1.0).contains(v)));
+            // Background pixels far from the bar lit up: an appearance change, not geometry.
+            changed += usize::from(a[0] > 0.0 || a[27] > 0.0);
+        }
+        assert!(changed >= 5, "{changed}");
     }
 }

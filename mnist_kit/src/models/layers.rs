@@ -137,8 +137,8 @@ impl Builder {
             name: name.to_string(),
             kind: kind.to_string(),
             output_shape: output_shape.to_vec(),
-            params,
-            trainable: if trainable { params } else { 0 },
+            params: if trainable { params } else { 0 },
+            buffers: if trainable { 0 } else { params },
             formula,
         });
     }

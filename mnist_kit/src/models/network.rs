@@ -154,6 +154,15 @@ impl Network {
             .map(|p| p.var.elem_count())
             .sum()
     }
+    /// Number of buffer values: saved with the weights, not trained (BatchNorm running
+    /// statistics).
+    pub fn buffer_count(&self) -> usize {
+        self.params
+            .iter()
+            .filter(|p| !p.trainable())
+            .map(|p| p.var.elem_count())
+            .sum()
+    }
     /// The candle VarMap holding every parameter by name.
     pub fn varmap(&self) -> &VarMap {
         &self.varmap

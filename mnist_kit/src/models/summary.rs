@@ -14,10 +14,11 @@ pub struct LayerInfo {
     pub kind: String,
     /// Output shape of one sample (batch dimension left out).
     pub output_shape: Vec<usize>,
-    /// Parameters of the layer.
+    /// Trainable parameters of the layer.
     pub params: usize,
-    /// Of which trainable (BatchNorm running statistics are not).
-    pub trainable: usize,
+    /// Values saved with the weights that training does not update (BatchNorm's running
+    /// statistics).
+    pub buffers: usize,
     /// How `params` is computed, e.g. `(5*5*1+1)*6 = 156`.
     pub formula: String,
 }
@@ -27,25 +28,20 @@ pub struct LayerInfo {
 pub struct ModelSummary {
     /// Model name (a preset name, or the config kind).
     pub model: String,
-    /// All parameters, trainable and not (Keras' "Total params").
+    /// Trainable parameters: what the optimizer updates (every table of the kit counts these).
     pub params: usize,
-    /// Parameters the optimizer updates.
-    pub trainable: usize,
-    /// BatchNorm running statistics.
-    pub non_trainable: usize,
+    /// Buffers: BatchNorm's running statistics, saved with the weights but not trained.
+    pub buffers: usize,
     /// Rows in forward order.
     pub layers: Vec<LayerInfo>,
 }
 
 impl ModelSummary {
     pub(crate) fn new(model: String, layers: Vec<LayerInfo>) -> Self {
-        let params = layers.iter().map(|l| l.params).sum();
-        let trainable = layers.iter().map(|l| l.trainable).sum();
         ModelSummary {
             model,
-            params,
-            trainable,
-            non_trainable: params - trainable,
+            params: layers.iter().map(|l| l.params).sum(),
+            buffers: layers.iter().map(|l| l.buffers).sum(),
             layers,
         }
     }
@@ -53,20 +49,21 @@ impl ModelSummary {
     /// An HTML table (what notebooks show).
     pub fn to_html(&self) -> String {
         let mut h = format!(
-            "<table><caption><b>{}</b>: {} parameters ({} trainable, {} non-trainable)</caption>\
-             <thead><tr><th>layer</th><th>kind</th><th>output shape</th><th>params</th><th>formula</th></tr></thead><tbody>",
+            "<table><caption><b>{}</b>: {} trainable parameters, {} buffers</caption>\
+             <thead><tr><th>layer</th><th>kind</th><th>output shape</th><th>params</th><th>buffers</th><th>formula</th></tr></thead><tbody>",
             esc(&self.model),
             self.params,
-            self.trainable,
-            self.non_trainable
+            self.buffers
         );
         for l in &self.layers {
             h.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{:?}</td><td style=\"text-align:right\">{}</td><td><code>{}</code></td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{:?}</td><td style=\"text-align:right\">{}</td>\
+                 <td style=\"text-align:right\">{}</td><td><code>{}</code></td></tr>",
                 esc(&l.name),
                 esc(&l.kind),
                 l.output_shape,
                 l.params,
+                l.buffers,
                 esc(&l.formula)
             ));
         }
@@ -85,25 +82,29 @@ impl fmt::Display for ModelSummary {
         writeln!(f, "Model: {}", self.model)?;
         writeln!(
             f,
-            "{:<22} {:<28} {:<16} {:>9}  formula",
-            "layer", "kind", "output shape", "params"
+            "{:<22} {:<28} {:<16} {:>9} {:>8}  formula",
+            "layer", "kind", "output shape", "params", "buffers"
         )?;
         writeln!(f, "{}", "-".repeat(100))?;
         for l in &self.layers {
             writeln!(
                 f,
-                "{:<22} {:<28} {:<16} {:>9}  {}",
+                "{:<22} {:<28} {:<16} {:>9} {:>8}  {}",
                 l.name,
                 l.kind,
                 format!("{:?}", l.output_shape),
                 l.params,
+                l.buffers,
                 l.formula
             )?;
         }
         writeln!(f, "{}", "-".repeat(100))?;
-        writeln!(f, "Total params: {}", self.params)?;
-        writeln!(f, "Trainable params: {}", self.trainable)?;
-        write!(f, "Non-trainable params: {}", self.non_trainable)
+        writeln!(f, "Trainable params: {}", self.params)?;
+        write!(
+            f,
+            "Buffers (BatchNorm running statistics): {}",
+            self.buffers
+        )
     }
 }
 

@@ -62,6 +62,13 @@ pub struct Experiment {
     /// Seeds of this experiment when not the study's count (the learning-rate grid runs one).
     #[serde(default)]
     pub seeds: Option<usize>,
+    /// First training seed, when not the study's base seed (the A/A control's replica trains
+    /// the same configuration from another set of seeds).
+    #[serde(default)]
+    pub first_seed: Option<u64>,
+    /// Score the trained network on the 15 MNIST-C corruptions of the test set.
+    #[serde(default)]
+    pub robustness: bool,
 }
 
 /// What one run (one experiment, one seed) measured.
@@ -71,6 +78,20 @@ pub struct ExperimentResult {
     pub experiment: Experiment,
     /// Trainable parameters.
     pub params: usize,
+    /// Buffer values (BatchNorm running statistics), not trained.
+    #[serde(default)]
+    pub buffers: usize,
+    /// Validation accuracy of the returned weights (evaluation mode).
+    #[serde(default)]
+    pub val_accuracy: Option<f64>,
+    /// Accuracy of the returned weights in evaluation mode (no dropout, no augmentation) on
+    /// the first [`run::TRAIN_EVAL_IMAGES`] training images: the training side of the
+    /// train-validation gap.
+    #[serde(default)]
+    pub train_eval_accuracy: Option<f64>,
+    /// Scores on the MNIST-C corruptions of the test set, when the experiment asks for them.
+    #[serde(default)]
+    pub corruptions: Vec<CorruptionScore>,
     /// Test accuracy of the returned weights.
     pub test_accuracy: f64,
     /// Test loss.
@@ -87,6 +108,32 @@ pub struct ExperimentResult {
     pub history: History,
 }
 
+/// How a trained network does on one corrupted copy of the test set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CorruptionScore {
+    /// The corruption's name (`shot_noise`, ...).
+    pub corruption: String,
+    /// Accuracy on the corrupted test images.
+    pub accuracy: f64,
+    /// How often each class was predicted (the predicted-class histogram).
+    pub predicted: [u64; 10],
+}
+
+impl CorruptionScore {
+    /// The most predicted class and the share of predictions it took: above one half the
+    /// model has collapsed onto it.
+    pub fn top_class(&self) -> (u8, f64) {
+        let total: u64 = self.predicted.iter().sum();
+        let (c, n) = self
+            .predicted
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, n)| **n)
+            .map_or((0, 0), |(c, n)| (c, *n));
+        (c as u8, n as f64 / total.max(1) as f64)
+    }
+}
+
 impl Experiment {
     /// An experiment of the model `config` (built as the preset or kind `model`) trained with
     /// `train`, in no study group.
@@ -98,6 +145,8 @@ impl Experiment {
             config,
             train,
             seeds: None,
+            first_seed: None,
+            robustness: false,
         }
     }
 }
@@ -127,8 +176,13 @@ pub struct StudyConfig {
     pub force: bool,
     /// Base seed: the validation split's seed and the first training seed.
     pub seed: u64,
-    /// Training seeds per experiment (`seed`, `seed + 1`, ...).
+    /// Training seeds of an experiment that does not set its own count (`seed`, `seed + 1`,
+    /// ...); the plan sets one for each family (10 for the MLPs, 5 for the LeNet-5 family, 3
+    /// for the ResNets).
     pub seeds: usize,
+    /// Seeds for every experiment, whatever its own count (the CLI's `--seeds`; 1 in quick
+    /// mode).
+    pub seeds_override: Option<usize>,
     /// Runs trained at the same time, each on one thread (default: the logical CPUs). Small
     /// networks keep one core busier than two: two runs side by side train ~1.3-1.6x more
     /// images per second in all than one run on two threads. The numbers do not change.
@@ -148,6 +202,7 @@ impl StudyConfig {
             force: false,
             seed: 42,
             seeds: Self::default_seeds(quick),
+            seeds_override: quick.then_some(1),
             jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
@@ -203,11 +258,13 @@ impl StudyConfig {
         if self.jobs == 0 {
             return Err(Error::invalid("study config", "jobs must be at least 1"));
         }
-        if !(1..=MAX_SEEDS).contains(&self.seeds) {
-            return Err(Error::invalid(
-                "study config",
-                format!("seeds must be 1..={MAX_SEEDS}, got {}", self.seeds),
-            ));
+        for n in std::iter::once(self.seeds).chain(self.seeds_override) {
+            if !(1..=MAX_SEEDS).contains(&n) {
+                return Err(Error::invalid(
+                    "study config",
+                    format!("seeds must be 1..={MAX_SEEDS}, got {n}"),
+                ));
+            }
         }
         Ok(())
     }

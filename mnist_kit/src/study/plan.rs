@@ -1,15 +1,40 @@
 //! What the study runs: every experiment with its seeded configs, and the groups the report
-//! compares. Pure functions of the mode and the base seed (the tuned LeNet-5 optimizers also of
-//! their learning-rate grid's results).
+//! compares. Pure functions of the mode and the base seed (the tuned optimizers also of their
+//! learning-rate grids' results).
+//!
+//! The design: a comparison changes one thing. The architectures share one recipe
+//! ([`shared`]: Adam 1e-3, cosine decay, batch 64, no augmentation, [`SHARED_EPOCHS`] epochs);
+//! the LeNet-5 ablation, the ResNet depth study and the robustness arms change one thing on
+//! top of it; Part 2's groups change one thing on top of their own constant-rate recipe. A
+//! configuration two groups need is trained once and named in both (`part2-base` is both
+//! "dropout 0" and "ReLU"; `resnet` is both the architecture and depth 1). Seeds follow the
+//! cost: [`MLP_SEEDS`] for MLPs, [`CNN_SEEDS`] for the LeNet-5 family and the simple CNN,
+//! [`RESNET_SEEDS`] for ResNets.
 
 use crate::Result;
+use crate::data::Normalization;
 use crate::data::augment::AugmentConfig;
 use crate::models::{Activation, MlpConfig, ModelConfig, ResNetConfig};
 use crate::train::{EarlyStopping, OptimizerConfig, OptimizerKind, Schedule, TrainConfig};
 
 use super::{Experiment, ExperimentResult};
 
-/// A set of experiments the report compares with each other: one table, one overlay, one set
+/// Seeds of an MLP experiment.
+pub const MLP_SEEDS: usize = 10;
+/// Seeds of a LeNet-5 or simple-CNN experiment.
+pub const CNN_SEEDS: usize = 5;
+/// Seeds of a ResNet experiment.
+pub const RESNET_SEEDS: usize = 3;
+/// Epochs of the shared recipe.
+pub const SHARED_EPOCHS: usize = 5;
+/// Epochs of Part 2's constant-rate recipe.
+pub const PART2_EPOCHS: usize = 8;
+/// Epochs of the robust recipe (its augmentation needs more than the shared recipe's).
+pub const ROBUST_EPOCHS: usize = 10;
+/// First training seed of the A/A control's replica, after the base seed.
+pub const REPLICA_OFFSET: u64 = 1000;
+
+/// A set of experiments the report compares with each other: one table, one figure, one set
 /// of verdicts. An experiment may sit in several groups (LeNet-5 is the ablation's plain end).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Group {
@@ -23,18 +48,57 @@ pub struct Group {
     pub members: Vec<String>,
 }
 
+/// The seeds of `config`'s family.
+pub fn family_seeds(config: &ModelConfig) -> usize {
+    match config {
+        ModelConfig::Mlp(_) => MLP_SEEDS,
+        ModelConfig::Lenet(_) | ModelConfig::SimpleCnn(_) => CNN_SEEDS,
+        ModelConfig::Resnet(_) => RESNET_SEEDS,
+    }
+}
+
 /// Data sizes shared by every experiment: the full data, or 5,000 training / 2,000 test images
 /// in quick mode. The validation split is seeded with the study's base seed, so it is the same
 /// for every training seed.
-fn base(quick: bool, seed: u64) -> TrainConfig {
+fn base(quick: bool, seed: u64, epochs: usize) -> TrainConfig {
     TrainConfig {
-        epochs: if quick { 2 } else { 10 },
+        epochs: if quick { 2.min(epochs) } else { epochs },
         train_limit: quick.then_some(5000),
         test_limit: quick.then_some(2000),
         validation: if quick { 1000 } else { 5000 },
         seed,
         split_seed: Some(seed),
         ..Default::default()
+    }
+}
+
+/// The shared recipe of the architecture comparison and everything built on it: Adam 1e-3
+/// with cosine decay to 1 %, batch 64, no augmentation, [`SHARED_EPOCHS`] epochs, test curves
+/// per epoch and per-step gradient statistics (they measure, they do not change training).
+pub fn shared(quick: bool, seed: u64) -> TrainConfig {
+    TrainConfig {
+        schedule: Schedule::Cosine { min_factor: 0.01 },
+        eval_test_each_epoch: true,
+        grad_stats: true,
+        ..base(quick, seed, SHARED_EPOCHS)
+    }
+}
+
+/// The robust recipe: the shared recipe with [`AugmentConfig::robust`] for
+/// [`ROBUST_EPOCHS`] epochs.
+pub fn robust(quick: bool, seed: u64) -> TrainConfig {
+    TrainConfig {
+        augment: Some(AugmentConfig::robust()),
+        ..shared(quick, seed).with_epochs(quick, ROBUST_EPOCHS)
+    }
+}
+
+impl TrainConfig {
+    fn with_epochs(self, quick: bool, epochs: usize) -> TrainConfig {
+        TrainConfig {
+            epochs: if quick { 2.min(epochs) } else { epochs },
+            ..self
+        }
     }
 }
 
@@ -49,9 +113,11 @@ fn exp(
         name: name.to_string(),
         group: group.to_string(),
         model: model.to_string(),
+        seeds: Some(family_seeds(&config)),
         config,
         train,
-        seeds: None,
+        first_seed: None,
+        robustness: false,
     }
 }
 
@@ -59,169 +125,121 @@ fn preset(name: &str, group: &str, train: TrainConfig) -> Result<Experiment> {
     Ok(exp(name, group, name, ModelConfig::preset(name)?, train))
 }
 
-/// The schedule of the architecture comparison: cosine decay, test curves per epoch.
-fn arch_base(quick: bool, seed: u64) -> TrainConfig {
-    TrainConfig {
-        schedule: Schedule::Cosine { min_factor: 0.01 },
-        // The study plots train and test curves per epoch (labelled as test).
-        eval_test_each_epoch: true,
-        ..base(quick, seed)
-    }
+fn scored(mut e: Experiment) -> Experiment {
+    e.robustness = true;
+    e
 }
 
-/// Epoch counts per mode.
-fn epochs(quick: bool, full: usize) -> usize {
-    if quick { 2 } else { full }
-}
+/// The ten architectures of the zoo on the shared recipe, each scored on MNIST-C.
+pub const ARCHITECTURES: [&str; 10] = [
+    "dense128",
+    "mlp-61k",
+    "mlp-500-150",
+    "mlp-advanced",
+    "lenet5",
+    "lenet5-28",
+    "lenet5-attention",
+    "lenet5-regularized",
+    "simple-cnn",
+    "resnet",
+];
 
-/// The architecture comparison of the study (Part 1 baselines and the architectures), plus
-/// the models the advanced-MLP and 28x28 comparisons add, all on the same cosine schedule.
+/// The architecture comparison: every architecture of the zoo on the shared recipe.
 pub fn architectures(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
-    let arch = arch_base(quick, seed);
-    let ep = |full: usize| TrainConfig {
-        epochs: epochs(quick, full),
-        ..arch.clone()
-    };
-    let augmented = |full: usize| TrainConfig {
-        augment: Some(AugmentConfig::default()),
-        ..ep(full)
-    };
-    let g = "architectures";
-    Ok(vec![
-        preset("dense128", g, ep(10))?,
-        // The deep, narrow parameter-matched MLP reaches 97.3-97.4% at 10-20 epochs without
-        // augmentation; with it, 20 epochs gave 97.90%.
-        preset("mlp-61k", g, augmented(20))?,
-        preset("lenet5", g, ep(10))?,
-        preset("lenet5-attention", g, ep(10))?,
-        preset("simple-cnn", g, ep(6))?,
-        // BatchNorm tolerates a larger step: at lr 2e-3 validation accuracy reached 99.46%
-        // after 30 epochs, against 99.28% at 1e-3.
-        preset(
-            "lenet5-regularized",
-            g,
-            TrainConfig {
-                lr: 2e-3,
-                ..augmented(30)
-            },
-        )?,
-        // Decoupled weight decay 0.2 (AdamW): validation accuracy 99.48% against 99.40%
-        // without and 99.38% at 0.05.
-        preset(
-            "resnet",
-            g,
-            TrainConfig {
-                optimizer: OptimizerConfig {
-                    kind: OptimizerKind::ADAMW,
-                    weight_decay: 0.2,
-                    ..Default::default()
-                },
-                ..augmented(20)
-            },
-        )?,
-        preset("mlp-advanced", "advanced-mlp", ep(10))?,
-        preset("lenet5-28", "pair-28x28", ep(10))?,
-        preset("mlp-500-150", "pair-28x28", ep(10))?,
-    ])
+    ARCHITECTURES
+        .iter()
+        .map(|name| preset(name, "architectures", shared(quick, seed)).map(scored))
+        .collect()
+}
+
+/// Part 1's normalization question: 784-128-10 on raw `[0, 1]` pixels against the
+/// standardized input of every other run, on the shared recipe.
+fn normalization(quick: bool, seed: u64) -> Result<Experiment> {
+    let mut e = preset("dense128", "part1-normalization", shared(quick, seed))?;
+    e.name = "dense128-unit".into();
+    e.train.normalization = Normalization::UnitRange;
+    Ok(e)
 }
 
 /// Early stopping (restore best) on the wide MLP, which overfits within a few epochs: up to 30
 /// epochs at a constant learning rate, stopping 3 epochs after validation loss last improved.
 fn early_stopping(quick: bool, seed: u64) -> Result<Experiment> {
-    preset(
+    let mut e = preset(
         "mlp-500-150",
         "part1-early-stopping",
         TrainConfig {
-            epochs: if quick { 4 } else { 30 },
             early_stopping: Some(EarlyStopping {
                 patience: if quick { 1 } else { 3 },
                 ..Default::default()
             }),
-            ..base(quick, seed)
+            ..base(quick, seed, if quick { 4 } else { 30 })
         },
-    )
-    .map(|e| Experiment {
-        name: "early-stopping".into(),
-        ..e
-    })
+    )?;
+    e.name = "early-stopping".into();
+    Ok(e)
 }
 
-/// Part 2 of the study: dropout, L2, optimizers, batch size and activations, each a group of
-/// runs that differ in one knob only (10 epochs, constant learning rate).
+/// Part 2's recipe: [`PART2_EPOCHS`] epochs of Adam at a constant 1e-3, batch 64, with the
+/// per-step gradient statistics (gradient noise and flow).
+fn part2_base(quick: bool, seed: u64) -> TrainConfig {
+    TrainConfig {
+        grad_stats: true,
+        ..base(quick, seed, PART2_EPOCHS)
+    }
+}
+
+/// Part 2 of the study on 784-500-150-10: dropout, L2 and activations, each one change to
+/// `part2-base` (no dropout, no L2, ReLU), which all three groups share; and on 784-128-10 the
+/// batch sizes. The optimizers follow their learning-rate grids ([`Tuning::part2`]).
 pub fn part2(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
-    let base = base(quick, seed);
+    let t = part2_base(quick, seed);
     let wide = ModelConfig::preset("mlp-500-150")?;
     let dense = ModelConfig::preset("dense128")?;
-    let mut out = Vec::new();
-    for p in [0.0f32, 0.1, 0.3] {
+    let mut out = vec![exp(
+        "part2-base",
+        "part2-dropout",
+        "mlp-500-150",
+        wide.clone(),
+        t.clone(),
+    )];
+    for p in [0.1f32, 0.3] {
         out.push(exp(
             &format!("dropout-{p}"),
             "part2-dropout",
             "mlp-500-150",
             wide.clone().with_dropout(p),
-            base.clone(),
+            t.clone(),
         ));
     }
     for l2 in [1e-4, 1e-3, 1e-2] {
-        let mut t = base.clone();
-        t.optimizer.l2 = l2;
+        let mut tl = t.clone();
+        tl.optimizer.l2 = l2;
         out.push(exp(
             &format!("l2-{l2:e}"),
             "part2-l2",
             "mlp-500-150",
             wide.clone(),
-            t,
+            tl,
         ));
     }
-    for (kind, lr) in [
-        (OptimizerKind::SGD, 0.05),
-        (OptimizerKind::MOMENTUM, 0.01),
-        (OptimizerKind::ADAM, 1e-3),
-        (OptimizerKind::ADAMW, 1e-3),
-        (OptimizerKind::RMSPROP, 1e-3),
-    ] {
-        let mut t = TrainConfig { lr, ..base.clone() }.optimizer(kind);
-        if kind == OptimizerKind::ADAMW {
-            t.optimizer.weight_decay = 1e-2;
-        }
-        out.push(exp(
-            &format!("optimizer-{}", kind.name()),
-            "part2-optimizers",
-            "dense128",
-            dense.clone(),
-            t,
-        ));
-    }
-    for batch in [8, 32, 128] {
-        let t = TrainConfig {
-            batch_size: batch,
-            // The gradient-noise curves need the per-step gradient statistics.
-            grad_stats: true,
-            ..base.clone()
-        };
-        out.push(exp(
-            &format!("batch-{batch}"),
-            "part2-batch-size",
-            "dense128",
-            dense.clone(),
-            t,
-        ));
-    }
-    for a in [
-        Activation::Relu,
-        Activation::Tanh,
-        Activation::Softsign,
-        Activation::Gelu,
-    ] {
+    for a in [Activation::Tanh, Activation::Softsign, Activation::Gelu] {
         out.push(exp(
             &format!("activation-{a}"),
             "part2-activations",
             "mlp-500-150",
             wide.clone().with_activation(a),
+            t.clone(),
+        ));
+    }
+    for batch in [8, 32, 128] {
+        out.push(exp(
+            &format!("batch-{batch}"),
+            "part2-batch-size",
+            "dense128",
+            dense.clone(),
             TrainConfig {
-                // Gradient flow per layer comes from the per-step gradient statistics.
-                grad_stats: true,
-                ..base.clone()
+                batch_size: batch,
+                ..t.clone()
             },
         ));
     }
@@ -229,12 +247,9 @@ pub fn part2(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
 }
 
 /// The MLP hyper-parameter sweep of the architecture notebook: learning rate, depth and width
-/// around the 784-128-10 baseline, one knob at a time, 5 epochs each.
+/// around the 784-128-10 baseline, one knob at a time, 5 epochs each at a constant rate.
 pub fn sweep(quick: bool, seed: u64) -> Vec<Experiment> {
-    let train = TrainConfig {
-        epochs: if quick { 2 } else { 5 },
-        ..base(quick, seed)
-    };
+    let train = base(quick, seed, 5);
     let mlp = |hidden: Vec<usize>| {
         ModelConfig::Mlp(MlpConfig {
             hidden,
@@ -267,138 +282,14 @@ pub fn sweep(quick: bool, seed: u64) -> Vec<Experiment> {
         .collect()
 }
 
-/// The learning rates the LeNet-5 optimizer comparison tries for each optimizer, a factor of
-/// about 3 apart around the usual default.
-pub const LENET5_LR_GRID: [(OptimizerKind, [f64; 3]); 5] = [
-    (OptimizerKind::SGD, [0.01, 0.03, 0.1]),
-    (OptimizerKind::MOMENTUM, [0.003, 0.01, 0.03]),
-    (OptimizerKind::ADAM, [3e-4, 1e-3, 3e-3]),
-    (OptimizerKind::ADAMW, [3e-4, 1e-3, 3e-3]),
-    (OptimizerKind::RMSPROP, [1e-4, 3e-4, 1e-3]),
-];
-
-/// Epochs of one learning-rate grid run (one seed) and of the tuned comparison.
-const GRID_EPOCHS: usize = 2;
-const LENET5_OPTIMIZER_EPOCHS: usize = 5;
-
-fn lenet5_optimizer_train(quick: bool, seed: u64, kind: OptimizerKind, lr: f64) -> TrainConfig {
-    let mut t = TrainConfig {
-        lr,
-        epochs: epochs(quick, LENET5_OPTIMIZER_EPOCHS),
-        ..base(quick, seed)
-    }
-    .optimizer(kind);
-    if kind == OptimizerKind::ADAMW {
-        t.optimizer.weight_decay = 1e-2;
-    }
-    t
-}
-
-/// The learning-rate grid of the LeNet-5 optimizer comparison: one seed, a short schedule,
-/// chosen on validation accuracy.
-pub fn lenet5_lr_grid(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
-    let mut out = Vec::new();
-    for (kind, lrs) in LENET5_LR_GRID {
-        for lr in lrs {
-            let mut e = preset(
-                "lenet5",
-                "lenet5-optimizers-grid",
-                TrainConfig {
-                    epochs: if quick { 1 } else { GRID_EPOCHS },
-                    ..lenet5_optimizer_train(quick, seed, kind, lr)
-                },
-            )?;
-            e.name = grid_name(kind, lr);
-            e.seeds = Some(1);
-            out.push(e);
-        }
-    }
-    Ok(out)
-}
-
-fn grid_name(kind: OptimizerKind, lr: f64) -> String {
-    format!("lenet5-grid-{}-lr-{lr:e}", kind.name())
-}
-
-/// The grid's winner for `kind`: the learning rate with the highest validation accuracy (ties:
-/// lower validation loss, then the smaller rate), with that accuracy. `None` until every rate
-/// of the grid has finished.
-pub fn chosen_lr(grid: &[ExperimentResult], kind: OptimizerKind) -> Option<(f64, f64)> {
-    let lrs = LENET5_LR_GRID.iter().find(|(k, _)| *k == kind)?.1;
-    let mut scored = Vec::new();
-    for lr in lrs {
-        let r = grid
-            .iter()
-            .find(|r| r.experiment.name == grid_name(kind, lr))?;
-        let last = r.history.last()?;
-        scored.push((
-            lr,
-            last.val_accuracy?,
-            last.val_loss.unwrap_or(f64::INFINITY),
-        ));
-    }
-    scored
-        .into_iter()
-        .max_by(|a, b| {
-            a.1.total_cmp(&b.1)
-                .then(b.2.total_cmp(&a.2))
-                .then(b.0.total_cmp(&a.0))
-        })
-        .map(|(lr, acc, _)| (lr, acc))
-}
-
-/// The tuned LeNet-5 optimizer comparison: each optimizer at the learning rate `lr_of` gives
-/// it (the grid's choice, see [`chosen_lr`]); optimizers without one are left out.
-pub fn lenet5_optimizers(
-    quick: bool,
-    seed: u64,
-    lr_of: impl Fn(OptimizerKind) -> Option<f64>,
-) -> Result<Vec<Experiment>> {
-    let mut out = Vec::new();
-    for (kind, _) in LENET5_LR_GRID {
-        let Some(lr) = lr_of(kind) else {
-            continue;
-        };
-        let mut e = preset(
-            "lenet5",
-            "lenet5-optimizers",
-            TrainConfig {
-                // The per-iteration loss shows each optimizer's stability.
-                loss_every: 10,
-                ..lenet5_optimizer_train(quick, seed, kind, lr)
-            },
-        )?;
-        e.name = format!("lenet5-{}", kind.name());
-        out.push(e);
-    }
-    Ok(out)
-}
-
-/// [`lenet5_optimizers`] at the rates the finished `grid` runs chose.
-pub fn lenet5_optimizers_tuned(
-    quick: bool,
-    seed: u64,
-    grid: &[ExperimentResult],
-) -> Result<Vec<Experiment>> {
-    lenet5_optimizers(quick, seed, |k| chosen_lr(grid, k).map(|(lr, _)| lr))
-}
-
-/// The names [`lenet5_optimizers`] gives, known before the grid has run.
-pub fn lenet5_optimizer_names() -> Vec<String> {
-    LENET5_LR_GRID
-        .iter()
-        .map(|(k, _)| format!("lenet5-{}", k.name()))
-        .collect()
-}
-
 /// The regularization ablation on LeNet-5: each technique alone on top of the plain network,
-/// and all of them together, on LeNet-5's schedule (the plain end is `lenet5` itself).
+/// and all of them together, on the shared recipe (the plain end is `lenet5` itself), each
+/// scored on MNIST-C (BatchNorm and augmentation are arms of the robustness question too).
+/// Then seed study 004's own combination on its 28x28 LeNet-5 (BatchNorm after each
+/// convolution, dropout 0.5 after each hidden fully connected layer, augmentation).
 pub fn lenet5_ablation(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
     let plain = ModelConfig::preset("lenet5")?;
-    let train = TrainConfig {
-        epochs: epochs(quick, 10),
-        ..arch_base(quick, seed)
-    };
+    let train = shared(quick, seed);
     let aug = TrainConfig {
         augment: Some(AugmentConfig::default()),
         ..train.clone()
@@ -408,81 +299,338 @@ pub fn lenet5_ablation(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
     let mut all = aug.clone();
     all.optimizer.l2 = 1e-4;
     let g = "lenet5-ablation";
+    let lenet28 = ModelConfig::preset("lenet5-28")?;
     Ok(vec![
-        exp(
+        scored(exp(
             "lenet5-batchnorm",
             g,
             "lenet5",
             plain.clone().with_batch_norm(true),
             train.clone(),
-        ),
-        exp(
+        )),
+        scored(exp(
             "lenet5-dropout",
             g,
             "lenet5",
             plain.clone().with_dropout(0.1),
             train.clone(),
-        ),
-        exp("lenet5-augment", g, "lenet5", plain.clone(), aug),
-        exp("lenet5-l2", g, "lenet5", plain.clone(), l2),
-        exp(
+        )),
+        scored(exp(
+            "lenet5-augment",
+            g,
+            "lenet5",
+            plain.clone(),
+            aug.clone(),
+        )),
+        scored(exp("lenet5-l2", g, "lenet5", plain.clone(), l2)),
+        scored(exp(
             "lenet5-all",
             g,
             "lenet5",
             plain.with_batch_norm(true).with_dropout(0.1),
             all,
+        )),
+        exp(
+            "lenet5-28-004",
+            "pair-28x28-regularized",
+            "lenet5-28",
+            lenet28.with_batch_norm(true).with_dropout(0.5),
+            aug,
         ),
     ])
 }
 
-/// Blocks per stage of the depth study.
-pub const RESNET_DEPTHS: [usize; 3] = [1, 2, 3];
-const DEPTH_EPOCHS: usize = 3;
-/// Training images of the depth study (a third of the training set).
-const DEPTH_IMAGES: usize = 15_000;
+/// The A/A control: LeNet-5 on the shared recipe again, from another set of seeds. Its
+/// comparison with `lenet5` must come out not distinguishable.
+fn replica(quick: bool, seed: u64) -> Result<Experiment> {
+    let mut e = preset("lenet5", "aa-control", shared(quick, seed))?;
+    e.name = "lenet5-replica".into();
+    e.first_seed = Some(seed + REPLICA_OFFSET);
+    Ok(e)
+}
 
-/// ResNet depth: 1, 2 and 3 basic blocks per stage, each with and without its shortcuts, on a
-/// short schedule (no augmentation, Adam, cosine).
+/// Blocks per stage of the depth study.
+pub const RESNET_DEPTHS: [usize; 2] = [1, 2];
+
+/// ResNet depth on the shared recipe: 2 basic blocks per stage, and the plain networks (no
+/// shortcuts, no projections) of depth 1 and 2; depth 1 with shortcuts is `resnet` itself.
 pub fn resnet_depth(quick: bool, seed: u64) -> Vec<Experiment> {
-    let base = base(quick, seed);
-    let train = TrainConfig {
-        epochs: epochs(quick, DEPTH_EPOCHS),
-        schedule: Schedule::Cosine { min_factor: 0.01 },
-        train_limit: Some(base.train_limit.unwrap_or(DEPTH_IMAGES)),
-        ..base
-    };
     let mut out = Vec::new();
-    for residual in [true, false] {
-        for blocks in RESNET_DEPTHS {
-            let config = ModelConfig::Resnet(ResNetConfig {
-                blocks_per_stage: blocks,
-                residual,
-                ..Default::default()
-            });
-            let kind = if residual { "resnet" } else { "plain" };
-            out.push(exp(
-                &format!("{kind}-depth-{blocks}"),
-                "resnet-depth",
-                "resnet",
-                config,
-                train.clone(),
-            ));
-        }
+    for (residual, blocks) in [(true, 2), (false, 1), (false, 2)] {
+        let config = ModelConfig::Resnet(ResNetConfig {
+            blocks_per_stage: blocks,
+            residual,
+            ..Default::default()
+        });
+        let kind = if residual { "resnet" } else { "plain" };
+        out.push(exp(
+            &format!("{kind}-depth-{blocks}"),
+            "resnet-depth",
+            "resnet",
+            config,
+            shared(quick, seed),
+        ));
     }
     out
 }
 
-/// Every experiment that does not depend on another's result, in run order: the
-/// architectures, early stopping, Part 2, the MLP sweep, the LeNet-5 learning-rate grid, the
-/// ablation and the depth study. [`lenet5_optimizers`] follows once the grid has finished.
+/// The name of a depth-study network (`resnet` for depth 1 with shortcuts).
+pub fn depth_name(residual: bool, blocks: usize) -> String {
+    match (residual, blocks) {
+        (true, 1) => "resnet".into(),
+        (true, b) => format!("resnet-depth-{b}"),
+        (false, b) => format!("plain-depth-{b}"),
+    }
+}
+
+/// The robustness group's arms and recipes: the ResNet with AdamW's decoupled weight decay
+/// 0.2 (the earlier study's headline recipe, where the collapse was found), and the robust
+/// recipe on four networks, all scored on MNIST-C.
+pub fn robustness(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
+    let mut adamw = shared(quick, seed);
+    adamw.optimizer = OptimizerConfig {
+        kind: OptimizerKind::ADAMW,
+        weight_decay: 0.2,
+        ..Default::default()
+    };
+    let mut out = vec![scored(exp(
+        "resnet-adamw",
+        "robustness-causes",
+        "resnet",
+        ModelConfig::preset("resnet")?,
+        adamw,
+    ))];
+    for name in ROBUST {
+        let mut e = scored(preset(name, "robust-recipe", robust(quick, seed))?);
+        e.name = format!("{name}-robust");
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// The networks trained on the robust recipe too.
+pub const ROBUST: [&str; 4] = ["dense128", "lenet5", "lenet5-regularized", "resnet"];
+
+/// The half-decade ladder of learning rates the grids step on.
+pub const LR_LADDER: [f64; 11] = [
+    1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0,
+];
+
+/// A learning-rate grid per optimizer, chosen on validation accuracy, and the comparison at
+/// the chosen rates. The grid starts at three neighbouring rates of [`LR_LADDER`] and grows
+/// by one rate past an edge whenever the edge wins, so the chosen rate is never at the edge
+/// of what was tried (unless it is the ladder's own end).
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// The comparison's group (`lenet5-optimizers`); the grid's is `<group>-grid`.
+    pub group: &'static str,
+    /// Name prefix of the tuned experiments (`lenet5` gives `lenet5-adam`).
+    pub prefix: &'static str,
+    /// Preset of the model.
+    pub model: &'static str,
+    /// Each optimizer with the ladder index of its grid's middle rate.
+    pub start: Vec<(OptimizerKind, usize)>,
+    /// The comparison's recipe (the rate is set per optimizer).
+    pub train: TrainConfig,
+    /// Epochs of a grid run (one seed).
+    pub grid_epochs: usize,
+}
+
+/// Where a tuning stands, from the grid runs that have finished.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TuningState {
+    /// These grid runs are still needed.
+    Needs(Vec<Experiment>),
+    /// Every optimizer has a rate, with the validation accuracy that chose it.
+    Chosen(Vec<(OptimizerKind, f64, f64)>),
+}
+
+impl Tuning {
+    /// Seed study 000's Experiment 5: LeNet-5 with SGD, momentum, Adam, AdamW and RMSprop, 5
+    /// epochs at a constant rate each (the per-iteration loss recorded for smoothness).
+    pub fn lenet5(quick: bool, seed: u64) -> Tuning {
+        Tuning {
+            group: "lenet5-optimizers",
+            prefix: "lenet5",
+            model: "lenet5",
+            start: vec![
+                (OptimizerKind::SGD, 7),
+                (OptimizerKind::MOMENTUM, 6),
+                (OptimizerKind::ADAM, 4),
+                (OptimizerKind::ADAMW, 4),
+                (OptimizerKind::RMSPROP, 3),
+            ],
+            train: TrainConfig {
+                loss_every: 10,
+                ..base(quick, seed, 5)
+            },
+            grid_epochs: 2,
+        }
+    }
+
+    /// Seed study 002's Task 7 on 784-128-10: the same five optimizers on Part 2's recipe.
+    pub fn part2(quick: bool, seed: u64) -> Tuning {
+        Tuning {
+            group: "part2-optimizers",
+            prefix: "optimizer",
+            model: "dense128",
+            start: vec![
+                (OptimizerKind::SGD, 8),
+                (OptimizerKind::MOMENTUM, 6),
+                (OptimizerKind::ADAM, 4),
+                (OptimizerKind::ADAMW, 4),
+                (OptimizerKind::RMSPROP, 4),
+            ],
+            train: TrainConfig {
+                loss_every: 10,
+                ..part2_base(quick, seed)
+            },
+            grid_epochs: 3,
+        }
+    }
+
+    /// Both tunings of the study.
+    pub fn all(quick: bool, seed: u64) -> [Tuning; 2] {
+        [Tuning::lenet5(quick, seed), Tuning::part2(quick, seed)]
+    }
+
+    fn recipe(&self, kind: OptimizerKind, lr: f64) -> TrainConfig {
+        let mut t = TrainConfig {
+            lr,
+            ..self.train.clone()
+        }
+        .optimizer(kind);
+        if kind == OptimizerKind::ADAMW {
+            t.optimizer.weight_decay = 1e-2;
+        }
+        t
+    }
+
+    /// The grid run of `kind` at ladder rate `i`.
+    pub fn grid_run(&self, kind: OptimizerKind, i: usize) -> Result<Experiment> {
+        let lr = LR_LADDER[i];
+        let quick = self.train.train_limit.is_some();
+        let train = self.recipe(kind, lr).with_epochs(quick, self.grid_epochs);
+        let mut e = exp(
+            &format!("{}-grid-{}-lr-{lr:e}", self.prefix, kind.name()),
+            &format!("{}-grid", self.group),
+            self.model,
+            ModelConfig::preset(self.model)?,
+            train,
+        );
+        e.seeds = Some(1);
+        Ok(e)
+    }
+
+    /// The tuned comparison's experiment of `kind` at rate `lr`.
+    pub fn tuned_run(&self, kind: OptimizerKind, lr: f64) -> Result<Experiment> {
+        Ok(exp(
+            &format!("{}-{}", self.prefix, kind.name()),
+            self.group,
+            self.model,
+            ModelConfig::preset(self.model)?,
+            self.recipe(kind, lr),
+        ))
+    }
+
+    /// Names of the tuned experiments, known before the grid has run.
+    pub fn names(&self) -> Vec<String> {
+        self.start
+            .iter()
+            .map(|(k, _)| format!("{}-{}", self.prefix, k.name()))
+            .collect()
+    }
+
+    /// The grid runs to do next, or the chosen rates, from the `finished` grid runs (their
+    /// validation accuracy after the last epoch; ties: lower validation loss, then the smaller
+    /// rate).
+    pub fn state(&self, finished: &[ExperimentResult]) -> Result<TuningState> {
+        let mut needs = Vec::new();
+        let mut chosen = Vec::new();
+        for &(kind, mid) in &self.start {
+            let mut lo = mid.saturating_sub(1);
+            let mut hi = (mid + 1).min(LR_LADDER.len() - 1);
+            loop {
+                let mut scored = Vec::new();
+                let mut missing = Vec::new();
+                for i in lo..=hi {
+                    let e = self.grid_run(kind, i)?;
+                    match finished.iter().find(|r| r.experiment.name == e.name) {
+                        Some(r) => {
+                            let last = r.history.last();
+                            scored.push((
+                                i,
+                                last.and_then(|l| l.val_accuracy).unwrap_or(0.0),
+                                last.and_then(|l| l.val_loss).unwrap_or(f64::INFINITY),
+                            ));
+                        }
+                        None => missing.push(e),
+                    }
+                }
+                if !missing.is_empty() {
+                    needs.extend(missing);
+                    break;
+                }
+                let Some(&(best, acc, _)) = scored.iter().max_by(|a, b| {
+                    a.1.total_cmp(&b.1)
+                        .then(b.2.total_cmp(&a.2))
+                        .then(b.0.cmp(&a.0))
+                }) else {
+                    break;
+                };
+                if best == lo && lo > 0 {
+                    lo -= 1;
+                } else if best == hi && hi + 1 < LR_LADDER.len() {
+                    hi += 1;
+                } else {
+                    chosen.push((kind, LR_LADDER[best], acc));
+                    break;
+                }
+            }
+        }
+        Ok(if needs.is_empty() {
+            TuningState::Chosen(chosen)
+        } else {
+            TuningState::Needs(needs)
+        })
+    }
+
+    /// The tuned experiments at the chosen rates.
+    pub fn tuned(&self, chosen: &[(OptimizerKind, f64, f64)]) -> Result<Vec<Experiment>> {
+        chosen
+            .iter()
+            .map(|&(k, lr, _)| self.tuned_run(k, lr))
+            .collect()
+    }
+
+    /// The grid's rates that were tried for `kind`, with their validation accuracy.
+    pub fn tried(&self, kind: OptimizerKind, finished: &[ExperimentResult]) -> Vec<(f64, f64)> {
+        let mut out: Vec<(f64, f64)> = LR_LADDER
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &lr)| {
+                let name = self.grid_run(kind, i).ok()?.name;
+                let r = finished.iter().find(|r| r.experiment.name == name)?;
+                Some((lr, r.history.last()?.val_accuracy?))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.total_cmp(&b.0));
+        out
+    }
+}
+
+/// Every experiment that does not depend on another's result, in run order (the tuned
+/// optimizers follow their grids, see [`Tuning`]).
 pub fn plan(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
     let mut plan = architectures(quick, seed)?;
+    plan.push(normalization(quick, seed)?);
     plan.push(early_stopping(quick, seed)?);
     plan.extend(part2(quick, seed)?);
     plan.extend(sweep(quick, seed));
-    plan.extend(lenet5_lr_grid(quick, seed)?);
     plan.extend(lenet5_ablation(quick, seed)?);
+    plan.push(replica(quick, seed)?);
     plan.extend(resnet_depth(quick, seed));
+    plan.extend(robustness(quick, seed)?);
     Ok(plan)
 }
 
@@ -495,15 +643,16 @@ pub fn groups() -> Vec<Group> {
         about: about.into(),
         members: members.iter().map(|m| m.to_string()).collect(),
     };
-    let names = |prefix: &str, items: &[&str]| -> Vec<String> {
-        items.iter().map(|i| format!("{prefix}{i}")).collect()
-    };
+    let shared_words = format!(
+        "the shared recipe: Adam 1e-3, cosine decay to 1 %, batch 64, no augmentation, \
+         {SHARED_EPOCHS} epochs"
+    );
+    let part2_words = format!("{PART2_EPOCHS} epochs of Adam at a constant 1e-3, batch 64");
     let mut out = vec![
         g(
             "architectures",
             "Architectures",
-            "Every architecture of the study on its own schedule (cosine decay; the \
-             augmented ones longer), Adam unless stated.",
+            &format!("Every architecture on {shared_words}: only the network differs."),
             &[
                 "dense128",
                 "mlp-61k",
@@ -515,6 +664,51 @@ pub fn groups() -> Vec<Group> {
             ],
         ),
         g(
+            "parameter-matched",
+            "LeNet-5 against the parameter-matched MLP",
+            &format!(
+                "Seed study 001's pair: LeNet-5 (61,706 parameters, 32x32 input) and a \
+                 1024-48x6-10 MLP (61,450), both on {shared_words}."
+            ),
+            &["lenet5", "mlp-61k"],
+        ),
+        g(
+            "pair-28x28",
+            "LeNet-5 on 28x28 against the 784-500-150-10 MLP",
+            &format!("Seed study 004's pair, both on {shared_words}."),
+            &["lenet5-28", "mlp-500-150"],
+        ),
+        g(
+            "pair-28x28-regularized",
+            "Seed study 004's regularized LeNet-5",
+            &format!(
+                "004's combination on its 28x28 LeNet-5: BatchNorm after each convolution, \
+                 dropout 0.5 after each hidden fully connected layer and augmentation \
+                 (shifts, rotations, scaling, shear), against the plain network; both on \
+                 {shared_words} (augmentation on for the regularized one)."
+            ),
+            &["lenet5-28", "lenet5-28-004"],
+        ),
+        g(
+            "advanced-mlp",
+            "Advanced MLP",
+            &format!(
+                "Seed study 003's advanced MLP (784-512-256-128-10, BatchNorm before each \
+                 ReLU, dropout 0.2) against the plain 784-128-10 and 784-500-150-10 networks, \
+                 all on {shared_words}."
+            ),
+            &["mlp-advanced", "dense128", "mlp-500-150"],
+        ),
+        g(
+            "part1-normalization",
+            "Part 1: input normalization",
+            &format!(
+                "784-128-10 on standardized pixels ((x - 0.1307) / 0.3081, every other run) \
+                 and on raw [0, 1] pixels, both on {shared_words}."
+            ),
+            &["dense128", "dense128-unit"],
+        ),
+        g(
             "part1-early-stopping",
             "Part 1: early stopping",
             "784-500-150-10 at a constant learning rate for up to 30 epochs; early stopping \
@@ -522,66 +716,57 @@ pub fn groups() -> Vec<Group> {
             &["early-stopping"],
         ),
         g(
-            "pair-28x28",
-            "LeNet-5 on 28x28 against the 784-500-150-10 MLP",
-            "Seed study 004's pair: both on the 28x28 input, 10 epochs, cosine decay.",
-            &["lenet5-28", "mlp-500-150"],
-        ),
-        g(
-            "advanced-mlp",
-            "Advanced MLP",
-            "Seed study 003's advanced MLP (784-512-256-128-10, BatchNorm before each ReLU, \
-             dropout 0.2) against the plain 784-128-10 and 784-500-150-10 networks, 10 epochs, \
-             cosine decay.",
-            &["mlp-advanced", "dense128", "mlp-500-150"],
-        ),
-    ];
-    let part2 = [
-        (
             "part2-dropout",
             "Part 2: dropout",
-            "784-500-150-10, dropout after each hidden layer; 10 epochs, Adam 1e-3 constant.",
-            names("dropout-", &["0", "0.1", "0.3"]),
+            &format!(
+                "784-500-150-10 with dropout after each hidden layer, on {part2_words}; \
+                 part2-base is dropout 0 (and the ReLU of the activation group, and no L2)."
+            ),
+            &["part2-base", "dropout-0.1", "dropout-0.3"],
         ),
-        (
+        g(
             "part2-l2",
             "Part 2: L2",
-            "784-500-150-10, L2 added to the weights' gradients (not the biases); 10 epochs, \
-             Adam 1e-3 constant.",
-            names("l2-", &["1e-4", "1e-3", "1e-2"]),
-        ),
-        (
-            "part2-optimizers",
-            "Part 2: optimizers",
-            "784-128-10, 10 epochs at a constant rate: SGD 0.05, momentum 0.01, Adam, AdamW \
-             (decay 0.01) and RMSprop at 1e-3.",
-            names(
-                "optimizer-",
-                &["sgd", "momentum", "adam", "adamw", "rmsprop"],
+            &format!(
+                "784-500-150-10 with L2 added to the weights' gradients (not the biases), on \
+                 {part2_words}; part2-base has none."
             ),
-        ),
-        (
-            "part2-batch-size",
-            "Part 2: batch size",
-            "784-128-10, 10 epochs, Adam 1e-3 constant; the gradient noise is measured per \
-             step.",
-            names("batch-", &["8", "32", "128"]),
-        ),
-        (
-            "part2-activations",
-            "Part 2: activations",
-            "784-500-150-10, 10 epochs, Adam 1e-3 constant, one hidden activation each.",
-            names("activation-", &["relu", "tanh", "softsign", "gelu"]),
+            &["part2-base", "l2-1e-4", "l2-1e-3", "l2-1e-2"],
         ),
     ];
-    for (name, title, about, members) in part2 {
-        out.push(Group {
-            name: name.into(),
-            title: title.into(),
-            about: about.into(),
-            members,
-        });
-    }
+    out.push(Group {
+        name: "part2-optimizers".into(),
+        title: "Part 2: optimizers".into(),
+        about: format!(
+            "784-128-10 with each optimizer at the learning rate that scored best on \
+             validation in its grid ({} epochs, one seed, widened until the winner is inside \
+             it), then {part2_words}'s length at that constant rate (AdamW: decoupled decay \
+             0.01).",
+            Tuning::part2(false, 0).grid_epochs
+        ),
+        members: Tuning::part2(false, 0).names(),
+    });
+    out.push(g(
+        "part2-batch-size",
+        "Part 2: batch size",
+        "784-128-10 at batch 8, 32 and 128, Adam 1e-3 constant (the same rate for every \
+         batch size), 8 epochs; the gradient noise is measured per step.",
+        &["batch-8", "batch-32", "batch-128"],
+    ));
+    out.push(g(
+        "part2-activations",
+        "Part 2: activations",
+        &format!(
+            "784-500-150-10 with one hidden activation each, on {part2_words}; part2-base is \
+             ReLU."
+        ),
+        &[
+            "part2-base",
+            "activation-tanh",
+            "activation-softsign",
+            "activation-gelu",
+        ],
+    ));
     out.push(Group {
         name: "mlp-sweep".into(),
         title: "MLP sweep".into(),
@@ -595,44 +780,88 @@ pub fn groups() -> Vec<Group> {
         title: "LeNet-5 optimizers".into(),
         about: format!(
             "Seed study 000's Experiment 5: LeNet-5 with each optimizer at the learning rate \
-             that scored best on validation in a grid of three ({} epochs, one seed); then \
-             {LENET5_OPTIMIZER_EPOCHS} epochs at that constant rate.",
-            GRID_EPOCHS
+             that scored best on validation in its grid ({} epochs, one seed, widened until \
+             the winner is inside it); then 5 epochs at that constant rate (AdamW: decoupled \
+             decay 0.01).",
+            Tuning::lenet5(false, 0).grid_epochs
         ),
-        members: lenet5_optimizer_names(),
+        members: Tuning::lenet5(false, 0).names(),
     });
-    out.push(Group {
-        name: "lenet5-ablation".into(),
-        title: "LeNet-5 regularization ablation".into(),
-        about: "Each technique alone on top of plain LeNet-5, then all together: BatchNorm \
-                after each convolution, dropout 0.1 on the hidden fully connected layers, \
-                augmentation of the training batches (shifts, rotations, scaling), L2 1e-4. \
-                All on LeNet-5's schedule: 10 epochs, Adam 1e-3, cosine decay."
-            .into(),
-        members: [
+    out.push(g(
+        "lenet5-ablation",
+        "LeNet-5 regularization ablation",
+        &format!(
+            "Each technique alone on top of plain LeNet-5, then all together, all on \
+             {shared_words}: BatchNorm after each convolution, dropout 0.1 on the hidden fully \
+             connected layers, augmentation of the training batches (±10° rotation, ±2 px \
+             shifts, ±10 % scale, ±8° shear), L2 1e-4."
+        ),
+        &[
             "lenet5",
             "lenet5-batchnorm",
             "lenet5-dropout",
             "lenet5-augment",
             "lenet5-l2",
             "lenet5-all",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
-    });
-    out.push(Group {
-        name: "resnet-depth".into(),
-        title: "ResNet depth".into(),
-        about: format!(
-            "1, 2 and 3 basic blocks per stage, each with its shortcuts (resnet) and without \
-             them (plain, the projection shortcuts removed too); {DEPTH_EPOCHS} epochs on the \
-             first {DEPTH_IMAGES} training images, Adam 1e-3, cosine decay, no augmentation: a \
-             much shorter schedule than the headline ResNet's, to fit six networks times the \
-             seeds into the study's time."
+        ],
+    ));
+    out.push(g(
+        "aa-control",
+        "A/A control",
+        &format!(
+            "LeNet-5 on {shared_words}, trained twice from two disjoint sets of seeds \
+             (lenet5 from the base seed, lenet5-replica from the base seed + \
+             {REPLICA_OFFSET}). Nothing differs, so the verdict rule must find nothing."
         ),
-        members: resnet_depth(false, 0).into_iter().map(|e| e.name).collect(),
-    });
+        &["lenet5", "lenet5-replica"],
+    ));
+    out.push(g(
+        "resnet-depth",
+        "ResNet depth and shortcuts",
+        &format!(
+            "1 and 2 basic blocks per stage, with shortcuts (resnet, resnet-depth-2) and \
+             without (plain: no identity shortcuts and no projections), all on the full \
+             training set with {shared_words}. resnet is the architecture comparison's ResNet."
+        ),
+        &["resnet", "resnet-depth-2", "plain-depth-1", "plain-depth-2"],
+    ));
+    out.push(g(
+        "robustness-causes",
+        "What makes a network collapse under corruption",
+        &format!(
+            "Arms that change one thing each, on {shared_words}: BatchNorm \
+             (lenet5-batchnorm against lenet5), augmentation (lenet5-augment), AdamW's \
+             decoupled weight decay 0.2 on the ResNet (the earlier study's headline recipe)."
+        ),
+        &[
+            "lenet5",
+            "lenet5-batchnorm",
+            "lenet5-augment",
+            "resnet",
+            "resnet-adamw",
+        ],
+    ));
+    out.push(g(
+        "robust-recipe",
+        "The robust recipe",
+        &format!(
+            "Four networks on the shared recipe and on the robust recipe: {ROBUST_EPOCHS} \
+             epochs with stronger geometric augmentation (±15°, ±3 px, ±20 % scale, ±15° \
+             shear) and changes of appearance (stroke width, blur, contrast, brightness, \
+             smooth background, pixel noise, erased patches; none of them an MNIST-C \
+             corruption)."
+        ),
+        &[
+            "dense128",
+            "dense128-robust",
+            "lenet5",
+            "lenet5-robust",
+            "lenet5-regularized",
+            "lenet5-regularized-robust",
+            "resnet",
+            "resnet-robust",
+        ],
+    ));
     out
 }
 
@@ -705,14 +934,119 @@ mod tests {
         assert!(picked("nothing").is_empty());
         let names: std::collections::BTreeSet<_> = plan.iter().map(|e| &e.name).collect();
         assert_eq!(names.len(), plan.len(), "experiment names are unique");
+        let tuned: Vec<String> = Tuning::all(true, 42)
+            .iter()
+            .flat_map(|t| t.names())
+            .collect();
         for g in groups() {
             for m in &g.members {
                 assert!(
-                    names.contains(m) || lenet5_optimizer_names().contains(m),
+                    names.contains(m) || tuned.contains(m),
                     "{} lists {m}",
                     g.name
                 );
             }
         }
+    }
+
+    #[test]
+    fn comparisons_change_one_thing() {
+        let plan = plan(false, 42).unwrap();
+        let find = |n: &str| plan.iter().find(|e| e.name == n).unwrap();
+        // The architectures share every training setting.
+        let arch: Vec<&Experiment> = ARCHITECTURES.iter().map(|n| find(n)).collect();
+        assert!(arch.iter().all(|e| e.train == arch[0].train));
+        // Ablation arms and depth networks differ from lenet5 / resnet in one thing.
+        assert_eq!(find("lenet5-batchnorm").train, find("lenet5").train);
+        assert_eq!(find("resnet-depth-2").train, find("resnet").train);
+        let aug = &find("lenet5-augment").train;
+        assert_eq!(
+            TrainConfig {
+                augment: None,
+                ..aug.clone()
+            },
+            find("lenet5").train
+        );
+        // The replica differs in its seeds only.
+        let r = find("lenet5-replica");
+        assert_eq!(
+            (&r.config, &r.train),
+            (&find("lenet5").config, &find("lenet5").train)
+        );
+        assert_ne!(r.first_seed, find("lenet5").first_seed);
+        // Seeds follow the family.
+        assert_eq!(find("dense128").seeds, Some(MLP_SEEDS));
+        assert_eq!(find("lenet5").seeds, Some(CNN_SEEDS));
+        assert_eq!(find("resnet-depth-2").seeds, Some(RESNET_SEEDS));
+    }
+
+    /// A finished one-epoch grid run of `e` with validation accuracy `acc`.
+    fn done(e: Experiment, acc: f64) -> ExperimentResult {
+        let epoch = crate::train::history::EpochRecord {
+            epoch: 1,
+            lr: e.train.lr,
+            train_loss: 0.1,
+            train_accuracy: 0.9,
+            val_loss: Some(1.0 - acc),
+            val_accuracy: Some(acc),
+            test_loss: None,
+            test_accuracy: None,
+            seconds: 1.0,
+            images_per_sec: 1.0,
+            weight_norm: 1.0,
+            grad_noise: None,
+            grad_mean_norm: None,
+            layer_grad_norms: Vec::new(),
+            loss_trace: Vec::new(),
+        };
+        ExperimentResult {
+            params: 0,
+            buffers: 0,
+            val_accuracy: Some(acc),
+            train_eval_accuracy: None,
+            corruptions: Vec::new(),
+            test_accuracy: acc,
+            test_loss: 0.0,
+            epochs: 1,
+            train_seconds: 1.0,
+            images_per_sec: 1.0,
+            most_confused: Vec::new(),
+            history: crate::train::History {
+                epochs: vec![epoch],
+                ..Default::default()
+            },
+            experiment: e,
+        }
+    }
+
+    #[test]
+    fn grids_widen_until_the_winner_is_inside() {
+        let t = Tuning {
+            start: vec![(OptimizerKind::SGD, 5)],
+            ..Tuning::lenet5(true, 42)
+        };
+        // Validation accuracy peaks at ladder rate 2 (1e-4), left of the grid 4..=6.
+        let score = |i: usize| 0.9 - 0.01 * (i as f64 - 2.0).abs();
+        let mut finished = Vec::new();
+        let mut rounds = 0;
+        let chosen = loop {
+            match t.state(&finished).unwrap() {
+                TuningState::Needs(runs) => {
+                    for e in runs {
+                        let i = LR_LADDER.iter().position(|&lr| lr == e.train.lr).unwrap();
+                        finished.push(done(e, score(i)));
+                    }
+                }
+                TuningState::Chosen(c) => break c,
+            }
+            rounds += 1;
+            assert!(rounds < 10);
+        };
+        assert_eq!(chosen.len(), 1);
+        assert_eq!(chosen[0].1, LR_LADDER[2]);
+        // The grid grew to 1..=6: the winner has a tried neighbour on each side.
+        let tried = t.tried(OptimizerKind::SGD, &finished);
+        assert_eq!(tried.first().unwrap().0, LR_LADDER[1]);
+        assert_eq!(tried.last().unwrap().0, LR_LADDER[6]);
     }
 }

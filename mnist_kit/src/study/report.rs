@@ -15,7 +15,7 @@ use super::aggregate::{
 };
 use super::claims::claims;
 use super::findings::{comparisons, findings};
-use super::plan::{self, Group, LENET5_LR_GRID};
+use super::plan::{self, Group, Tuning, TuningState};
 use super::run::{run_dir, write_json};
 use super::stats::{ALPHA, Summary, holm, show_p, welch};
 use super::{ExperimentResult, StudyConfig};
@@ -132,8 +132,13 @@ pub fn write_report(
             group_section(&mut md, &reps, g, members, &runs, &sink)?;
         }
     }
-    if let Some(grid) = grid_table(&reps) {
-        write_bytes_atomic(&tables.join("lenet5-lr-grid.csv"), grid.1.as_bytes())?;
+    for t in Tuning::all(cfg.quick, cfg.seed) {
+        if let Some(grid) = grid_table(&t, &reps) {
+            write_bytes_atomic(
+                &tables.join(format!("{}-lr-grid.csv", t.group)),
+                grid.1.as_bytes(),
+            )?;
+        }
     }
     if let Some(b) = best {
         robustness_section(&mut md, mnist, cfg, b, &tables)?;
@@ -563,59 +568,44 @@ fn best_section(
     Ok(())
 }
 
-/// The LeNet-5 learning-rate grid as a Markdown table and a CSV: validation accuracy of each
-/// rate, the chosen one in bold.
-fn grid_table(reps: &[Replicates]) -> Option<(String, String)> {
+/// A tuning's learning-rate grids as a Markdown table and a CSV: validation accuracy of each
+/// rate tried, the chosen one in bold.
+fn grid_table(t: &Tuning, reps: &[Replicates]) -> Option<(String, String)> {
+    let grid_group = format!("{}-grid", t.group);
     let grid: Vec<ExperimentResult> = reps
         .iter()
-        .filter(|r| r.group() == "lenet5-optimizers-grid")
+        .filter(|r| r.group() == grid_group)
         .flat_map(|r| r.runs.iter().cloned())
         .collect();
     if grid.is_empty() {
         return None;
     }
+    let chosen = match t.state(&grid) {
+        Ok(TuningState::Chosen(c)) => c,
+        _ => Vec::new(),
+    };
     let mut md = String::from(
         "| optimizer | learning rates tried: validation accuracy | chosen |\n|---|---|---:|\n",
     );
-    let mut csv = String::from("optimizer,lr,val_accuracy,val_loss,chosen\n");
-    for (kind, lrs) in LENET5_LR_GRID {
-        let chosen = plan::chosen_lr(&grid, kind).map(|c| c.0);
+    let mut csv = String::from("optimizer,lr,val_accuracy,chosen\n");
+    for &(kind, _) in &t.start {
+        let pick = chosen.iter().find(|c| c.0 == kind).map(|c| c.1);
         let mut cells = Vec::new();
-        for lr in lrs {
-            let r = grid
-                .iter()
-                .find(|r| r.experiment.train.optimizer.kind == kind && r.experiment.train.lr == lr);
-            let last = r.and_then(|r| r.history.last());
-            let (acc, loss) = (
-                last.and_then(|l| l.val_accuracy),
-                last.and_then(|l| l.val_loss),
-            );
-            let text = match acc {
-                Some(a) => format!("{lr:e}: {:.2} %", 100.0 * a),
-                None => format!("{lr:e}: not run"),
-            };
-            cells.push(if Some(lr) == chosen {
+        for (lr, acc) in t.tried(kind, &grid) {
+            let text = format!("{lr:e}: {:.2} %", 100.0 * acc);
+            cells.push(if Some(lr) == pick {
                 format!("**{text}**")
             } else {
                 text
             });
-            let _ = writeln!(
-                csv,
-                "{},{lr},{},{},{}",
-                kind.name(),
-                acc.map(|a| a.to_string()).unwrap_or_default(),
-                loss.map(|a| a.to_string()).unwrap_or_default(),
-                Some(lr) == chosen
-            );
+            let _ = writeln!(csv, "{},{lr},{acc},{}", kind.name(), Some(lr) == pick);
         }
         let _ = writeln!(
             md,
             "| {} | {} | {} |",
             kind.name(),
             cells.join(", "),
-            chosen
-                .map(|c| format!("{c:e}"))
-                .unwrap_or_else(|| "-".into())
+            pick.map(|c| format!("{c:e}")).unwrap_or_else(|| "-".into())
         );
     }
     Some((md, csv))
@@ -630,8 +620,11 @@ fn group_section(
     sink: &FigureSink,
 ) -> Result<()> {
     let _ = writeln!(md, "\n## {}\n\n{}\n", g.title, g.about);
-    if g.name == "lenet5-optimizers"
-        && let Some((grid, _)) = grid_table(all)
+    let tuning = Tuning::all(false, 0)
+        .into_iter()
+        .find(|t| t.group == g.name);
+    if let Some(t) = tuning
+        && let Some((grid, _)) = grid_table(&t, all)
     {
         let _ = writeln!(
             md,

@@ -6,9 +6,11 @@ use std::time::Instant;
 
 use candle_core::Device;
 
+use super::plan::{LR_LADDER, Tuning, TuningState};
 use super::{Experiment, ExperimentResult, StudyConfig, plan};
 use crate::analysis::ConfusionMatrix;
-use crate::data::Mnist;
+use crate::data::corrupt::{Corruption, DEFAULT_SEED, corrupt_split};
+use crate::data::{Mnist, Split};
 use crate::fsutil::write_bytes_atomic;
 use crate::models::Network;
 use crate::models::network::{WEIGHTS_FILE, read_model_json};
@@ -18,12 +20,21 @@ use crate::{Error, Result};
 
 /// File of a finished run: what it measured.
 pub const RESULT_FILE: &str = "result.json";
+/// File of a finished run: its per-image predictions (safetensors): `test.class` and
+/// `validation.class` (u8, the predicted digit, in split order), `test.p_true` and
+/// `validation.p_true` (f16, the probability given to the true digit), and for runs scored on
+/// MNIST-C, `<corruption>.class` for each corrupted test set.
+pub const PREDICTIONS_FILE: &str = "predictions.safetensors";
+/// Training images scored in evaluation mode for the train-validation gap.
+pub const TRAIN_EVAL_IMAGES: usize = 5000;
 
-/// The training seeds of `e` under `cfg`: `cfg.seed`, `cfg.seed + 1`, ... (`e.seeds` of them
-/// when the experiment sets its own count, else `cfg.seeds`).
+/// The training seeds of `e` under `cfg`: from `e.first_seed` (else `cfg.seed`) on, `e.seeds`
+/// of them when the experiment sets its own count, else `cfg.seeds`. `cfg.seeds_override`
+/// (the CLI's `--seeds`) wins over both counts.
 pub fn seeds_of(e: &Experiment, cfg: &StudyConfig) -> Vec<u64> {
-    let n = e.seeds.unwrap_or(cfg.seeds) as u64;
-    (0..n).map(|k| cfg.seed + k).collect()
+    let n = cfg.seeds_override.or(e.seeds).unwrap_or(cfg.seeds) as u64;
+    let first = e.first_seed.unwrap_or(cfg.seed);
+    (0..n).map(|k| first + k).collect()
 }
 
 /// `e` trained with another seed: initialisation, shuffling, dropout masks and augmentation
@@ -116,6 +127,7 @@ fn run_one(mnist: &Mnist, e: &Experiment, runs: &Path, shared: bool) -> Result<E
             files::OPTIMIZER,
             files::WEIGHTS,
             RESULT_FILE,
+            PREDICTIONS_FILE,
         ] {
             let path = dir.join(f);
             if path.exists() {
@@ -132,12 +144,38 @@ fn run_one(mnist: &Mnist, e: &Experiment, runs: &Path, shared: bool) -> Result<E
     let earlier: f64 = trainer.history().epochs.iter().map(|r| r.seconds).sum();
     let history = trainer.fit(&data)?;
     let net = trainer.network();
-    let test = evaluate(
-        net,
-        &data.test,
-        e.train.eval_batch_size,
-        e.train.normalization,
-    )?;
+    let norm = e.train.normalization;
+    let eval = |split: &Split| evaluate(net, split, e.train.eval_batch_size, norm);
+    let test = eval(&data.test)?;
+    let val = data.validation.as_ref().map(eval).transpose()?;
+    let train_eval = eval(&data.train.take(TRAIN_EVAL_IMAGES))?;
+    let mut tensors = vec![
+        ("test.class".to_string(), classes(&test.predictions)?),
+        ("test.p_true".to_string(), p_true(&test)?),
+    ];
+    if let Some(v) = &val {
+        tensors.push(("validation.class".into(), classes(&v.predictions)?));
+        tensors.push(("validation.p_true".into(), p_true(v)?));
+    }
+    let mut corruptions = Vec::new();
+    if e.robustness {
+        for (kind, split) in corrupted_test_sets(mnist)? {
+            let c = eval(&split.take(data.test.len()))?;
+            let mut predicted = [0u64; 10];
+            for &p in &c.predictions {
+                predicted[usize::from(p.min(9))] += 1;
+            }
+            tensors.push((format!("{}.class", kind.name()), classes(&c.predictions)?));
+            corruptions.push(super::CorruptionScore {
+                corruption: kind.name().to_string(),
+                accuracy: c.accuracy,
+                predicted,
+            });
+        }
+    }
+    let path = dir.join(PREDICTIONS_FILE);
+    candle_core::safetensors::save(&tensors.into_iter().collect(), &path)
+        .map_err(|err| Error::invalid("predictions", format!("{}: {err}", path.display())))?;
     let cm = ConfusionMatrix::of(&test)?;
     let seconds: f64 = history.epochs.iter().map(|r| r.seconds).sum();
     let images: f64 = history
@@ -148,6 +186,10 @@ fn run_one(mnist: &Mnist, e: &Experiment, runs: &Path, shared: bool) -> Result<E
     let result = ExperimentResult {
         experiment: e.clone(),
         params: net.trainable_count(),
+        buffers: net.buffer_count(),
+        val_accuracy: val.as_ref().map(|v| v.accuracy),
+        train_eval_accuracy: Some(train_eval.accuracy),
+        corruptions,
         test_accuracy: test.accuracy,
         test_loss: test.loss,
         epochs: history.len(),
@@ -162,6 +204,73 @@ fn run_one(mnist: &Mnist, e: &Experiment, runs: &Path, shared: bool) -> Result<E
     };
     write_json(&dir.join(RESULT_FILE), &result)?;
     Ok(result)
+}
+
+/// A run's rough cost for ordering the work: epochs times training images times the model's
+/// training time per image at one thread (measured on the 2-core AMD EPYC, µs).
+pub fn cost(e: &Experiment) -> f64 {
+    let per_image = match e.model.as_str() {
+        "dense128" | "mlp-61k" | "mlp" => 7.0,
+        "mlp-500-150" | "mlp-800" => 32.0,
+        "mlp-advanced" => 58.0,
+        "lenet5" | "lenet5-28" => 70.0,
+        "lenet5-regularized" => 90.0,
+        "lenet5-attention" => 170.0,
+        "simple-cnn" => 290.0,
+        "resnet" => 350.0,
+        _ => 100.0,
+    };
+    let depth = match &e.config {
+        crate::models::ModelConfig::Resnet(r) => r.blocks_per_stage as f64,
+        _ => 1.0,
+    };
+    let images = e.train.train_limit.unwrap_or(55_000) as f64;
+    e.train.epochs as f64
+        * images
+        * per_image
+        * depth
+        * if e.train.augment.is_some() { 1.3 } else { 1.0 }
+}
+
+fn classes(p: &[u8]) -> Result<candle_core::Tensor> {
+    Ok(candle_core::Tensor::from_vec(
+        p.to_vec(),
+        p.len(),
+        &Device::Cpu,
+    )?)
+}
+
+/// The probability each sample's true digit got, as f16.
+fn p_true(e: &crate::train::Evaluation) -> Result<candle_core::Tensor> {
+    let p: Vec<f32> = e
+        .labels
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| e.probs(i).map_or(0.0, |p| p[usize::from(l)]))
+        .collect();
+    Ok(
+        candle_core::Tensor::from_vec(p, e.labels.len(), &Device::Cpu)?
+            .to_dtype(candle_core::DType::F16)?,
+    )
+}
+
+/// The corrupted copies of `mnist`'s test set, one per MNIST-C corruption (seed
+/// [`crate::data::corrupt::DEFAULT_SEED`]), made once per process and dataset.
+pub fn corrupted_test_sets(mnist: &Mnist) -> Result<Vec<(Corruption, Split)>> {
+    type Sets = Vec<(PathBuf, Vec<(Corruption, Split)>)>;
+    static SETS: std::sync::Mutex<Sets> = std::sync::Mutex::new(Vec::new());
+    let mut cache = SETS
+        .lock()
+        .map_err(|_| Error::invalid("corruptions", "cache lock poisoned"))?;
+    if let Some((_, sets)) = cache.iter().find(|(dir, _)| *dir == mnist.dir) {
+        return Ok(sets.clone());
+    }
+    let sets = Corruption::ALL
+        .into_iter()
+        .map(|k| Ok((k, corrupt_split(&mnist.test, k, DEFAULT_SEED)?)))
+        .collect::<Result<Vec<_>>>()?;
+    cache.push((mnist.dir.clone(), sets.clone()));
+    Ok(sets)
 }
 
 pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
@@ -284,6 +393,8 @@ fn run_all(mnist: &Mnist, plan: &[Experiment], cfg: &StudyConfig) -> Result<Vec<
             }
         }
     }
+    // Longest runs first, so two workers finish together (the results keep plan order).
+    todo.sort_by(|a, b| cost(&b.1).total_cmp(&cost(&a.1)));
     let workers = cfg.jobs.clamp(1, todo.len().max(1));
     let start = |e: &Experiment| {
         println!(
@@ -369,35 +480,46 @@ fn run_where(
     cfg.validate()?;
     let (quick, seed) = (cfg.quick, cfg.seed);
     let fixed = plan::plan(quick, seed)?;
-    // The tuned LeNet-5 optimizers need their learning-rate grid first.
-    let wants_tuned = plan::lenet5_optimizers(quick, seed, |_| Some(1e-3))?
-        .iter()
-        .any(&select);
-    let picked: Vec<Experiment> = fixed
-        .iter()
-        .filter(|e| select(e) || (wants_tuned && e.group == "lenet5-optimizers-grid"))
-        .cloned()
+    // A tuned comparison needs its learning-rate grid first.
+    let tunings: Vec<Tuning> = Tuning::all(quick, seed)
+        .into_iter()
+        .filter(|t| {
+            t.start
+                .iter()
+                .any(|&(k, _)| t.tuned_run(k, 1e-3).is_ok_and(|e| select(&e)))
+        })
         .collect();
-    let ran = run_all(mnist, &picked, cfg)?;
-    let grid: Vec<ExperimentResult> = ran
-        .iter()
-        .filter(|r| r.experiment.group == "lenet5-optimizers-grid")
-        .cloned()
-        .collect();
-    let mut results: Vec<ExperimentResult> =
-        ran.into_iter().filter(|r| select(&r.experiment)).collect();
-    if wants_tuned {
-        let tuned: Vec<Experiment> = plan::lenet5_optimizers_tuned(quick, seed, &grid)?
-            .into_iter()
-            .filter(|e| select(e))
-            .collect();
-        results.extend(run_all(mnist, &tuned, cfg)?);
+    let picked: Vec<Experiment> = fixed.iter().filter(|e| select(e)).cloned().collect();
+    let mut results = run_all(mnist, &picked, cfg)?;
+    // Grid rounds: every tuning's next grid runs together, until each has chosen its rates.
+    let mut grid: Vec<ExperimentResult> = Vec::new();
+    let mut chosen = vec![None; tunings.len()];
+    for _round in 0..LR_LADDER.len() {
+        let mut next = Vec::new();
+        for (t, c) in tunings.iter().zip(chosen.iter_mut()) {
+            match t.state(&grid)? {
+                TuningState::Needs(runs) => next.extend(runs),
+                TuningState::Chosen(rates) => *c = Some(rates),
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        grid.extend(run_all(mnist, &next, cfg)?);
     }
+    let mut tuned = Vec::new();
+    for (t, c) in tunings.iter().zip(&chosen) {
+        if let Some(rates) = c {
+            tuned.extend(t.tuned(rates)?.into_iter().filter(|e| select(e)));
+        }
+    }
+    results.extend(grid.into_iter().filter(|r| select(&r.experiment)));
+    results.extend(run_all(mnist, &tuned, cfg)?);
     Ok(results)
 }
 
-/// Every finished run of the plan in `cfg.out/runs` (the tuned LeNet-5 optimizers at the
-/// rates their finished grid chose), without training anything.
+/// Every finished run of the plan in `cfg.out/runs` (the tuned optimizers at the rates their
+/// finished grids chose), without training anything.
 pub fn collect_finished(cfg: &StudyConfig) -> Result<Vec<ExperimentResult>> {
     let runs = cfg.out.join("runs");
     let gather = |plan: &[Experiment]| -> Vec<ExperimentResult> {
@@ -411,14 +533,26 @@ pub fn collect_finished(cfg: &StudyConfig) -> Result<Vec<ExperimentResult>> {
             .collect()
     };
     let mut out = gather(&plan::plan(cfg.quick, cfg.seed)?);
-    let grid: Vec<ExperimentResult> = out
-        .iter()
-        .filter(|r| r.experiment.group == "lenet5-optimizers-grid")
-        .cloned()
-        .collect();
-    out.extend(gather(&plan::lenet5_optimizers_tuned(
-        cfg.quick, cfg.seed, &grid,
-    )?));
+    for t in Tuning::all(cfg.quick, cfg.seed) {
+        // Walk the grid as it grew: each state names the next runs, which are read back.
+        let mut grid: Vec<ExperimentResult> = Vec::new();
+        for _ in 0..LR_LADDER.len() {
+            match t.state(&grid)? {
+                TuningState::Needs(runs) => {
+                    let found = gather(&runs);
+                    if found.is_empty() {
+                        break;
+                    }
+                    grid.extend(found);
+                }
+                TuningState::Chosen(rates) => {
+                    out.extend(gather(&t.tuned(&rates)?));
+                    break;
+                }
+            }
+        }
+        out.extend(grid);
+    }
     Ok(out)
 }
 
