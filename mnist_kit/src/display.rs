@@ -1,5 +1,35 @@
-//! Notebook display: the evcxr envelope (`EVCXR_BEGIN_CONTENT <mime>` ... `EVCXR_END_CONTENT`)
-//! that the kit's types print from their inherent `evcxr_display` methods.
+//! Presentation, the bottom floor every layer may use: the evcxr envelope
+//! (`EVCXR_BEGIN_CONTENT <mime>` ... `EVCXR_END_CONTENT`) that the kit's types print from their
+//! inherent `evcxr_display` methods, HTML escaping, base64 and PNG encoding, and [`Table`].
+
+use std::io::Cursor;
+
+use base64::Engine as _;
+use image::{DynamicImage, GrayImage};
+
+/// Escapes `&`, `<` and `>` for HTML text.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Standard base64 with padding (PNG payloads in notebook envelopes and data URLs).
+pub fn base64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A grayscale image as PNG bytes; `name` says what it is in an error.
+pub fn encode_png(img: GrayImage, name: &str) -> crate::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    DynamicImage::ImageLuma8(img)
+        .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+        .map_err(|e| crate::Error::Image {
+            source_name: name.to_string(),
+            reason: e.to_string(),
+        })?;
+    Ok(out)
+}
 
 /// Formats one display block for `mime`. Each block is printed in a single call so that
 /// concurrent output cannot split it.
@@ -15,13 +45,7 @@ pub fn html(content: &str) {
 /// Prints a PNG block (base64) for the notebook front-end; evcxr bundles it with the other
 /// blocks the value prints, so a front-end picks the richest it renders.
 pub fn png(bytes: &[u8]) {
-    print!(
-        "{}",
-        envelope(
-            "image/png",
-            &crate::analysis::custom_digit::base64_lite::encode(bytes)
-        )
-    );
+    print!("{}", envelope("image/png", &base64(bytes)));
 }
 
 /// Environment variable for executed notebooks read on a git host: figures and image grids
@@ -66,7 +90,6 @@ impl Table {
 
     /// HTML table; floats with 4 decimals.
     pub fn to_html(&self) -> String {
-        let esc = crate::models::summary::esc;
         let mut h = format!(
             "<table><caption><b>{}</b></caption><thead><tr>",
             esc(&self.title)
@@ -119,5 +142,16 @@ mod tests {
         assert!(h.contains("<td>0.2500</td>"), "{h}");
         assert!(h.contains("<td>2</td>"), "{h}");
         assert_eq!(h.matches("<tr>").count(), 3);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_rfc4648_and_escaping_covers_markup() {
+        assert_eq!(super::base64(b""), "");
+        assert_eq!(super::base64(b"f"), "Zg==");
+        assert_eq!(super::base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(super::esc("a<b & c>"), "a&lt;b &amp; c&gt;");
     }
 }

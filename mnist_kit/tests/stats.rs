@@ -88,10 +88,14 @@ fn identical_settings_are_not_distinguishable() {
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].verdict, Verdict::NotDistinguishable);
     assert_eq!(c[0].p, 1.0);
+    let p = c[0].paired.unwrap();
+    assert_eq!(p.diff, 0.0);
+    assert!(p.diff_ci95[0] <= 0.0 && p.diff_ci95[1] >= 0.0);
+    assert_eq!(p.p_improve, 0.5);
 }
 
 #[test]
-fn clear_differences_get_a_verdict_after_holm() {
+fn clear_differences_get_a_verdict() {
     let settings = vec![
         ("low".to_string(), vec![0.960, 0.961, 0.962]),
         ("mid".to_string(), vec![0.9801, 0.9812, 0.9795]),
@@ -105,11 +109,122 @@ fn clear_differences_get_a_verdict_after_holm() {
     assert_eq!(find("mid", "mid2").verdict, Verdict::NotDistinguishable);
     for x in &c {
         assert!(x.p_holm >= x.p, "Holm never lowers a p-value");
+        let p = x.paired.unwrap();
+        assert!(p.diff_ci95[0] <= p.diff && p.diff <= p.diff_ci95[1]);
+        assert!(
+            p.mdd80 > 0.0 && p.mcnemar_p.is_nan(),
+            "seeds only: no McNemar"
+        );
     }
+    // Every seed of mid beats every seed of low.
+    assert_eq!(find("low", "mid").paired.unwrap().p_improve, 0.0);
     // Lower is better (a loss): the verdict turns around.
     let losses = compare_all(&settings[..2], false);
     assert_eq!(losses[0].verdict, Verdict::ABetter);
     // JSON words of the contract.
     let json = serde_json::to_value(&c[0]).unwrap();
     assert_eq!(json["verdict"], "b better");
+}
+
+#[test]
+fn mcnemar_percentiles_and_power_constants_match_scipy_and_numpy() {
+    use mnist_kit::study::stats::{mcnemar_exact, mdd80, percentile};
+    // scipy.stats.binomtest(3, 13, 0.5).pvalue -> 0.09228515625
+    assert!(close(mcnemar_exact(3, 10), 0.09228515625, 1e-12));
+    assert!(close(mcnemar_exact(10, 3), 0.09228515625, 1e-12));
+    // scipy.stats.binomtest(40, 100, 0.5).pvalue -> 0.05688793364098089
+    assert!(close(mcnemar_exact(40, 60), 0.05688793364098089, 1e-9));
+    // scipy.stats.binomtest(0, 5, 0.5).pvalue -> 0.0625
+    assert!(close(mcnemar_exact(0, 5), 0.0625, 1e-12));
+    // scipy.stats.binomtest(57, 117, 0.5).pvalue -> 0.8534084458955625
+    assert!(close(mcnemar_exact(57, 60), 0.8534084458955625, 1e-9));
+    assert_eq!(mcnemar_exact(0, 0), 1.0);
+    // scipy.stats.norm.ppf(0.975) + scipy.stats.norm.ppf(0.8) = 1.959963984540054 + 0.8416212335729143
+    assert!(close(
+        mdd80(1.0),
+        1.959963984540054 + 0.8416212335729143,
+        1e-12
+    ));
+    // v = np.sort([0.3, 0.1, 0.9, 0.5, 0.7, 0.2]); np.percentile(v, [2.5, 97.5, 50])
+    // -> 0.1125, 0.875, 0.4
+    let v = [0.1, 0.2, 0.3, 0.5, 0.7, 0.9];
+    assert!(close(percentile(&v, 2.5), 0.1125, 1e-12));
+    assert!(close(percentile(&v, 97.5), 0.875, 1e-12));
+    assert!(close(percentile(&v, 50.0), 0.4, 1e-12));
+}
+
+/// Simulated runs on `n` images: most images easy, some hard (each seed gets them right or
+/// wrong at random), a few impossible; `shift` more hard images wrong per seed in arm B.
+fn simulated_arm(
+    rng: &mut rand_chacha::ChaCha8Rng,
+    hard_p: &[f64],
+    seeds: usize,
+    n: usize,
+    extra_wrong: usize,
+) -> Vec<Vec<bool>> {
+    use rand::Rng;
+    (0..seeds)
+        .map(|_| {
+            let mut right = vec![true; n];
+            for (i, &p) in hard_p.iter().enumerate() {
+                right[i] = rng.random::<f64>() >= p;
+            }
+            for r in right.iter_mut().skip(hard_p.len()).take(extra_wrong) {
+                *r = false;
+            }
+            // Easy images: one in a thousand missed.
+            for r in right.iter_mut().skip(hard_p.len() + extra_wrong) {
+                if rng.random::<f64>() < 0.001 {
+                    *r = false;
+                }
+            }
+            right
+        })
+        .collect()
+}
+
+fn verdicts(seeds: usize, extra_wrong: usize, sims: usize) -> usize {
+    use mnist_kit::study::stats::{ImageResamples, Sample, paired};
+    use rand::{Rng, SeedableRng};
+    let n = 2000;
+    let images = ImageResamples::new(n, 1000, 11);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    // 40 hard images (wrong with probability 0.2-0.8), then 10 impossible ones.
+    let mut hard: Vec<f64> = (0..40).map(|_| rng.random_range(0.2..0.8)).collect();
+    hard.extend([0.99; 10]);
+    let mut called = 0;
+    for sim in 0..sims {
+        let sample = |v: Vec<Vec<bool>>| -> Vec<Sample> {
+            v.iter().map(|c| Sample::of_outcomes(c, &images)).collect()
+        };
+        let a = sample(simulated_arm(&mut rng, &hard, seeds, n, 0));
+        let b = sample(simulated_arm(&mut rng, &hard, seeds, n, extra_wrong));
+        let p = paired(&a, &b, true, sim as u64).unwrap();
+        if p.verdict != Verdict::NotDistinguishable {
+            called += 1;
+        }
+    }
+    called
+}
+
+#[test]
+fn the_verdict_rule_calls_at_most_five_percent_of_equal_pairs() {
+    // 300 simulated A/A comparisons per seed count: about 15 calls would be 5 %; the bound
+    // allows for the simulation's own sampling error (two standard deviations).
+    for seeds in [3, 5, 10] {
+        let called = verdicts(seeds, 0, 300);
+        assert!(
+            called <= 15 + 8,
+            "{seeds} seeds: {called} of 300 equal pairs called"
+        );
+    }
+}
+
+#[test]
+fn the_verdict_rule_sees_a_real_difference() {
+    // Arm B misses 20 more images of 2,000 on every seed (1 point): with 5 seeds the rule must
+    // call it nearly always. (8 images, 0.4 points, are called about half the time: the
+    // interval includes the test images' own sampling error, and 8 images are few.)
+    let called = verdicts(5, 20, 100);
+    assert!(called >= 90, "{called} of 100");
 }

@@ -46,14 +46,16 @@ impl Digit {
             .collect();
         let img = image::GrayImage::from_raw(SIDE as u32, SIDE as u32, bytes)
             .ok_or_else(|| Error::invalid("digit", "bad pixel count"))?;
-        crate::plot::grid::encode_png(img, "digit")
+        crate::display::encode_png(img, "digit")
     }
 
     /// Shows the digit as a PNG in an evcxr notebook.
     pub fn evcxr_display(&self) {
         if let Ok(png) = self.to_png() {
-            use base64_lite::encode;
-            print!("{}", crate::display::envelope("image/png", &encode(&png)));
+            print!(
+                "{}",
+                crate::display::envelope("image/png", &crate::display::base64(&png))
+            );
         }
     }
 }
@@ -317,41 +319,6 @@ pub fn most_likely(probabilities: &[f32]) -> usize {
         .enumerate()
         .max_by(|a, b| a.1.total_cmp(b.1))
         .map_or(0, |(i, _)| i)
-}
-
-/// Minimal base64 (standard alphabet, padded) for PNG payloads in notebook envelopes.
-pub(crate) mod base64_lite {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-    pub fn encode(data: &[u8]) -> String {
-        let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-        for chunk in data.chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-
-    #[cfg(test)]
-    #[test]
-    fn encodes_rfc4648_vectors() {
-        assert_eq!(encode(b""), "");
-        assert_eq!(encode(b"f"), "Zg==");
-        assert_eq!(encode(b"fo"), "Zm8=");
-        assert_eq!(encode(b"foo"), "Zm9v");
-        assert_eq!(encode(b"foobar"), "Zm9vYmFy");
-    }
 }
 
 #[cfg(test)]

@@ -381,7 +381,9 @@ fn run(cli: Cli) -> Result<()> {
                 jobs: jobs.unwrap_or(cfg.jobs),
                 ..cfg
             };
-            mnist_kit::study::run_study(&mnist, &cfg)?;
+            let started = std::time::Instant::now();
+            let all = mnist_kit::study::run_study(&mnist, &cfg)?;
+            mnist_kit::study::write_report(&mnist, &cfg, &all, started)?;
             println!("report written to {}", cfg.out.join("REPORT.md").display());
             Ok(())
         }

@@ -51,7 +51,7 @@ impl ModelSummary {
         let mut h = format!(
             "<table><caption><b>{}</b>: {} trainable parameters, {} buffers</caption>\
              <thead><tr><th>layer</th><th>kind</th><th>output shape</th><th>params</th><th>buffers</th><th>formula</th></tr></thead><tbody>",
-            esc(&self.model),
+            crate::display::esc(&self.model),
             self.params,
             self.buffers
         );
@@ -59,12 +59,12 @@ impl ModelSummary {
             h.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td>{:?}</td><td style=\"text-align:right\">{}</td>\
                  <td style=\"text-align:right\">{}</td><td><code>{}</code></td></tr>",
-                esc(&l.name),
-                esc(&l.kind),
+                crate::display::esc(&l.name),
+                crate::display::esc(&l.kind),
                 l.output_shape,
                 l.params,
                 l.buffers,
-                esc(&l.formula)
+                crate::display::esc(&l.formula)
             ));
         }
         h.push_str("</tbody></table>");
@@ -106,10 +106,4 @@ impl fmt::Display for ModelSummary {
             self.buffers
         )
     }
-}
-
-pub(crate) fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }

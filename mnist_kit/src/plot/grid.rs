@@ -2,12 +2,12 @@
 //! captions, shown as HTML with embedded PNGs, so they render in every notebook front-end and
 //! in a saved HTML file.
 
-use std::io::Cursor;
 use std::path::Path;
 
-use image::{DynamicImage, GrayImage, imageops};
+use image::{GrayImage, imageops};
 
-use crate::analysis::custom_digit::base64_lite::encode;
+use crate::display::esc;
+
 use crate::analysis::custom_digit::{Digit, SIDE};
 use crate::analysis::{Prediction, attention_maps, saliency};
 use crate::data::{Normalization, Split};
@@ -117,14 +117,13 @@ impl ImageGrid {
 
     /// HTML: a table of PNG images with captions.
     pub fn to_html(&self) -> Result<String> {
-        let esc = crate::models::summary::esc;
         let mut h = format!("<div><b>{}</b><table>", esc(&self.title));
         for row in self.tiles.chunks(self.columns) {
             h.push_str("<tr>");
             for t in row {
                 h.push_str(&format!(
                     "<td style=\"text-align:center\"><img src=\"data:image/png;base64,{}\"/><br/><small>{}</small></td>",
-                    encode(&encode_png(self.tile_image(t)?, &t.caption)?),
+                    crate::display::base64(&crate::display::encode_png(self.tile_image(t)?, &t.caption)?),
                     esc(&t.caption)
                 ));
             }
@@ -150,7 +149,7 @@ impl ImageGrid {
             let (x, y) = ((k % cols) * cell_w + 1, (k / cols) * cell_h + 1);
             imageops::replace(&mut canvas, &self.tile_image(t)?, x as i64, y as i64);
         }
-        encode_png(canvas, &self.title)
+        crate::display::encode_png(canvas, &self.title)
     }
 
     /// Writes [`ImageGrid::to_png`] to `path`.
@@ -183,17 +182,6 @@ impl ImageGrid {
 }
 
 /// Encodes a grayscale image as PNG; `name` says which image in errors.
-pub(crate) fn encode_png(img: GrayImage, name: &str) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    DynamicImage::ImageLuma8(img)
-        .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
-        .map_err(|e| Error::Image {
-            source_name: name.to_string(),
-            reason: e.to_string(),
-        })?;
-    Ok(out)
-}
-
 /// Ready-made grids of the study.
 impl ImageGrid {
     /// Images of `split` at `positions`, captioned with their labels.

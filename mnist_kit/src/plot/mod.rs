@@ -90,8 +90,8 @@ impl Figure {
         format!(
             "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n\
              <script src=\"{}\"></script>\n</head>\n<body>\n{}\n</body>\n</html>\n",
-            crate::models::summary::esc(&self.name),
-            crate::models::summary::esc(script_src),
+            crate::display::esc(&self.name),
+            crate::display::esc(script_src),
             self.plot
                 .to_inline_html(Some(&format!("mnist-kit-{}", self.name)))
         )
@@ -427,6 +427,148 @@ pub fn bars_with_errors(name: &str, y_title: &str, items: &[(String, f64, f64)])
     }
     plot.set_layout(Layout::new().title(title(name)).y_axis(y_axis));
     Figure::new(name.replace(' ', "_"), plot)
+}
+
+/// One setting of a [`dots`] figure: its name, each seed's value, and the mean with its 95 %
+/// interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DotRow {
+    /// The setting.
+    pub name: String,
+    /// One value per seed.
+    pub seeds: Vec<f64>,
+    /// The mean over seeds.
+    pub mean: f64,
+    /// The 95 % interval of the mean.
+    pub ci95: [f64; 2],
+}
+
+/// Each setting's seeds as dots and its mean as a diamond with the 95 % interval as a bar,
+/// one row per setting, values scaled by `scale` (100 for percent): the uncertainty in one
+/// look, on an axis fitted to the data.
+pub fn dots(name: &str, title_text: &str, x_title: &str, rows: &[DotRow], scale: f64) -> Figure {
+    let mut plot = Plot::new();
+    let labels: Vec<String> = rows.iter().map(|r| r.name.clone()).collect();
+    let (mut sx, mut sy) = (Vec::new(), Vec::new());
+    for r in rows {
+        for v in &r.seeds {
+            sx.push(scale * v);
+            sy.push(r.name.clone());
+        }
+    }
+    plot.add_trace(
+        Scatter::new(sx, sy)
+            .name("seeds")
+            .mode(Mode::Markers)
+            .marker(
+                plotly::common::Marker::new()
+                    .size(8)
+                    .opacity(0.55)
+                    .color("#6baed6"),
+            ),
+    );
+    let means: Vec<f64> = rows.iter().map(|r| scale * r.mean).collect();
+    let lo: Vec<f64> = rows.iter().map(|r| scale * (r.mean - r.ci95[0])).collect();
+    let hi: Vec<f64> = rows.iter().map(|r| scale * (r.ci95[1] - r.mean)).collect();
+    plot.add_trace(
+        Scatter::new(means, labels.clone())
+            .name("mean, 95 % interval")
+            .mode(Mode::Markers)
+            .marker(
+                plotly::common::Marker::new()
+                    .size(12)
+                    .symbol(plotly::common::MarkerSymbol::Diamond)
+                    .color("#08306b"),
+            )
+            .error_x(
+                plotly::common::ErrorData::new(plotly::common::ErrorType::Data)
+                    .array(hi)
+                    .array_minus(lo)
+                    .thickness(2.0)
+                    .color("#08306b"),
+            ),
+    );
+    let height = (120 + 40 * rows.len()) as u32;
+    plot.set_layout(
+        Layout::new()
+            .title(title(title_text))
+            .height(height as usize)
+            .margin(plotly::layout::Margin::new().left(170))
+            .x_axis(Axis::new().title(title(x_title)))
+            .y_axis(
+                Axis::new()
+                    .category_order(plotly::layout::CategoryOrder::Array)
+                    .category_array(labels.into_iter().rev().collect()),
+            ),
+    );
+    let mut f = Figure::new(name, plot);
+    f.size = Some((900, height.max(260)));
+    f
+}
+
+/// A forest plot: each comparison's difference with its 95 % interval, one row each, and a
+/// line at zero (`rows`: label, difference, low, high; scaled by `scale`).
+pub fn forest(
+    name: &str,
+    title_text: &str,
+    x_title: &str,
+    rows: &[(String, f64, f64, f64)],
+    scale: f64,
+) -> Figure {
+    let mut plot = Plot::new();
+    let labels: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+    let d: Vec<f64> = rows.iter().map(|r| scale * r.1).collect();
+    let minus: Vec<f64> = rows.iter().map(|r| scale * (r.1 - r.2)).collect();
+    let plus: Vec<f64> = rows.iter().map(|r| scale * (r.3 - r.1)).collect();
+    let colour: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            if r.2 > 0.0 || r.3 < 0.0 {
+                "#b2182b".to_string()
+            } else {
+                "#525252".to_string()
+            }
+        })
+        .collect();
+    plot.add_trace(
+        Scatter::new(d, labels.clone())
+            .name("difference, 95 % interval")
+            .mode(Mode::Markers)
+            .marker(plotly::common::Marker::new().size(10).color_array(colour))
+            .error_x(
+                plotly::common::ErrorData::new(plotly::common::ErrorType::Data)
+                    .array(plus)
+                    .array_minus(minus)
+                    .thickness(2.0),
+            ),
+    );
+    let height = (140 + 34 * rows.len()) as u32;
+    let zero = plotly::layout::Shape::new()
+        .shape_type(plotly::layout::ShapeType::Line)
+        .x_ref("x")
+        .y_ref("paper")
+        .x0(0.0)
+        .x1(0.0)
+        .y0(0.0)
+        .y1(1.0)
+        .line(plotly::layout::ShapeLine::new().color("#000000").width(1.0));
+    plot.set_layout(
+        Layout::new()
+            .title(title(title_text))
+            .height(height as usize)
+            .margin(plotly::layout::Margin::new().left(260))
+            .shapes(vec![zero])
+            .show_legend(false)
+            .x_axis(Axis::new().title(title(x_title)).zero_line(true))
+            .y_axis(
+                Axis::new()
+                    .category_order(plotly::layout::CategoryOrder::Array)
+                    .category_array(labels.into_iter().rev().collect()),
+            ),
+    );
+    let mut f = Figure::new(name, plot);
+    f.size = Some((900, height.max(260)));
+    f
 }
 
 /// Points of a [`means_against`] line: `(x, mean, std)`.

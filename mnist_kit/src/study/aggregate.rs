@@ -31,22 +31,27 @@ pub fn convergence_epoch(h: &History) -> Option<usize> {
 }
 
 /// A quantity one run measured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// Test accuracy of the returned weights.
     TestAccuracy,
     /// Test loss of the returned weights.
     TestLoss,
-    /// Validation accuracy after the last epoch.
+    /// Validation accuracy of the returned weights.
     ValAccuracy,
     /// Validation loss after the last epoch.
     ValLoss,
-    /// Training accuracy of the last epoch (training mode).
+    /// Training accuracy of the last epoch (training mode: dropout and augmentation on).
     TrainAccuracy,
     /// Training loss of the last epoch.
     TrainLoss,
-    /// Last epoch's training minus validation accuracy.
+    /// Accuracy of the returned weights in evaluation mode on the first 5,000 training
+    /// images.
+    TrainEval,
+    /// Training accuracy in evaluation mode (first 5,000 training images) minus validation
+    /// accuracy, both of the returned weights: how much better the network does on what it
+    /// learned from.
     Gap,
     /// The epoch early stopping restored.
     BestEpoch,
@@ -57,22 +62,42 @@ pub enum Metric {
     /// First weight tensor's gradient norm over the last one's, last epoch (gradient flow:
     /// small means vanishing gradients at the input side).
     GradFlowRatio,
+    /// Training loss of the first epoch: how fast training starts.
+    FirstTrainLoss,
+    /// Validation accuracy after the first epoch.
+    FirstValAccuracy,
+    /// Roughness of the training loss: the mean absolute change between consecutive
+    /// `loss_every`-step means over the mean loss (0 for a smooth curve).
+    Roughness,
+    /// Gradient noise of the last epoch (mean squared distance of minibatch gradients from
+    /// their mean).
+    GradNoise,
+    /// Mean accuracy over the 15 MNIST-C corruptions of the test set.
+    MnistC,
+    /// Accuracy on one MNIST-C corruption of the test set.
+    Corrupted(crate::data::corrupt::Corruption),
 }
 
 impl Metric {
-    /// Every metric, in table order.
-    pub const ALL: [Metric; 11] = [
+    /// Every metric of a table, in table order (the corruptions have their own).
+    pub const ALL: [Metric; 17] = [
         Metric::TestAccuracy,
         Metric::TestLoss,
         Metric::ValAccuracy,
         Metric::ValLoss,
         Metric::TrainAccuracy,
         Metric::TrainLoss,
+        Metric::TrainEval,
         Metric::Gap,
         Metric::BestEpoch,
         Metric::Convergence,
         Metric::SecondsPerEpoch,
         Metric::GradFlowRatio,
+        Metric::FirstTrainLoss,
+        Metric::FirstValAccuracy,
+        Metric::Roughness,
+        Metric::GradNoise,
+        Metric::MnistC,
     ];
 
     /// Snake-case name (CSV and JSON keys).
@@ -84,28 +109,42 @@ impl Metric {
             Metric::ValLoss => "val_loss",
             Metric::TrainAccuracy => "train_accuracy",
             Metric::TrainLoss => "train_loss",
+            Metric::TrainEval => "train_eval_accuracy",
             Metric::Gap => "train_val_gap",
             Metric::BestEpoch => "best_epoch",
             Metric::Convergence => "convergence_epoch",
             Metric::SecondsPerEpoch => "seconds_per_epoch",
             Metric::GradFlowRatio => "grad_flow_ratio",
+            Metric::FirstTrainLoss => "first_epoch_train_loss",
+            Metric::FirstValAccuracy => "first_epoch_val_accuracy",
+            Metric::Roughness => "loss_roughness",
+            Metric::GradNoise => "grad_noise",
+            Metric::MnistC => "mnist_c_mean",
+            Metric::Corrupted(k) => k.name(),
         }
     }
 
     /// Words for a sentence.
-    pub fn label(self) -> &'static str {
+    pub fn label(self) -> String {
         match self {
-            Metric::TestAccuracy => "test accuracy",
-            Metric::TestLoss => "test loss",
-            Metric::ValAccuracy => "validation accuracy",
-            Metric::ValLoss => "validation loss",
-            Metric::TrainAccuracy => "training accuracy",
-            Metric::TrainLoss => "final training loss",
-            Metric::Gap => "train-validation gap",
-            Metric::BestEpoch => "best epoch",
-            Metric::Convergence => "convergence epoch",
-            Metric::SecondsPerEpoch => "seconds per epoch",
-            Metric::GradFlowRatio => "first/last layer gradient ratio",
+            Metric::TestAccuracy => "test accuracy".into(),
+            Metric::TestLoss => "test loss".into(),
+            Metric::ValAccuracy => "validation accuracy".into(),
+            Metric::ValLoss => "validation loss".into(),
+            Metric::TrainAccuracy => "training accuracy (training mode)".into(),
+            Metric::TrainLoss => "final training loss".into(),
+            Metric::TrainEval => "training accuracy (evaluation mode)".into(),
+            Metric::Gap => "train-validation gap (evaluation mode)".into(),
+            Metric::BestEpoch => "best epoch".into(),
+            Metric::Convergence => "convergence epoch".into(),
+            Metric::SecondsPerEpoch => "seconds per epoch".into(),
+            Metric::GradFlowRatio => "first/last layer gradient ratio".into(),
+            Metric::FirstTrainLoss => "first-epoch training loss".into(),
+            Metric::FirstValAccuracy => "first-epoch validation accuracy".into(),
+            Metric::Roughness => "training-loss roughness".into(),
+            Metric::GradNoise => "gradient noise".into(),
+            Metric::MnistC => "MNIST-C accuracy".into(),
+            Metric::Corrupted(k) => format!("accuracy under {}", k.label()),
         }
     }
 
@@ -113,16 +152,38 @@ impl Metric {
     pub fn is_percent(self) -> bool {
         matches!(
             self,
-            Metric::TestAccuracy | Metric::ValAccuracy | Metric::TrainAccuracy | Metric::Gap
+            Metric::TestAccuracy
+                | Metric::ValAccuracy
+                | Metric::TrainAccuracy
+                | Metric::TrainEval
+                | Metric::Gap
+                | Metric::FirstValAccuracy
+                | Metric::MnistC
+                | Metric::Corrupted(_)
         )
     }
 
-    /// True when a larger value is the better one (accuracies; not losses or the gap). Epochs,
-    /// seconds and gradient ratios count as larger-is-better only for orienting a verdict.
+    /// True when a larger value is the better one (accuracies; not losses, the gap or the
+    /// roughness). Epochs, seconds, gradient ratios and noise count as larger-is-better only
+    /// for orienting a verdict.
     pub fn higher_is_better(self) -> bool {
         !matches!(
             self,
-            Metric::TestLoss | Metric::ValLoss | Metric::TrainLoss | Metric::Gap
+            Metric::TestLoss
+                | Metric::ValLoss
+                | Metric::TrainLoss
+                | Metric::Gap
+                | Metric::FirstTrainLoss
+                | Metric::Roughness
+        )
+    }
+
+    /// True when the runs' per-image predictions carry this quantity, so a comparison can
+    /// pair the images.
+    pub fn per_image(self) -> bool {
+        matches!(
+            self,
+            Metric::TestAccuracy | Metric::ValAccuracy | Metric::MnistC | Metric::Corrupted(_)
         )
     }
 
@@ -130,7 +191,9 @@ impl Metric {
     pub fn show(self, s: &Summary) -> String {
         match self {
             m if m.is_percent() => s.show(100.0, 2),
-            Metric::TestLoss | Metric::ValLoss | Metric::TrainLoss => s.show(1.0, 4),
+            Metric::TestLoss | Metric::ValLoss | Metric::TrainLoss | Metric::FirstTrainLoss => {
+                s.show(1.0, 4)
+            }
             Metric::BestEpoch | Metric::Convergence | Metric::SecondsPerEpoch => s.show(1.0, 1),
             _ => s.show(1.0, 3),
         }
@@ -139,17 +202,16 @@ impl Metric {
     /// The value of one run, when it measured it.
     pub fn of(self, r: &ExperimentResult) -> Option<f64> {
         let last = r.history.last();
+        let first = r.history.epochs.first();
         match self {
             Metric::TestAccuracy => Some(r.test_accuracy),
             Metric::TestLoss => Some(r.test_loss),
-            Metric::ValAccuracy => last?.val_accuracy,
+            Metric::ValAccuracy => r.val_accuracy.or(last?.val_accuracy),
             Metric::ValLoss => last?.val_loss,
             Metric::TrainAccuracy => Some(last?.train_accuracy),
             Metric::TrainLoss => Some(last?.train_loss),
-            Metric::Gap => {
-                let l = last?;
-                Some(l.train_accuracy - l.val_accuracy?)
-            }
+            Metric::TrainEval => r.train_eval_accuracy,
+            Metric::Gap => Some(r.train_eval_accuracy? - r.val_accuracy?),
             Metric::BestEpoch => r.history.best_epoch.map(|e| e as f64),
             Metric::Convergence => convergence_epoch(&r.history).map(|e| e as f64),
             Metric::SecondsPerEpoch => {
@@ -161,6 +223,33 @@ impl Metric {
                 let (first, last) = (norms.first()?.1, norms.last()?.1);
                 (last > 0.0).then(|| first / last)
             }
+            Metric::FirstTrainLoss => Some(first?.train_loss),
+            Metric::FirstValAccuracy => first?.val_accuracy,
+            Metric::Roughness => {
+                let trace: Vec<f64> = r
+                    .history
+                    .epochs
+                    .iter()
+                    .flat_map(|e| e.loss_trace.iter().copied())
+                    .collect();
+                if trace.len() < 2 {
+                    return None;
+                }
+                let steps: f64 = trace.windows(2).map(|w| (w[1] - w[0]).abs()).sum();
+                let mean = trace.iter().sum::<f64>() / trace.len() as f64;
+                (mean > 0.0).then(|| steps / (trace.len() - 1) as f64 / mean)
+            }
+            Metric::GradNoise => last?.grad_noise,
+            Metric::MnistC => {
+                let c = &r.corruptions;
+                (c.len() == crate::data::corrupt::Corruption::ALL.len())
+                    .then(|| c.iter().map(|x| x.accuracy).sum::<f64>() / c.len() as f64)
+            }
+            Metric::Corrupted(k) => r
+                .corruptions
+                .iter()
+                .find(|x| x.corruption == k.name())
+                .map(|x| x.accuracy),
         }
     }
 }
@@ -192,6 +281,10 @@ impl Replicates {
     /// Trainable parameters.
     pub fn params(&self) -> usize {
         self.first().map_or(0, |r| r.params)
+    }
+    /// Buffer values (BatchNorm running statistics).
+    pub fn buffers(&self) -> usize {
+        self.first().map_or(0, |r| r.buffers)
     }
     /// The metric of each seed that measured it.
     pub fn values(&self, m: Metric) -> Vec<f64> {
@@ -271,6 +364,7 @@ pub fn comparison(title: &str, results: &[ExperimentResult]) -> Result<Table> {
         "experiment" => reps.iter().map(|r| r.name().to_string()).collect::<Vec<_>>(),
         "seeds" => reps.iter().map(|r| r.runs.len() as u64).collect::<Vec<_>>(),
         "params" => reps.iter().map(|r| r.params() as u64).collect::<Vec<_>>(),
+        "buffers" => reps.iter().map(|r| r.buffers() as u64).collect::<Vec<_>>(),
         "test accuracy %" => reps.iter().map(|r| cell(r, Metric::TestAccuracy)).collect::<Vec<_>>(),
         "95% CI" => reps.iter().map(ci).collect::<Vec<_>>(),
         "val accuracy %" => reps.iter().map(|r| cell(r, Metric::ValAccuracy)).collect::<Vec<_>>(),
@@ -304,6 +398,10 @@ pub fn summary_frame(
         Column::new(
             "params".into(),
             reps.iter().map(|r| r.params() as u64).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "buffers".into(),
+            reps.iter().map(|r| r.buffers() as u64).collect::<Vec<_>>(),
         ),
     ];
     type Pick = fn(&Summary) -> f64;
@@ -347,7 +445,7 @@ impl Ensemble {
         crate::display::html(&format!(
             "<p><b>{}</b>: the ensemble of {} seeds ({:?}) reaches <b>{:.2}%</b> test accuracy \
              (loss {:.4}).</p>",
-            crate::models::summary::esc(&self.name),
+            crate::display::esc(&self.name),
             self.seeds.len(),
             self.seeds,
             100.0 * self.test_accuracy,

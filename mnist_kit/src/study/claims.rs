@@ -1,34 +1,40 @@
-//! The seed studies' "what we learned" lines, tested against our seeds: one row per claim with
-//! what we measured, a p-value and a verdict (confirmed, contradicted, not distinguishable).
+//! The seed studies' claims in their own words, tested against our runs, and the questions
+//! the study adds. Each claim row quotes one sentence of a seed study (`shared/seeds/`, file
+//! and task or experiment), says what we tested and how, and ends with confirmed,
+//! contradicted or not distinguishable; a hypothesis is labelled as one.
 //!
-//! Each claim is a directional statement about study runs. "A beats every other" is tested with
-//! Welch's test against each other setting, Holm-corrected across those comparisons: confirmed
-//! when every comparison favours A at p < 0.05, contradicted when one favours another setting,
-//! else not distinguishable. A claim is left out when its runs have not finished.
+//! Every comparison behind a row is the report's paired comparison ([`Evidence::compare`]),
+//! with the report's one verdict rule: a difference counts when its 95 % interval excludes
+//! zero, and the same pair gets the same verdict wherever it appears. "A is best" is tested
+//! against each other setting: confirmed when A beats every one, contradicted when another
+//! beats A, else not distinguishable (with the smallest detectable difference).
 
 use serde::{Deserialize, Serialize};
 
 use super::ExperimentResult;
 use super::aggregate::{Metric, Replicates, by_experiment};
-use super::stats::{ALPHA, Summary, contrast, holm, one_sample, show_p, welch};
+use super::evidence::Evidence;
+use super::stats::{Comparison, Verdict};
 use crate::Result;
+use crate::data::corrupt::Corruption;
 use crate::display::Table;
 
 /// The outcome of testing a claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum ClaimVerdict {
-    /// Our seeds support it at p < 0.05.
+    /// Our runs support it.
+    #[serde(rename = "confirmed")]
     Confirmed,
-    /// Our seeds show the opposite at p < 0.05.
+    /// Our runs show the opposite.
+    #[serde(rename = "contradicted")]
     Contradicted,
-    /// The difference is within the noise of our seeds.
+    /// The difference is within what the design can resolve.
     #[serde(rename = "not distinguishable")]
     NotDistinguishable,
 }
 
 impl ClaimVerdict {
-    /// The word the report ends a row with.
+    /// The word a row ends with.
     pub fn as_str(self) -> &'static str {
         match self {
             ClaimVerdict::Confirmed => "confirmed",
@@ -38,17 +44,29 @@ impl ClaimVerdict {
     }
 }
 
+/// What kind of sentence a claim is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimKind {
+    /// A result the seed study reports.
+    Finding,
+    /// A hypothesis ("might", "could"): tested, but the seed did not claim it as a result.
+    Hypothesis,
+}
+
 /// One claim and what our runs say about it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Claim {
-    /// The seed study and task (`002 T5`).
+    /// The seed study and task (`002 Task 5`), or `study` for a question the study adds.
     pub source: String,
-    /// The claim in a few words.
-    pub claim: String,
-    /// What we measured (mean ± std per setting).
+    /// The seed's sentence, verbatim (the question, for a row the study adds).
+    pub quote: String,
+    /// Finding or hypothesis.
+    pub kind: ClaimKind,
+    /// What we tested, on which runs and measure.
+    pub tested: String,
+    /// What we measured.
     pub measured: String,
-    /// The deciding p-value (Holm-corrected where the claim makes several comparisons).
-    pub p: f64,
     /// The verdict.
     pub verdict: ClaimVerdict,
 }
@@ -59,29 +77,30 @@ pub struct Claims(pub Vec<Claim>);
 
 impl Claims {
     /// The rows as a [`Table`].
-    pub fn to_table(&self) -> Result<Table> {
+    pub fn to_table(&self, title: &str) -> Result<Table> {
         let c = &self.0;
         let df = polars::df!(
             "source" => c.iter().map(|x| x.source.clone()).collect::<Vec<_>>(),
-            "claim" => c.iter().map(|x| x.claim.clone()).collect::<Vec<_>>(),
+            "claim" => c.iter().map(|x| quoted(x)).collect::<Vec<_>>(),
+            "tested" => c.iter().map(|x| x.tested.clone()).collect::<Vec<_>>(),
             "measured" => c.iter().map(|x| x.measured.clone()).collect::<Vec<_>>(),
-            "p" => c.iter().map(|x| show_p(x.p)).collect::<Vec<_>>(),
             "verdict" => c.iter().map(|x| x.verdict.as_str().to_string()).collect::<Vec<_>>(),
         )?;
-        Ok(Table::new("What the seed studies claimed, tested", df))
+        Ok(Table::new(title, df))
     }
 
     /// Markdown table rows, each ending with its verdict.
     pub fn to_markdown(&self) -> String {
-        let mut md =
-            String::from("| source | claim | measured | p | verdict |\n|---|---|---|---|---|\n");
+        let mut md = String::from(
+            "| source | claim | tested | measured | verdict |\n|---|---|---|---|---|\n",
+        );
         for c in &self.0 {
             md.push_str(&format!(
-                "| {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | **{}** |\n",
                 c.source,
-                c.claim,
-                c.measured,
-                show_p(c.p),
+                quoted(c).replace('|', "\\|"),
+                c.tested.replace('|', "\\|"),
+                c.measured.replace('|', "\\|"),
                 c.verdict.as_str()
             ));
         }
@@ -90,365 +109,1035 @@ impl Claims {
 
     /// Shows the table in a notebook.
     pub fn evcxr_display(&self) {
-        match self.to_table() {
+        match self.to_table("Claims tested") {
             Ok(t) => t.evcxr_display(),
             Err(e) => println!("claims table: {e}"),
         }
     }
 }
 
+fn quoted(c: &Claim) -> String {
+    match (c.source.as_str(), c.kind) {
+        ("study", _) => c.quote.clone(),
+        (_, ClaimKind::Hypothesis) => format!("\"{}\" (a hypothesis)", c.quote),
+        _ => format!("\"{}\"", c.quote),
+    }
+}
+
 /// What a claim asserts about the runs.
 enum Test {
-    /// `a` is better than each of `others` on the metric (`higher`: larger is better).
-    BestOf {
+    /// `a`'s metric is larger (`larger`) or smaller than each of `others`'.
+    Extreme {
         a: &'static str,
         others: &'static [&'static str],
         metric: Metric,
-        higher: bool,
+        larger: bool,
     },
-    /// The mean of `a` on the metric is at least `value`.
-    Reaches {
+    /// `a`'s mean is at least `value` (its 95 % interval above it: confirmed; below it:
+    /// contradicted).
+    AtLeast {
         a: &'static str,
         metric: Metric,
         value: f64,
     },
-    /// Diminishing returns over three settings in order: the gain from the first to the
-    /// second exceeds the gain from the second to the third (contrast -1, 2, -1 > 0).
-    Diminishing {
-        steps: [&'static str; 3],
+    /// `a`'s mean lies within `value ± tolerance`.
+    Near {
+        a: &'static str,
+        metric: Metric,
+        value: f64,
+        tolerance: f64,
+    },
+    /// `a` differs from each of `others` on `metric`, either way.
+    Differs {
+        a: &'static str,
+        others: &'static [&'static str],
         metric: Metric,
     },
+    /// A check of its own: measured words and verdict from the runs.
+    Check(fn(&Context) -> Option<(String, ClaimVerdict)>),
 }
 
-/// Part 2's optimizers other than Adam.
-const NOT_ADAM: &[&str] = &[
-    "optimizer-sgd",
-    "optimizer-momentum",
-    "optimizer-adamw",
-    "optimizer-rmsprop",
-];
+/// What a test reads.
+pub struct Context<'a> {
+    /// The per-image evidence.
+    pub evidence: &'a Evidence,
+    /// Every experiment over its seeds.
+    pub reps: &'a [Replicates],
+    /// Training and test image counts of the dataset.
+    pub counts: (usize, usize),
+}
 
-/// Every claim the study tests: source, words, test.
-fn catalogue() -> Vec<(&'static str, &'static str, Test)> {
+impl Context<'_> {
+    fn find(&self, name: &str) -> Option<&Replicates> {
+        self.reps.iter().find(|r| r.name() == name)
+    }
+}
+
+struct Row {
+    source: &'static str,
+    quote: &'static str,
+    kind: ClaimKind,
+    tested: String,
+    test: Test,
+}
+
+fn row(source: &'static str, quote: &'static str, tested: &str, test: Test) -> Row {
+    Row {
+        source,
+        quote,
+        kind: ClaimKind::Finding,
+        tested: tested.to_string(),
+        test,
+    }
+}
+
+fn hypothesis(source: &'static str, quote: &'static str, tested: &str, test: Test) -> Row {
+    Row {
+        kind: ClaimKind::Hypothesis,
+        ..row(source, quote, tested, test)
+    }
+}
+
+/// The seed studies' claims, in their words.
+fn catalogue() -> Vec<Row> {
     use Metric::*;
-    let best = |a, others, metric, higher| Test::BestOf {
+    let ext = |a, others, metric, larger| Test::Extreme {
         a,
         others,
         metric,
-        higher,
+        larger,
     };
     vec![
-        (
-            "002 T5",
-            "dropout 0.1 is the best balance (highest test accuracy)",
-            best(
-                "dropout-0.1",
-                &["dropout-0", "dropout-0.3"],
-                TestAccuracy,
-                true,
-            ),
+        row(
+            "002 Task 1",
+            "MNIST contains 60,000 training images and 10,000 test images.",
+            "The counts of the bundled files.",
+            Test::Check(|c| {
+                let ok = c.counts == (60_000, 10_000);
+                Some((
+                    format!("{} training and {} test images", c.counts.0, c.counts.1),
+                    if ok {
+                        ClaimVerdict::Confirmed
+                    } else {
+                        ClaimVerdict::Contradicted
+                    },
+                ))
+            }),
         ),
-        (
-            "002 T5",
-            "no dropout overfits most (widest train-validation gap)",
-            best("dropout-0", &["dropout-0.1", "dropout-0.3"], Gap, true),
+        row(
+            "002 Task 1",
+            "Normalization improves convergence and stabilizes training.",
+            "784-128-10 on standardized pixels (dense128) against raw [0, 1] pixels \
+             (dense128-unit), shared recipe: the first epoch's training loss (lower: faster \
+             convergence).",
+            ext("dense128", &["dense128-unit"], FirstTrainLoss, false),
         ),
-        (
-            "002 T5",
-            "dropout 0.3 converges slower (later convergence epoch)",
-            best(
-                "dropout-0.3",
-                &["dropout-0", "dropout-0.1"],
-                Convergence,
-                true,
-            ),
+        row(
+            "002 Task 2",
+            "Models trained on MNIST can classify digits even when noise or small distortions \
+             are added.",
+            "Every architecture (shared recipe) on MNIST-C's noise and small distortions (shot \
+             noise, impulse noise, glass blur, motion blur, shear, scale, rotate, translate): \
+             confirmed when each architecture's mean accuracy on each of them is at least 90 %, \
+             contradicted when one falls below.",
+            Test::Check(noise_and_distortions),
         ),
-        (
-            "002 T6",
-            "L2 1e-3 gives the best validation loss",
-            best("l2-1e-3", &["l2-1e-4", "l2-1e-2"], ValLoss, false),
-        ),
-        (
-            "002 T6",
-            "L2 1e-2 underfits (lowest training accuracy)",
-            best("l2-1e-2", &["l2-1e-4", "l2-1e-3"], TrainAccuracy, false),
-        ),
-        (
-            "002 T7",
-            "Adam converges fastest (earliest convergence epoch)",
-            best("optimizer-adam", NOT_ADAM, Convergence, false),
-        ),
-        (
-            "002 T7",
-            "Adam reaches the highest accuracy",
-            best("optimizer-adam", NOT_ADAM, TestAccuracy, true),
-        ),
-        (
-            "002 T7",
-            "plain SGD is slow (converges later than Adam)",
-            best("optimizer-sgd", &["optimizer-adam"], Convergence, true),
-        ),
-        (
-            "002 T7",
-            "AdamW generalizes better than Adam (test accuracy)",
-            best("optimizer-adamw", &["optimizer-adam"], TestAccuracy, true),
-        ),
-        (
-            "002 T8",
-            "batch 32 is the best balance (highest test accuracy)",
-            best("batch-32", &["batch-8", "batch-128"], TestAccuracy, true),
-        ),
-        (
-            "002 T8",
-            "batch 8 generalizes better (smallest train-validation gap)",
-            best("batch-8", &["batch-32", "batch-128"], Gap, false),
-        ),
-        (
-            "002 T8",
-            "batch 128 generalizes worse (widest train-validation gap)",
-            best("batch-128", &["batch-8", "batch-32"], Gap, true),
-        ),
-        (
-            "002 T9",
-            "GELU performs best (highest test accuracy)",
-            best(
-                "activation-gelu",
-                &["activation-relu", "activation-tanh", "activation-softsign"],
-                TestAccuracy,
-                true,
-            ),
-        ),
-        (
-            "002 T9",
-            "tanh suffers from vanishing gradients (smaller first/last layer gradient ratio than ReLU)",
-            best(
-                "activation-tanh",
-                &["activation-relu"],
-                GradFlowRatio,
+        row(
+            "002 Task 3",
+            "ReLU activation accelerates learning.",
+            "784-500-150-10, Part 2 recipe: ReLU (part2-base) against tanh, softsign and GELU \
+             on the first epoch's training loss (lower: faster).",
+            ext(
+                "part2-base",
+                &["activation-tanh", "activation-softsign", "activation-gelu"],
+                FirstTrainLoss,
                 false,
             ),
         ),
-        (
-            "001, 004",
-            "LeNet-5 beats the parameter-matched MLP",
-            best("lenet5", &["mlp-61k"], TestAccuracy, true),
+        row(
+            "002 Task 4",
+            "Highlighted which digits are most commonly confused (e.g., 4 vs 9, 3 vs 5).",
+            "The confusion matrix of every architecture run pooled: are 4↔9 and 3↔5 among \
+             its five most confused pairs (either direction)?",
+            Test::Check(confused_pairs),
         ),
-        (
-            "001, 004",
-            "BatchNorm + dropout + augmentation improve LeNet-5 (lenet5-regularized, its own longer schedule)",
-            best("lenet5-regularized", &["lenet5"], TestAccuracy, true),
+        row(
+            "002 Task 5",
+            "No Dropout: Highest overfitting, lowest validation performance.",
+            "784-500-150-10, Part 2 recipe: dropout 0 (part2-base) against 0.1 and 0.3 on the \
+             train-validation gap in evaluation mode (widest: most overfitting).",
+            ext("part2-base", &["dropout-0.1", "dropout-0.3"], Gap, true),
         ),
-        (
-            "001, 004",
-            "BatchNorm helps LeNet-5 (same schedule)",
-            best("lenet5-batchnorm", &["lenet5"], TestAccuracy, true),
+        row(
+            "002 Task 5",
+            "No Dropout: Highest overfitting, lowest validation performance.",
+            "The same runs on validation accuracy (lowest).",
+            ext(
+                "part2-base",
+                &["dropout-0.1", "dropout-0.3"],
+                ValAccuracy,
+                false,
+            ),
         ),
-        (
-            "001, 004",
-            "dropout helps LeNet-5 (same schedule)",
-            best("lenet5-dropout", &["lenet5"], TestAccuracy, true),
+        row(
+            "002 Task 5",
+            "Dropout 0.1: Reduced overfitting, best balance.",
+            "Dropout 0.1 against 0 and 0.3 on validation accuracy (highest: the best balance).",
+            ext(
+                "dropout-0.1",
+                &["part2-base", "dropout-0.3"],
+                ValAccuracy,
+                true,
+            ),
         ),
-        (
-            "001, 004",
-            "augmentation helps LeNet-5 (same schedule)",
-            best("lenet5-augment", &["lenet5"], TestAccuracy, true),
+        row(
+            "002 Task 5",
+            "Dropout 0.3: Too much noise, slower convergence.",
+            "Dropout 0.3 against 0 and 0.1 on the first epoch's validation accuracy (lower: \
+             slower).",
+            ext(
+                "dropout-0.3",
+                &["part2-base", "dropout-0.1"],
+                FirstValAccuracy,
+                false,
+            ),
         ),
-        (
-            "001",
-            "L2 helps LeNet-5 (same schedule)",
-            best("lenet5-l2", &["lenet5"], TestAccuracy, true),
+        row(
+            "002 Task 6",
+            "Smaller L2: Slightly smoother curves, minor improvement.",
+            "784-500-150-10, Part 2 recipe: L2 1e-4 against none (part2-base) on test \
+             accuracy (higher: an improvement).",
+            ext("l2-1e-4", &["part2-base"], TestAccuracy, true),
         ),
-        (
-            "001, 004",
-            "all techniques together help LeNet-5 (same schedule)",
-            best("lenet5-all", &["lenet5"], TestAccuracy, true),
+        row(
+            "002 Task 6",
+            "Medium L2 (0.001): Best validation loss (ideal weight shrinking).",
+            "L2 1e-3 against none, 1e-4 and 1e-2 on validation loss (lowest).",
+            ext(
+                "l2-1e-3",
+                &["part2-base", "l2-1e-4", "l2-1e-2"],
+                ValLoss,
+                false,
+            ),
         ),
-        (
-            "000 Exp 8",
-            "spatial attention improves LeNet-5",
-            best("lenet5-attention", &["lenet5"], TestAccuracy, true),
+        row(
+            "002 Task 6",
+            "Large L2 (0.01): Underfitting due to excessive penalty.",
+            "L2 1e-2 against none, 1e-4 and 1e-3 on training accuracy in evaluation mode \
+             (lowest: underfitting), through the gap's training side.",
+            Test::Check(|c| {
+                extreme_on(
+                    c,
+                    "l2-1e-2",
+                    &["part2-base", "l2-1e-4", "l2-1e-3"],
+                    TrainEval,
+                    false,
+                )
+            }),
         ),
-        (
-            "000 Exp 5",
-            "Adam beats SGD on LeNet-5",
-            best("lenet5-adam", &["lenet5-sgd"], TestAccuracy, true),
+        row(
+            "002 Task 7",
+            "SGD: Slow, unstable convergence.",
+            "784-128-10, each optimizer at its validation-chosen rate: SGD against the other \
+             four on the first epoch's validation accuracy (lowest: slowest).",
+            ext(
+                "optimizer-sgd",
+                &[
+                    "optimizer-momentum",
+                    "optimizer-adam",
+                    "optimizer-adamw",
+                    "optimizer-rmsprop",
+                ],
+                FirstValAccuracy,
+                false,
+            ),
         ),
-        (
-            "000 Exp 5",
-            "RMSprop beats SGD on LeNet-5",
-            best("lenet5-rmsprop", &["lenet5-sgd"], TestAccuracy, true),
+        row(
+            "002 Task 7",
+            "SGD: Slow, unstable convergence.",
+            "The same runs on the roughness of the training loss (every 10 steps; highest: \
+             least stable).",
+            ext(
+                "optimizer-sgd",
+                &[
+                    "optimizer-momentum",
+                    "optimizer-adam",
+                    "optimizer-adamw",
+                    "optimizer-rmsprop",
+                ],
+                Roughness,
+                true,
+            ),
         ),
-        (
-            "000 Exp 6",
-            "a deeper ResNet is more accurate (2 blocks per stage beat 1)",
-            best("resnet-depth-2", &["resnet-depth-1"], TestAccuracy, true),
+        row(
+            "002 Task 7",
+            "SGD + Momentum: Faster & smoother, still sensitive to learning rate.",
+            "Momentum against SGD on the first epoch's validation accuracy (higher: faster).",
+            ext(
+                "optimizer-momentum",
+                &["optimizer-sgd"],
+                FirstValAccuracy,
+                true,
+            ),
         ),
-        (
-            "000 Exp 6",
-            "diminishing returns with depth (1→2 blocks gains more than 2→3)",
-            Test::Diminishing {
-                steps: ["resnet-depth-1", "resnet-depth-2", "resnet-depth-3"],
+        row(
+            "002 Task 7",
+            "Adam: Fastest convergence, highest accuracy, best stability.",
+            "Adam against the other four on the first epoch's validation accuracy (highest: \
+             fastest).",
+            ext(
+                "optimizer-adam",
+                &[
+                    "optimizer-sgd",
+                    "optimizer-momentum",
+                    "optimizer-adamw",
+                    "optimizer-rmsprop",
+                ],
+                FirstValAccuracy,
+                true,
+            ),
+        ),
+        row(
+            "002 Task 7",
+            "Adam: Fastest convergence, highest accuracy, best stability.",
+            "Adam against the other four on test accuracy (highest).",
+            ext(
+                "optimizer-adam",
+                &[
+                    "optimizer-sgd",
+                    "optimizer-momentum",
+                    "optimizer-adamw",
+                    "optimizer-rmsprop",
+                ],
+                TestAccuracy,
+                true,
+            ),
+        ),
+        row(
+            "002 Task 7",
+            "Adam: Fastest convergence, highest accuracy, best stability.",
+            "Adam against the other four on the roughness of the training loss (lowest: most \
+             stable).",
+            ext(
+                "optimizer-adam",
+                &[
+                    "optimizer-sgd",
+                    "optimizer-momentum",
+                    "optimizer-adamw",
+                    "optimizer-rmsprop",
+                ],
+                Roughness,
+                false,
+            ),
+        ),
+        row(
+            "002 Task 7",
+            "AdamW: Similar to Adam but better generalization due to decoupled weight decay.",
+            "AdamW (decoupled decay 0.01) against Adam on test accuracy (higher: better \
+             generalization).",
+            ext("optimizer-adamw", &["optimizer-adam"], TestAccuracy, true),
+        ),
+        row(
+            "002 Task 8",
+            "Batch 8: Noisy gradients → better generalization but slower training.",
+            "784-128-10, Adam 1e-3 at every batch size: batch 8 against 32 and 128 on the \
+             gradient noise (highest).",
+            ext("batch-8", &["batch-32", "batch-128"], GradNoise, true),
+        ),
+        row(
+            "002 Task 8",
+            "Batch 8: Noisy gradients → better generalization but slower training.",
+            "The same runs on test accuracy (highest: better generalization).",
+            ext("batch-8", &["batch-32", "batch-128"], TestAccuracy, true),
+        ),
+        row(
+            "002 Task 8",
+            "Batch 8: Noisy gradients → better generalization but slower training.",
+            "The same runs on seconds per epoch (highest: slower).",
+            ext("batch-8", &["batch-32", "batch-128"], SecondsPerEpoch, true),
+        ),
+        row(
+            "002 Task 8",
+            "Batch 32: Best overall stability vs. performance (recommended).",
+            "Batch 32 against 8 and 128 on test accuracy (highest).",
+            ext("batch-32", &["batch-8", "batch-128"], TestAccuracy, true),
+        ),
+        row(
+            "002 Task 8",
+            "Batch 128: Smooth curves but easily overfits → worse generalization.",
+            "Batch 128 against 8 and 32 on test accuracy (lowest: worse generalization).",
+            ext("batch-128", &["batch-8", "batch-32"], TestAccuracy, false),
+        ),
+        row(
+            "002 Task 9",
+            "Tanh: Smooth but suffers from vanishing gradients.",
+            "784-500-150-10, Part 2 recipe: tanh against ReLU on the first-over-last layer \
+             gradient norm ratio of the last epoch (smaller: more vanishing).",
+            ext("activation-tanh", &["part2-base"], GradFlowRatio, false),
+        ),
+        row(
+            "002 Task 9",
+            "Softsign: Similar to tanh but lighter saturation.",
+            "Softsign against tanh on the same gradient ratio (larger: lighter saturation).",
+            ext(
+                "activation-softsign",
+                &["activation-tanh"],
+                GradFlowRatio,
+                true,
+            ),
+        ),
+        row(
+            "002 Task 9",
+            "GELU: Best performance; widely used in Transformers because it activates neurons \
+             probabilistically.",
+            "GELU against ReLU, tanh and softsign on test accuracy (highest).",
+            ext(
+                "activation-gelu",
+                &["part2-base", "activation-tanh", "activation-softsign"],
+                TestAccuracy,
+                true,
+            ),
+        ),
+        row(
+            "002 Task 9",
+            "ReLU remains popular due to simplicity & strong gradient flow.",
+            "ReLU against tanh and softsign on the gradient ratio (larger: stronger flow).",
+            ext(
+                "part2-base",
+                &["activation-tanh", "activation-softsign"],
+                GradFlowRatio,
+                true,
+            ),
+        ),
+        row(
+            "002 Task 10",
+            "High parameter count → high capacity → high risk of memorizing training data.",
+            "784-500-150-10 (469,160 parameters) against 784-128-10 (101,770), shared recipe, \
+             on the train-validation gap in evaluation mode (wider: more memorizing).",
+            ext("mlp-500-150", &["dense128"], Gap, true),
+        ),
+        row(
+            "001 Models",
+            "LeNet5 : # of Params - 61,706",
+            "The trainable parameters of our LeNet-5 (32x32 input).",
+            Test::Check(|c| count(c, "lenet5", 61_706)),
+        ),
+        row(
+            "001 Models",
+            "CustomMLP : # of Params - 61,450",
+            "The trainable parameters of our 1024-48x6-10 MLP (mlp-61k).",
+            Test::Check(|c| count(c, "mlp-61k", 61_450)),
+        ),
+        row(
+            "004 Analysis",
+            "The LeNet-5 model generally exhibits higher accuracy compared to the custom MLP \
+             model.",
+            "004's pair on the shared recipe: LeNet-5 on 28x28 (lenet5-28, 44,426 parameters) \
+             against 784-500-150-10 (469,160), test accuracy.",
+            ext("lenet5-28", &["mlp-500-150"], TestAccuracy, true),
+        ),
+        row(
+            "004 Conclusion",
+            "the LeNet-5 model demonstrated performance close to known benchmarks and achieved \
+             lower losses and higher accuracies than the custom MLP model.",
+            "The same pair on test loss (lower).",
+            ext("lenet5-28", &["mlp-500-150"], TestLoss, false),
+        ),
+        row(
+            "004 Analysis",
+            "The accuracy of LeNet-5 on the test dataset should align closely with known \
+             benchmarks (e.g., around 99%).",
+            "lenet5-28's mean test accuracy within 99 ± 0.5 %.",
+            Test::Near {
+                a: "lenet5-28",
                 metric: TestAccuracy,
+                value: 0.99,
+                tolerance: 0.005,
             },
         ),
-        (
-            "003",
-            "the advanced MLP beats plain MLPs (784-128-10 and 784-500-150-10)",
-            best(
+        row(
+            "004 Results",
+            "These regularization techniques combined showed a significant improvement in \
+             model performance.",
+            "004's combination on its 28x28 LeNet-5 (BatchNorm after each convolution, dropout \
+             0.5 after each hidden fully connected layer, augmentation: lenet5-28-004) against \
+             the plain network, same schedule, test accuracy.",
+            ext("lenet5-28-004", &["lenet5-28"], TestAccuracy, true),
+        ),
+        row(
+            "003 Results",
+            "Achieved the highest accuracy of **98.96%**.",
+            "Our LeNet-5 (shared recipe) reaches at least 98.96 % test accuracy.",
+            Test::AtLeast {
+                a: "lenet5",
+                metric: TestAccuracy,
+                value: 0.9896,
+            },
+        ),
+        row(
+            "003 Results",
+            "Achieved **92.4% accuracy** with minimal tuning.",
+            "Our simple CNN (Keras' mnist_convnet, shared recipe) within 92.4 ± 1 %.",
+            Test::Near {
+                a: "simple-cnn",
+                metric: TestAccuracy,
+                value: 0.924,
+                tolerance: 0.01,
+            },
+        ),
+        row(
+            "003 Results",
+            "**Advanced CNN:** **97.67%**",
+            "The listing's third model, which 003's text describes as the advanced MLP: our \
+             mlp-advanced (shared recipe) within 97.67 ± 1 %.",
+            Test::Near {
+                a: "mlp-advanced",
+                metric: TestAccuracy,
+                value: 0.9767,
+                tolerance: 0.01,
+            },
+        ),
+        row(
+            "000 Experiment 4",
+            "Although simple models such as MLPs handle this job, they struggle with local \
+             patterns since they turn the image into a flat line first.",
+            "LeNet-5 against the parameter-matched MLP (61,706 and 61,450 parameters), shared \
+             recipe, test accuracy (the MLP lower: it struggles).",
+            ext("lenet5", &["mlp-61k"], TestAccuracy, true),
+        ),
+        row(
+            "000 Experiment 5",
+            "By comparing basic SGD with adaptive counterparts such as Adam and RMSprop, \
+             variations emerge in both speed and smoothness.",
+            "LeNet-5, each optimizer at its validation-chosen rate: SGD differs from Adam and \
+             from RMSprop on the first epoch's validation accuracy (speed), either way.",
+            Test::Differs {
+                a: "lenet5-sgd",
+                others: &["lenet5-adam", "lenet5-rmsprop"],
+                metric: FirstValAccuracy,
+            },
+        ),
+        row(
+            "000 Experiment 5",
+            "By comparing basic SGD with adaptive counterparts such as Adam and RMSprop, \
+             variations emerge in both speed and smoothness.",
+            "The same runs on the roughness of the training loss (smoothness), either way.",
+            Test::Differs {
+                a: "lenet5-sgd",
+                others: &["lenet5-adam", "lenet5-rmsprop"],
+                metric: Roughness,
+            },
+        ),
+        row(
+            "000 Experiment 6",
+            "These detours help preserve gradient strength through deeper structures.",
+            "ResNet with 2 blocks per stage against the plain network of the same depth, \
+             shared recipe, on the first-over-last layer gradient ratio (larger: stronger).",
+            ext("resnet-depth-2", &["plain-depth-2"], GradFlowRatio, true),
+        ),
+        hypothesis(
+            "000 Experiment 6",
+            "One outcome might show diminishing returns beyond a certain depth.",
+            "ResNet with shortcuts at 1 and 2 blocks per stage, shared recipe: no gain from \
+             the second block (2 not above 1 on test accuracy). A third depth was not trained \
+             (the time budget).",
+            Test::Check(|c| {
+                let (m, v) = extreme_on(c, "resnet-depth-2", &["resnet"], TestAccuracy, true)?;
+                // Diminishing returns: the deeper network is not better.
+                let v = match v {
+                    ClaimVerdict::Confirmed => ClaimVerdict::Contradicted,
+                    _ => ClaimVerdict::Confirmed,
+                };
+                Some((format!("{m}; depth 2 not better than depth 1"), v))
+            }),
+        ),
+        hypothesis(
+            "000 Experiment 8",
+            "This shift in emphasis could improve both accuracy and consistency in recognizing \
+             numbers.",
+            "LeNet-5 with spatial attention against LeNet-5, shared recipe, test accuracy.",
+            ext("lenet5-attention", &["lenet5"], TestAccuracy, true),
+        ),
+        row(
+            "000 Experiment 8",
+            "The result: attention steers processing toward informative areas, reducing \
+             reliance on irrelevant details.",
+            "The same pair on MNIST-C's clutter (dotted line, zigzag, spatter: details that \
+             do not belong to the digit): attention more accurate on each.",
+            Test::Check(|c| {
+                let mut words = Vec::new();
+                let mut verdicts = Vec::new();
+                for k in [
+                    Corruption::DottedLine,
+                    Corruption::Zigzag,
+                    Corruption::Spatter,
+                ] {
+                    let (m, v) = extreme_on(
+                        c,
+                        "lenet5-attention",
+                        &["lenet5"],
+                        Metric::Corrupted(k),
+                        true,
+                    )?;
+                    words.push(m);
+                    verdicts.push(v);
+                }
+                Some((words.join("; "), combine(&verdicts)))
+            }),
+        ),
+    ]
+}
+
+/// The questions the study adds: comparisons no seed study claims, answered the same way.
+fn questions() -> Vec<Row> {
+    use Metric::*;
+    let q = |quote: &'static str, tested: &str, test: Test| Row {
+        source: "study",
+        quote,
+        kind: ClaimKind::Finding,
+        tested: tested.to_string(),
+        test,
+    };
+    let ext = |a, others, metric, larger| Test::Extreme {
+        a,
+        others,
+        metric,
+        larger,
+    };
+    vec![
+        q(
+            "Does the A/A control come out equal?",
+            "lenet5 against lenet5-replica (the same configuration, another set of seeds), \
+             test accuracy: the verdict must be not distinguishable.",
+            Test::Check(|c| {
+                let (a, b) = (c.find("lenet5")?, c.find("lenet5-replica")?);
+                let cmp = c.evidence.compare(a, b, TestAccuracy)?;
+                let v = match cmp.verdict {
+                    Verdict::NotDistinguishable => ClaimVerdict::Confirmed,
+                    _ => ClaimVerdict::Contradicted,
+                };
+                Some((measured_pair(&cmp, TestAccuracy), v))
+            }),
+        ),
+        q(
+            "Does BatchNorm help LeNet-5?",
+            "lenet5-batchnorm against lenet5, shared recipe, test accuracy.",
+            ext("lenet5-batchnorm", &["lenet5"], TestAccuracy, true),
+        ),
+        q(
+            "Does dropout 0.1 help LeNet-5?",
+            "lenet5-dropout against lenet5, shared recipe, test accuracy.",
+            ext("lenet5-dropout", &["lenet5"], TestAccuracy, true),
+        ),
+        q(
+            "Does augmentation help LeNet-5?",
+            "lenet5-augment against lenet5, shared recipe, test accuracy.",
+            ext("lenet5-augment", &["lenet5"], TestAccuracy, true),
+        ),
+        q(
+            "Does L2 1e-4 help LeNet-5?",
+            "lenet5-l2 against lenet5, shared recipe, test accuracy.",
+            ext("lenet5-l2", &["lenet5"], TestAccuracy, true),
+        ),
+        q(
+            "Do all four together help LeNet-5?",
+            "lenet5-all against lenet5, shared recipe, test accuracy.",
+            ext("lenet5-all", &["lenet5"], TestAccuracy, true),
+        ),
+        q(
+            "Is the ResNet the most accurate architecture?",
+            "resnet against each other architecture of the comparison, shared recipe, test \
+             accuracy.",
+            ext(
+                "resnet",
+                &[
+                    "dense128",
+                    "mlp-61k",
+                    "lenet5",
+                    "lenet5-attention",
+                    "simple-cnn",
+                    "lenet5-regularized",
+                ],
+                TestAccuracy,
+                true,
+            ),
+        ),
+        q(
+            "Do shortcuts help a ResNet of 2 blocks per stage?",
+            "resnet-depth-2 against plain-depth-2, shared recipe, test accuracy.",
+            ext("resnet-depth-2", &["plain-depth-2"], TestAccuracy, true),
+        ),
+        q(
+            "Does the advanced MLP beat the plain MLPs?",
+            "mlp-advanced against 784-128-10 and 784-500-150-10, shared recipe, test accuracy.",
+            ext(
                 "mlp-advanced",
                 &["dense128", "mlp-500-150"],
                 TestAccuracy,
                 true,
             ),
         ),
-        (
-            "003",
-            "LeNet-5 reaches 98.96 % test accuracy",
-            Test::Reaches {
-                a: "lenet5",
-                metric: TestAccuracy,
-                value: 0.9896,
-            },
+        q(
+            "Does BatchNorm make LeNet-5 less robust?",
+            "lenet5-batchnorm against lenet5, shared recipe, MNIST-C accuracy (lower: less \
+             robust).",
+            ext("lenet5-batchnorm", &["lenet5"], MnistC, false),
+        ),
+        q(
+            "Does augmentation make LeNet-5 more robust?",
+            "lenet5-augment against lenet5, shared recipe, MNIST-C accuracy.",
+            ext("lenet5-augment", &["lenet5"], MnistC, true),
+        ),
+        q(
+            "Does AdamW's decay 0.2 make the ResNet less robust?",
+            "resnet-adamw against resnet, shared recipe otherwise, MNIST-C accuracy (lower: \
+             less robust).",
+            ext("resnet-adamw", &["resnet"], MnistC, false),
+        ),
+        q(
+            "Does the robust recipe make LeNet-5 more robust?",
+            "lenet5-robust against lenet5, MNIST-C accuracy.",
+            ext("lenet5-robust", &["lenet5"], MnistC, true),
+        ),
+        q(
+            "Does the robust recipe make the ResNet more robust?",
+            "resnet-robust against resnet, MNIST-C accuracy.",
+            ext("resnet-robust", &["resnet"], MnistC, true),
+        ),
+        q(
+            "Does the robust recipe cost clean accuracy on the ResNet?",
+            "resnet-robust against resnet, test accuracy (lower: it costs).",
+            ext("resnet-robust", &["resnet"], TestAccuracy, false),
         ),
     ]
 }
 
-fn verdict(p: f64, favours: bool) -> ClaimVerdict {
-    if p < ALPHA {
-        if favours {
+/// `a` against each of `others` on `metric`: larger (or smaller) than every one.
+fn extreme_on(
+    c: &Context,
+    a: &str,
+    others: &[&str],
+    metric: Metric,
+    larger: bool,
+) -> Option<(String, ClaimVerdict)> {
+    let ra = c.find(a)?;
+    let mut words = Vec::new();
+    let mut verdicts = Vec::new();
+    for o in others {
+        let ro = c.find(o)?;
+        let cmp = c.evidence.compare(ra, ro, metric)?;
+        let p = cmp.paired?;
+        let (lo, hi) = (p.diff_ci95[0], p.diff_ci95[1]);
+        verdicts.push(if (larger && lo > 0.0) || (!larger && hi < 0.0) {
             ClaimVerdict::Confirmed
-        } else {
+        } else if (larger && hi < 0.0) || (!larger && lo > 0.0) {
             ClaimVerdict::Contradicted
-        }
+        } else {
+            ClaimVerdict::NotDistinguishable
+        });
+        words.push(format!("vs {o}: {}", measured_pair(&cmp, metric)));
+    }
+    let show = ra
+        .summary(metric)
+        .map(|s| format!("{a} {}{}", metric.show(&s), unit(metric)))
+        .unwrap_or_else(|| a.to_string());
+    Some((
+        format!("{}: {show}; {}", metric.label(), words.join("; ")),
+        combine(&verdicts),
+    ))
+}
+
+fn unit(metric: Metric) -> &'static str {
+    if metric.is_percent() { " %" } else { "" }
+}
+
+/// `difference [interval] (detectable d)` of one comparison.
+fn measured_pair(c: &Comparison, metric: Metric) -> String {
+    let diff = super::findings::diff_text(c, metric);
+    let pts = if metric.is_percent() { " points" } else { "" };
+    match c.verdict {
+        Verdict::NotDistinguishable => format!(
+            "{diff}{pts}, detectable {}{pts}",
+            super::findings::mdd_text(c, metric)
+        ),
+        _ => format!("{diff}{pts}"),
+    }
+}
+
+/// All confirmed: confirmed; any contradicted: contradicted; else not distinguishable.
+fn combine(v: &[ClaimVerdict]) -> ClaimVerdict {
+    if v.contains(&ClaimVerdict::Contradicted) {
+        ClaimVerdict::Contradicted
+    } else if !v.is_empty() && v.iter().all(|x| *x == ClaimVerdict::Confirmed) {
+        ClaimVerdict::Confirmed
     } else {
         ClaimVerdict::NotDistinguishable
     }
 }
 
-fn show(m: Metric, s: &Summary) -> String {
-    let unit = match m {
-        Metric::Gap => " points",
-        m if m.is_percent() => " %",
-        _ => "",
-    };
-    format!("{}{unit}", m.show(s))
+fn count(c: &Context, name: &str, want: usize) -> Option<(String, ClaimVerdict)> {
+    let r = c.find(name)?;
+    Some((
+        format!("{name}: {} trainable parameters", r.params()),
+        if r.params() == want {
+            ClaimVerdict::Confirmed
+        } else {
+            ClaimVerdict::Contradicted
+        },
+    ))
 }
 
-fn evaluate(test: &Test, reps: &[Replicates]) -> Option<(String, f64, ClaimVerdict)> {
-    let find = |n: &str| reps.iter().find(|r| r.name() == n);
+/// The architectures whose noise and distortion accuracies 002 Task 2's row tests.
+const ARCHITECTURE_NAMES: [&str; 7] = [
+    "dense128",
+    "mlp-61k",
+    "lenet5",
+    "lenet5-attention",
+    "simple-cnn",
+    "lenet5-regularized",
+    "resnet",
+];
+
+fn noise_and_distortions(c: &Context) -> Option<(String, ClaimVerdict)> {
+    use Corruption::*;
+    let kinds = [
+        ShotNoise,
+        ImpulseNoise,
+        GlassBlur,
+        MotionBlur,
+        Shear,
+        Scale,
+        Rotate,
+        Translate,
+    ];
+    let mut worst: Vec<(String, f64)> = Vec::new();
+    for name in ARCHITECTURE_NAMES {
+        let Some(r) = c.find(name) else { continue };
+        for k in kinds {
+            if let Some(s) = r.summary(Metric::Corrupted(k)) {
+                worst.push((format!("{name} under {}", k.label()), s.mean));
+            }
+        }
+    }
+    if worst.is_empty() {
+        return None;
+    }
+    worst.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let below: Vec<&(String, f64)> = worst.iter().filter(|(_, v)| *v < 0.9).collect();
+    let lowest: Vec<String> = worst
+        .iter()
+        .take(3)
+        .map(|(n, v)| format!("{n} {:.2} %", 100.0 * v))
+        .collect();
+    Some((
+        format!(
+            "{} of {} (architecture, corruption) means below 90 %; lowest: {}",
+            below.len(),
+            worst.len(),
+            lowest.join(", ")
+        ),
+        if below.is_empty() {
+            ClaimVerdict::Confirmed
+        } else {
+            ClaimVerdict::Contradicted
+        },
+    ))
+}
+
+fn confused_pairs(c: &Context) -> Option<(String, ClaimVerdict)> {
+    let mut counts = [[0u64; 10]; 10];
+    for name in ARCHITECTURE_NAMES {
+        for r in c.find(name).map(|r| r.runs.as_slice()).unwrap_or(&[]) {
+            for &(t, p, n) in &r.most_confused {
+                let (a, b) = (t.min(p) as usize, t.max(p) as usize);
+                counts[a.min(9)][b.min(9)] += n;
+            }
+        }
+    }
+    let mut pairs: Vec<((usize, usize), u64)> = (0..10)
+        .flat_map(|a| (a + 1..10).map(move |b| (a, b)))
+        .map(|(a, b)| ((a, b), counts[a][b]))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    if pairs.is_empty() {
+        return None;
+    }
+    pairs.sort_by(|a, b| b.1.cmp(&a.1));
+    let top: Vec<(usize, usize)> = pairs.iter().take(5).map(|(p, _)| *p).collect();
+    let both = top.contains(&(4, 9)) && top.contains(&(3, 5));
+    Some((
+        format!(
+            "five most confused pairs (from each run's top five): {}",
+            pairs
+                .iter()
+                .take(5)
+                .map(|((a, b), n)| format!("{a}↔{b} ({n})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        if both {
+            ClaimVerdict::Confirmed
+        } else {
+            ClaimVerdict::Contradicted
+        },
+    ))
+}
+
+fn evaluate(test: &Test, c: &Context) -> Option<(String, ClaimVerdict)> {
     match test {
-        Test::BestOf {
+        Test::Extreme {
             a,
             others,
             metric,
-            higher,
-        } => {
-            let ra = find(a)?;
-            let va = ra.values(*metric);
-            let sa = Summary::of(&va)?;
-            let mut ps = Vec::new();
-            let mut favours = Vec::new();
-            let mut words = vec![format!("{a} {}", show(*metric, &sa))];
+            larger,
+        } => extreme_on(c, a, others, *metric, *larger),
+        Test::Differs { a, others, metric } => {
+            let ra = c.find(a)?;
+            let mut words = Vec::new();
+            let mut differ = Vec::new();
             for o in *others {
-                let ro = find(o)?;
-                let vo = ro.values(*metric);
-                let so = Summary::of(&vo)?;
-                words.push(format!("{o} {}", show(*metric, &so)));
-                ps.push(welch(&va, &vo).map_or(f64::NAN, |t| t.p));
-                favours.push((sa.mean > so.mean) == *higher && sa.mean != so.mean);
+                let cmp = c.evidence.compare(ra, c.find(o)?, *metric)?;
+                differ.push(cmp.verdict != Verdict::NotDistinguishable);
+                words.push(format!("vs {o}: {}", measured_pair(&cmp, *metric)));
             }
-            let adjusted = holm(&ps);
-            // Contradicted when any comparison goes against `a`; confirmed when all favour it.
-            let against = adjusted
-                .iter()
-                .zip(&favours)
-                .filter(|(p, f)| **p < ALPHA && !**f)
-                .map(|(p, _)| *p)
-                .fold(f64::NAN, f64::min);
-            let (p, v) = if ps.iter().any(|p| p.is_nan()) {
-                // One seed somewhere: nothing can be tested.
-                (f64::NAN, ClaimVerdict::NotDistinguishable)
-            } else if !against.is_nan() {
-                (against, ClaimVerdict::Contradicted)
-            } else {
-                let worst = adjusted.iter().cloned().fold(0f64, f64::max);
-                let all = favours.iter().all(|f| *f);
-                (worst, verdict(worst, all))
-            };
-            Some((format!("{}: {}", metric.label(), words.join(", ")), p, v))
+            Some((
+                format!("{}: {}", metric.label(), words.join("; ")),
+                if differ.iter().all(|d| *d) {
+                    ClaimVerdict::Confirmed
+                } else {
+                    ClaimVerdict::NotDistinguishable
+                },
+            ))
         }
-        Test::Reaches { a, metric, value } => {
-            let v = find(a)?.values(*metric);
-            let s = Summary::of(&v)?;
-            let p = one_sample(&v, *value).map_or(f64::NAN, |t| t.p);
-            let ci = if s.ci95[0].is_finite() {
-                format!(
-                    " (95% CI {:.2}-{:.2} %)",
-                    100.0 * s.ci95[0],
-                    100.0 * s.ci95[1]
-                )
+        Test::AtLeast { a, metric, value }
+        | Test::Near {
+            a, metric, value, ..
+        } => {
+            let r = c.find(a)?;
+            let ci = c.evidence.interval(r, *metric)?;
+            let mean = r.summary(*metric)?.mean;
+            let tol = match test {
+                Test::Near { tolerance, .. } => *tolerance,
+                _ => f64::INFINITY,
+            };
+            let v = if tol.is_finite() {
+                if ci[0] >= value - tol && ci[1] <= value + tol {
+                    ClaimVerdict::Confirmed
+                } else if ci[1] < value - tol || ci[0] > value + tol {
+                    ClaimVerdict::Contradicted
+                } else {
+                    ClaimVerdict::NotDistinguishable
+                }
+            } else if ci[0] >= *value {
+                ClaimVerdict::Confirmed
+            } else if ci[1] < *value {
+                ClaimVerdict::Contradicted
             } else {
-                String::new()
+                ClaimVerdict::NotDistinguishable
             };
             Some((
                 format!(
-                    "{a} {}{ci} against {:.2} %",
-                    show(*metric, &s),
-                    100.0 * value
+                    "{a} {:.2} % (95 % interval {:.2}-{:.2} %) against {:.2} %{}",
+                    100.0 * mean,
+                    100.0 * ci[0],
+                    100.0 * ci[1],
+                    100.0 * value,
+                    if tol.is_finite() {
+                        format!(" ± {:.1}", 100.0 * tol)
+                    } else {
+                        String::new()
+                    }
                 ),
-                p,
-                verdict(p, s.mean >= *value),
+                v,
             ))
         }
-        Test::Diminishing { steps, metric } => {
-            let vals: Vec<Vec<f64>> = steps
-                .iter()
-                .map(|n| find(n).map(|r| r.values(*metric)))
-                .collect::<Option<_>>()?;
-            let sums: Vec<Summary> = vals.iter().map(|v| Summary::of(v)).collect::<Option<_>>()?;
-            let slices: Vec<&[f64]> = vals.iter().map(|v| v.as_slice()).collect();
-            let t = contrast(&slices, &[-1.0, 2.0, -1.0]);
-            let p = t.map_or(f64::NAN, |t| t.p);
-            let gain1 = sums[1].mean - sums[0].mean;
-            let gain2 = sums[2].mean - sums[1].mean;
-            let scale = if metric.is_percent() { 100.0 } else { 1.0 };
-            Some((
-                format!(
-                    "{}: {}; gains {:+.2} then {:+.2}",
-                    metric.label(),
-                    steps
-                        .iter()
-                        .zip(&sums)
-                        .map(|(n, s)| format!("{n} {}", show(*metric, s)))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    scale * gain1,
-                    scale * gain2
-                ),
-                p,
-                verdict(p, gain1 > gain2),
-            ))
-        }
+        Test::Check(f) => f(c),
     }
 }
 
-/// The claims that `results` (every seed of the study's runs, or a notebook section's) can
-/// test; claims whose runs are missing are left out.
-pub fn claims<R: std::borrow::Borrow<ExperimentResult>>(results: &[R]) -> Claims {
-    let reps = by_experiment(results);
+fn tested(rows: Vec<Row>, c: &Context) -> Claims {
     Claims(
-        catalogue()
-            .into_iter()
-            .filter_map(|(source, claim, test)| {
-                let (measured, p, verdict) = evaluate(&test, &reps)?;
+        rows.into_iter()
+            .filter_map(|r| {
+                let (measured, verdict) = evaluate(&r.test, c)?;
                 Some(Claim {
-                    source: source.into(),
-                    claim: claim.into(),
+                    source: r.source.into(),
+                    quote: r.quote.into(),
+                    kind: r.kind,
+                    tested: r.tested,
                     measured,
-                    p,
                     verdict,
                 })
             })
             .collect(),
     )
+}
+
+/// The seed studies' claims that `results` can test (claims whose runs are missing are left
+/// out), with the evidence of `results` and the dataset's image counts.
+pub fn claims<R: std::borrow::Borrow<ExperimentResult>>(
+    evidence: &Evidence,
+    results: &[R],
+    counts: (usize, usize),
+) -> Claims {
+    let reps = by_experiment(results);
+    tested(
+        catalogue(),
+        &Context {
+            evidence,
+            reps: &reps,
+            counts,
+        },
+    )
+}
+
+/// The questions the study adds, answered from `results`.
+pub fn study_questions<R: std::borrow::Borrow<ExperimentResult>>(
+    evidence: &Evidence,
+    results: &[R],
+    counts: (usize, usize),
+) -> Claims {
+    let reps = by_experiment(results);
+    tested(
+        questions(),
+        &Context {
+            evidence,
+            reps: &reps,
+            counts,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_quote_is_in_its_seed_study() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/seeds");
+        let Ok(files) = std::fs::read_dir(&dir) else {
+            // The seed studies sit beside the project on the developers' machines only.
+            return;
+        };
+        let mut text = String::new();
+        for f in files.flatten() {
+            text.push_str(&std::fs::read_to_string(f.path()).unwrap_or_default());
+        }
+        // The files are UTF-8 read twice; compare letters and digits only.
+        let plain = |s: &str| -> String {
+            s.chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .collect::<String>()
+                .to_lowercase()
+        };
+        let haystack = plain(&text);
+        for r in catalogue() {
+            assert!(
+                haystack.contains(&plain(r.quote)),
+                "{} quote not found: {}",
+                r.source,
+                r.quote
+            );
+        }
+    }
 }

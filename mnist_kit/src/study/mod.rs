@@ -4,16 +4,19 @@
 //! |---|---|
 //! | [`plan`](mod@plan) | what runs: every experiment, its group and its seeded configs |
 //! | [`run`] | running them, one run directory per seed, reusing and resuming finished work |
-//! | [`stats`] | the mathematics: summaries, Student-t intervals, Welch's test, Holm |
+//! | [`stats`] | the mathematics: the paired bootstrap and its verdict rule, McNemar, Welch, Holm |
 //! | [`aggregate`] | each experiment over its seeds: metrics, tables, ensembles, the best run |
-//! | [`findings`](mod@findings) | verdict sentences of a group, and the seed studies' claims tested |
-//! | [`report`] | `REPORT.md`, `metrics.json`, `figures/`, `tables/`, `models/best/` |
+//! | [`evidence`](mod@evidence) | the runs' per-image predictions, and the comparisons made from them |
+//! | [`findings`](mod@findings) | verdict sentences of a group |
+//! | [`claims`](mod@claims) | the seed studies' claims in their words, and the study's own questions, tested |
+//! | [`report`] | `REPORT.md`, `metrics.json`, `figures/`, `tables/`, `models/best/`, `models/robust/` |
 //!
 //! The notebooks and the CLI call the same functions, so `cargo study` and a notebook tell the
 //! same story.
 
 pub mod aggregate;
 pub mod claims;
+pub mod evidence;
 pub mod findings;
 pub mod plan;
 pub mod report;
@@ -29,9 +32,11 @@ use crate::train::{History, TrainConfig};
 use crate::{Error, Result};
 
 pub use aggregate::{Metric, Replicates, by_experiment, comparison, histories};
-pub use claims::{Claim, Claims, claims};
-pub use findings::{Findings, findings};
+pub use claims::{Claim, Claims, claims, study_questions};
+pub use evidence::Evidence;
+pub use findings::{Findings, findings, findings_with};
 pub use plan::{Group, groups, plan, selects};
+pub use report::write_report;
 pub use run::{
     finished, fit_seeds, load_network, run_dir, run_experiment, run_matching, run_named, run_study,
 };
@@ -106,6 +111,9 @@ pub struct ExperimentResult {
     pub most_confused: Vec<(u8, u8, u64)>,
     /// The history.
     pub history: History,
+    /// Where the run's files are (set when it is trained or read back; not saved).
+    #[serde(skip)]
+    pub dir: Option<PathBuf>,
 }
 
 /// How a trained network does on one corrupted copy of the test set.

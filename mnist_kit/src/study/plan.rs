@@ -1016,6 +1016,7 @@ mod tests {
                 ..Default::default()
             },
             experiment: e,
+            dir: None,
         }
     }
 

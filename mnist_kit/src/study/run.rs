@@ -70,6 +70,7 @@ pub fn finished(e: &Experiment, runs: &Path) -> Option<ExperimentResult> {
         return None;
     }
     done.experiment.group = e.group.clone();
+    done.dir = Some(dir);
     Some(done)
 }
 
@@ -201,6 +202,7 @@ fn run_one(mnist: &Mnist, e: &Experiment, runs: &Path, shared: bool) -> Result<E
             .map(|p| (p.truth, p.predicted, p.count))
             .collect(),
         history,
+        dir: Some(dir.clone()),
     };
     write_json(&dir.join(RESULT_FILE), &result)?;
     Ok(result)
@@ -563,11 +565,20 @@ pub fn load_network(cfg: &StudyConfig, name: &str) -> Result<Network> {
     Network::load(if path.exists() { path } else { dir }, &Device::Cpu)
 }
 
-/// Runs the study and writes the report. Finished runs with an identical config are read back
-/// instead of retrained unless `force` is set; experiments `only` leaves out still join the
-/// report when they finished earlier.
+/// Runs the study: every run `cfg.only` selects (all of them by default), reusing finished
+/// runs with an identical config unless `force` is set. Returns every finished run of the
+/// plan, those `only` left out included, for [`super::write_report`].
+///
+/// ```no_run
+/// use mnist_kit::{data::Mnist, study};
+/// let mnist = Mnist::load_default()?;
+/// let cfg = study::StudyConfig::new(true);
+/// let started = std::time::Instant::now();
+/// let all = study::run_study(&mnist, &cfg)?;
+/// study::write_report(&mnist, &cfg, &all, started)?;
+/// # Ok::<(), mnist_kit::Error>(())
+/// ```
 pub fn run_study(mnist: &Mnist, cfg: &StudyConfig) -> Result<Vec<ExperimentResult>> {
-    let started = Instant::now();
     let only = cfg.only.as_deref().unwrap_or("");
     let ran = run_where(mnist, cfg, |e| plan::selects(only, e))?;
     if ran.is_empty() {
@@ -580,6 +591,5 @@ pub fn run_study(mnist: &Mnist, cfg: &StudyConfig) -> Result<Vec<ExperimentResul
             "no finished run to report (did --only match anything?)",
         ));
     }
-    super::report::write_report(mnist, cfg, &all, started)?;
     Ok(all)
 }

@@ -42,7 +42,7 @@ impl Evaluation {
     pub fn to_html(&self) -> String {
         format!(
             "<p><b>{}</b>: accuracy <b>{:.2}%</b>, loss {:.4}, {} samples, {} errors</p>",
-            crate::models::summary::esc(&self.split),
+            crate::display::esc(&self.split),
             100.0 * self.accuracy,
             self.loss,
             self.len(),

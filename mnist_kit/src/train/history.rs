@@ -152,7 +152,7 @@ impl History {
             "<table><caption><b>{}</b>: {} epoch(s), {}{}</caption><thead><tr>\
              <th>epoch</th><th>lr</th><th>train loss</th><th>train acc</th><th>val loss</th>\
              <th>val acc</th><th>test loss</th><th>test acc</th><th>s</th><th>img/s</th></tr></thead><tbody>",
-            crate::models::summary::esc(&self.model),
+            crate::display::esc(&self.model),
             self.len(),
             self.stop_reason,
             self.best_epoch

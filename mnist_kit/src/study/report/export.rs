@@ -1,0 +1,242 @@
+//! The report's files besides the Markdown: `models/best/` and `models/robust/` (run
+//! directories with weights), `metrics.json` and the run time.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::Device;
+use serde_json::{Value, json};
+
+use super::super::ExperimentResult;
+use super::super::aggregate::{Metric, Replicates, best_on_validation, returned_val_accuracy};
+use super::super::run::{RESULT_FILE, run_dir, write_json};
+use super::super::stats::Summary;
+use super::{Ctx, finite};
+use crate::data::corrupt::{Corruption, DEFAULT_SEED, corrupt_split};
+use crate::fsutil::write_bytes_atomic;
+use crate::models::Network;
+use crate::train::{TrainData, evaluate};
+use crate::{Error, Result};
+
+/// How far below the best validation accuracy a run may be and still be the robust model.
+pub const ROBUST_TOLERANCE: f64 = 0.002;
+
+/// The two models the report copies out.
+pub(crate) struct BestModels {
+    /// The run with the highest validation accuracy.
+    pub best: Option<ExperimentResult>,
+    /// The candidates for the robust model (within [`ROBUST_TOLERANCE`] of the best
+    /// validation accuracy), each with its validation MNIST-C accuracy, best first.
+    pub candidates: Vec<(ExperimentResult, f64)>,
+}
+
+impl BestModels {
+    /// The robust model: the candidate with the best validation MNIST-C accuracy.
+    pub fn robust(&self) -> Option<&(ExperimentResult, f64)> {
+        self.candidates.first()
+    }
+}
+
+/// Chooses `models/best` (highest validation accuracy) and `models/robust` (of the runs within
+/// 0.2 points of that, the best validation MNIST-C accuracy: the validation images under the
+/// 15 corruptions, seeded apart from the test set's), on validation only, and copies them.
+pub(crate) fn best_models(ctx: &Ctx) -> Result<BestModels> {
+    let with_weights: Vec<ExperimentResult> = ctx
+        .all
+        .iter()
+        .filter(|r| {
+            r.dir
+                .as_ref()
+                .is_some_and(|d| d.join(crate::models::network::WEIGHTS_FILE).exists())
+        })
+        .cloned()
+        .collect();
+    let best = best_on_validation(&with_weights).cloned();
+    let top = best
+        .as_ref()
+        .and_then(returned_val_accuracy)
+        .unwrap_or(f64::NAN);
+    let mut candidates = Vec::new();
+    for r in &with_weights {
+        let Some(v) = returned_val_accuracy(r) else {
+            continue;
+        };
+        if v + ROBUST_TOLERANCE < top {
+            continue;
+        }
+        candidates.push((r.clone(), validation_mnist_c(ctx, r)?));
+    }
+    candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let out = &ctx.cfg.out;
+    if let Some(b) = &best {
+        copy_run(b, &out.join("models").join("best"))?;
+    }
+    if let Some((r, _)) = candidates.first() {
+        copy_run(r, &out.join("models").join("robust"))?;
+    }
+    Ok(BestModels { best, candidates })
+}
+
+/// Accuracy of run `r` on its validation images under each MNIST-C corruption, averaged.
+fn validation_mnist_c(ctx: &Ctx, r: &ExperimentResult) -> Result<f64> {
+    let data = TrainData::new(ctx.mnist, &r.experiment.train)?;
+    let Some(val) = data.validation else {
+        return Ok(f64::NAN);
+    };
+    let net = Network::load(
+        run_dir(&ctx.cfg.out.join("runs"), &r.experiment),
+        &Device::Cpu,
+    )?;
+    let mut sum = 0.0;
+    for k in Corruption::ALL {
+        let split = corrupt_split(&val, k, DEFAULT_SEED + 1)?;
+        let e = evaluate(
+            &net,
+            &split,
+            r.experiment.train.eval_batch_size,
+            r.experiment.train.normalization,
+        )?;
+        sum += e.accuracy;
+    }
+    Ok(sum / Corruption::ALL.len() as f64)
+}
+
+fn copy_run(r: &ExperimentResult, dst: &Path) -> Result<()> {
+    let Some(src) = &r.dir else { return Ok(()) };
+    if dst.exists() {
+        std::fs::remove_dir_all(dst).map_err(|e| Error::io(dst, e))?;
+    }
+    std::fs::create_dir_all(dst).map_err(|e| Error::io(dst, e))?;
+    use crate::train::trainer::files;
+    for f in [
+        files::CONFIG,
+        files::WEIGHTS,
+        files::HISTORY_JSON,
+        files::HISTORY_CSV,
+        RESULT_FILE,
+    ] {
+        if src.join(f).exists() {
+            std::fs::copy(src.join(f), dst.join(f)).map_err(|e| Error::io(dst.join(f), e))?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn summary_json(s: Option<Summary>) -> Value {
+    match s {
+        Some(s) => json!({
+            "mean": s.mean, "std": finite(s.std), "min": s.min, "max": s.max,
+            "ci95": [finite(s.ci95[0]), finite(s.ci95[1])], "n": s.n,
+        }),
+        None => Value::Null,
+    }
+}
+
+/// One experiment in `metrics.json`: test accuracy as mean (a fraction) with its std, seeds,
+/// per-seed values and 95 % interval next to it, trainable parameters and buffers apart, then
+/// the other metrics' summaries.
+pub(crate) fn experiment_json(r: &Replicates) -> Value {
+    let acc = r.summary(Metric::TestAccuracy);
+    let first = r.first();
+    let mut v = json!({
+        "group": r.group(),
+        "params": r.params(),
+        "buffers": r.buffers(),
+        "seeds": r.runs.len(),
+        "seed_values": r.seeds(),
+        "per_seed": r.values(Metric::TestAccuracy),
+        "test_accuracy": acc.map(|s| s.mean),
+        "test_accuracy_std": acc.map(|s| finite(s.std)),
+        "test_accuracy_min": acc.map(|s| s.min),
+        "test_accuracy_max": acc.map(|s| s.max),
+        "ci95": acc.map(|s| [finite(s.ci95[0]), finite(s.ci95[1])]),
+        "epochs": first.map(|f| f.epochs),
+        "augmented": first.map(|f| f.experiment.train.augment.is_some()),
+        "train_seconds": r.seconds_per_seed(),
+        "images_per_sec": r.runs.iter().map(|x| x.images_per_sec).sum::<f64>() / r.runs.len().max(1) as f64,
+    });
+    for m in Metric::ALL.iter().skip(1) {
+        v[m.name()] = summary_json(r.summary(*m));
+    }
+    v
+}
+
+/// `metrics.json` (with the experiments, the best models and the run time) and `REPORT.md`'s
+/// closing section, then both files.
+pub(crate) fn finish(
+    md: &mut String,
+    mut metrics: serde_json::Map<String, Value>,
+    ctx: &Ctx,
+    best: &BestModels,
+    started: Instant,
+) -> Result<()> {
+    let cfg = ctx.cfg;
+    let total_seconds: f64 = ctx.all.iter().map(|r| r.train_seconds).sum();
+    let experiments: serde_json::Map<String, Value> = ctx
+        .reps
+        .iter()
+        .map(|r| (r.name().to_string(), experiment_json(r)))
+        .collect();
+    let fields = json!({
+        "quick": cfg.quick,
+        "cpu": crate::bench::cpu_name(),
+        "logical_cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "seeds": cfg.seeds_override.unwrap_or(cfg.seeds),
+        "seeds_per_family": {
+            "mlp": super::super::plan::MLP_SEEDS,
+            "cnn": super::super::plan::CNN_SEEDS,
+            "resnet": super::super::plan::RESNET_SEEDS,
+        },
+        "base_seed": cfg.seed,
+        "jobs": cfg.jobs,
+        "experiments": experiments,
+        "best": best.best.as_ref().map(|b| json!({
+            "experiment": b.name(),
+            "seed": b.seed(),
+            "val_accuracy": returned_val_accuracy(b),
+            "test_accuracy": b.test_accuracy,
+            "chosen_on": "validation accuracy of the returned weights (5,000 held-out training images)",
+        })),
+        "robust": best.robust().map(|(r, v)| json!({
+            "experiment": r.name(),
+            "seed": r.seed(),
+            "val_accuracy": returned_val_accuracy(r),
+            "val_mnist_c": v,
+            "test_accuracy": r.test_accuracy,
+            "mnist_c": Metric::MnistC.of(r),
+            "chosen_on": "validation MNIST-C accuracy among the runs within 0.2 points of the best validation accuracy",
+        })),
+        "total_seconds": total_seconds,
+    });
+    if let Value::Object(f) = fields {
+        metrics.extend(f);
+    }
+    // Measured last, so that it covers the figures and tables too.
+    let wall = started.elapsed().as_secs_f64();
+    let _ = writeln!(
+        md,
+        "\n## Run time\n\nThis run of the study took **{:.0} s ({:.1} min) wall**, from start to \
+         this report (training, evaluation, figures and tables), on {} ({} logical CPUs); its \
+         runs account for {:.0} s{}.",
+        wall,
+        wall / 60.0,
+        crate::bench::cpu_name(),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        total_seconds,
+        if total_seconds > wall * cfg.jobs as f64 {
+            " (more than the wall time allows: finished runs were reused from an earlier run)"
+                .to_string()
+        } else if cfg.jobs > 1 {
+            format!(
+                " in all, summed over the runs trained {} at a time",
+                cfg.jobs
+            )
+        } else {
+            String::new()
+        }
+    );
+    metrics.insert("invocation_seconds".into(), json!(wall));
+    write_json(&cfg.out.join("metrics.json"), &Value::Object(metrics))?;
+    write_bytes_atomic(&cfg.out.join("REPORT.md"), md.as_bytes())
+}

@@ -1,0 +1,191 @@
+//! Inside the models: weight statistics and first-layer filters, where attention looks, the
+//! parameter counts layer by layer, and the learning curves.
+
+use std::fmt::Write as _;
+
+use candle_core::Device;
+
+use super::super::aggregate::Replicates;
+use super::super::plan;
+use super::Ctx;
+use crate::Result;
+use crate::models::Network;
+use crate::plot;
+use crate::train::History;
+
+/// Weight inspection and capacity: per-tensor statistics and the first-layer filters of the
+/// dense baseline and LeNet-5 (first seed), and the attention maps of LeNet-5 with attention.
+pub(crate) fn weights(md: &mut String, ctx: &Ctx) -> Result<()> {
+    let arch: Vec<&Replicates> = plan::ARCHITECTURES
+        .iter()
+        .filter_map(|n| ctx.find(n))
+        .collect();
+    let (mnist, sink) = (ctx.mnist, &ctx.sink);
+    let inspected: Vec<&&Replicates> = arch
+        .iter()
+        .filter(|r| ["dense128", "lenet5"].contains(&r.name()))
+        .collect();
+    if !inspected.is_empty() {
+        let _ = writeln!(md, "\n## Weight inspection and capacity\n");
+    }
+    for r in inspected {
+        let Some(first) = r.first() else { continue };
+        let Some(dir) = &first.dir else { continue };
+        let name = r.name();
+        let net = Network::load(dir, &Device::Cpu)?;
+        let stats = crate::analysis::weight_stats(&net)?;
+        let _ = writeln!(md, "### {name} (seed {})\n", first.seed());
+        let _ = writeln!(
+            md,
+            "| parameter | shape | count | share | std | L2 norm | |w| < 1e-3 |\n|---|---|---:|---:|---:|---:|---:|"
+        );
+        let mut csv = String::from("parameter,count,share,mean,std,min,max,l2_norm,near_zero\n");
+        for w in &stats {
+            let _ = writeln!(
+                md,
+                "| {} | {:?} | {} | {:.1}% | {:.4} | {:.3} | {:.2}% |",
+                w.name,
+                w.shape,
+                w.count,
+                100.0 * w.share,
+                w.std,
+                w.l2_norm,
+                100.0 * w.near_zero
+            );
+            let _ = writeln!(
+                csv,
+                "{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6}",
+                w.name, w.count, w.share, w.mean, w.std, w.min, w.max, w.l2_norm, w.near_zero
+            );
+        }
+        ctx.table(&format!("weights_{name}.csv"), &csv)?;
+        if let Some(biggest) = stats.iter().max_by(|a, b| a.share.total_cmp(&b.share)) {
+            let _ = writeln!(
+                md,
+                "\n{} holds {:.1}% of {name}'s {} parameters: that layer is where its capacity sits.",
+                biggest.name,
+                100.0 * biggest.share,
+                r.params()
+            );
+        }
+        let grid = plot::ImageGrid::filters(&net, 32)?;
+        let fig = plot::images::tiles(
+            &format!("filters_{name}"),
+            &grid,
+            plot::images::TileScale::Diverging,
+        );
+        let _ = writeln!(
+            md,
+            "\n{}\n",
+            sink.save_image(
+                &fig,
+                || Ok(grid.clone()),
+                &format!(
+                    "{} (blue negative, red positive, one scale centred on zero)",
+                    grid.title
+                )
+            )?
+        );
+    }
+    if let Some(att) = arch.iter().find(|r| r.name() == "lenet5-attention")
+        && let Some(first) = att.first()
+        && let Some(dir) = &first.dir
+    {
+        let net = Network::load(dir, &Device::Cpu)?;
+        let positions = [0, 1, 2, 3];
+        let normalization = first.experiment.train.normalization;
+        let fig = plot::images::attention_of(&net, &mnist.test, &positions, normalization)?;
+        // The plain grid (a second pass over the samples) only where no browser draws `fig`.
+        let grid = || plot::ImageGrid::attention(&net, &mnist.test, &positions, normalization);
+        let _ = writeln!(
+            md,
+            "\n## Where LeNet-5 with attention looks\n\n{}\n\nEach row: a test digit, then the \
+             spatial attention map after the first convolution block (28x28, one to one over the \
+             digit) and after the second (10x10, drawn at 2x over the digit's centre, where its \
+             receptive fields sit), as a heat overlay on one colour scale: the sigmoid weight, 0 \
+             to 1, not stretched per map (the block scales its input by 1 + weight). Each map's \
+             caption gives its own min and max; a map whose range is under 0.05 is marked \
+             near-constant: it weighs every position alike.\n",
+            sink.save_image(&fig, grid, "attention maps")?
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn parameters(md: &mut String, ctx: &Ctx) -> Result<()> {
+    let arch: Vec<&Replicates> = plan::ARCHITECTURES
+        .iter()
+        .filter_map(|n| ctx.find(n))
+        .collect();
+    let _ = writeln!(md, "\n## Parameter counts explained\n");
+    for r in &arch {
+        let Some(first) = r.first() else { continue };
+        let net = Network::named(
+            &first.experiment.model,
+            &first.experiment.config,
+            0,
+            &Device::Cpu,
+        )?;
+        let s = net.summary();
+        let _ = writeln!(
+            md,
+            "### {} ({} trainable parameters, {} buffers)\n",
+            r.name(),
+            s.params,
+            s.buffers
+        );
+        let _ = writeln!(
+            md,
+            "| layer | kind | output | params | buffers | formula |\n|---|---|---|---:|---:|---|"
+        );
+        for l in s.layers.iter().filter(|l| l.params + l.buffers > 0) {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:?} | {} | {} | `{}` |",
+                l.name, l.kind, l.output_shape, l.params, l.buffers, l.formula
+            );
+        }
+        let _ = writeln!(md);
+    }
+    Ok(())
+}
+
+pub(crate) fn curves(md: &mut String, ctx: &Ctx) -> Result<()> {
+    let arch: Vec<&Replicates> = plan::ARCHITECTURES
+        .iter()
+        .filter_map(|n| ctx.find(n))
+        .collect();
+    let sink = &ctx.sink;
+    if arch.is_empty() {
+        return Ok(());
+    }
+    let _ = writeln!(
+        md,
+        "## Learning curves (train, validation and test per epoch; first seed)\n"
+    );
+    for r in &arch {
+        if let Some(first) = r.first() {
+            let _ = writeln!(
+                md,
+                "{}\n",
+                sink.save(
+                    &plot::learning_curves(&first.history),
+                    &format!("{} learning curves", r.name())
+                )?
+            );
+        }
+    }
+    let hist: Vec<(String, Vec<&History>)> = arch
+        .iter()
+        .map(|r| (r.name().to_string(), r.histories()))
+        .collect();
+    let _ = writeln!(
+        md,
+        "{}\n",
+        sink.save(
+            &plot::overlay("architectures", "test_accuracy", &hist),
+            "test accuracy per epoch, every architecture"
+        )?
+    );
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! The study's report, one file per job: [`write_report`] (this file) reads every finished run
+//! once and hands the sections what they need; `sections` writes the design, the
+//! architectures and every group; `robustness` the MNIST-C benchmark and the robust model;
+//! `inspect` the weights, parameter counts and curves; `export` `metrics.json`, the tables
+//! and the model directories; `figures` saves figures next to the report.
+//!
+//! Output: `REPORT.md`, `metrics.json`, `tables/*.csv`, `figures/` (HTML pages that load one
+//! local plotly.js, plus SVG and PNG where a headless Chromium is there), `models/best/` and
+//! `models/robust/`.
+
+mod export;
+mod figures;
+mod inspect;
+mod robustness;
+mod sections;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use super::aggregate::{Replicates, by_experiment};
+use super::evidence::Evidence;
+use super::plan::{self, Group};
+use super::{ExperimentResult, StudyConfig};
+use crate::data::Mnist;
+use crate::fsutil::write_bytes_atomic;
+use crate::plot;
+use crate::{Error, Result};
+
+use figures::FigureSink;
+
+/// What every section reads: the data, the config, every finished run grouped by experiment,
+/// their per-image evidence, and where figures and tables go.
+pub(crate) struct Ctx<'a> {
+    pub mnist: &'a Mnist,
+    pub cfg: &'a StudyConfig,
+    pub all: &'a [ExperimentResult],
+    pub reps: Vec<Replicates>,
+    pub evidence: Evidence,
+    pub sink: FigureSink,
+    pub tables: PathBuf,
+}
+
+impl Ctx<'_> {
+    /// The experiment called `name`, when it finished.
+    pub fn find(&self, name: &str) -> Option<&Replicates> {
+        self.reps.iter().find(|r| r.name() == name)
+    }
+
+    /// The finished members of `g`.
+    pub fn members(&self, g: &Group) -> Vec<&Replicates> {
+        g.members.iter().filter_map(|m| self.find(m)).collect()
+    }
+
+    /// Writes a CSV table.
+    pub fn table(&self, name: &str, text: &str) -> Result<()> {
+        write_bytes_atomic(&self.tables.join(name), text.as_bytes())
+    }
+}
+
+/// Writes `REPORT.md`, `metrics.json`, figures, tables, `models/best/` and `models/robust/`
+/// from every finished run (`all`: every seed of every experiment). `started`: when this run
+/// of the study began; its wall time up to the finished report is `invocation_seconds` in
+/// `metrics.json` and is stated in the report. `total_seconds` is the sum of every run's wall
+/// time, so a resumed study reports what the whole study cost.
+pub fn write_report(
+    mnist: &Mnist,
+    cfg: &StudyConfig,
+    all: &[ExperimentResult],
+    started: Instant,
+) -> Result<()> {
+    let out = &cfg.out;
+    let figures = out.join("figures");
+    let tables = out.join("tables");
+    for d in [&figures, &tables] {
+        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+    }
+    plot::write_plotly_js(&figures)?;
+    let sink = FigureSink::new(figures);
+    if !sink.exports() {
+        println!(
+            "static SVG/PNG export skipped: no chromium found (install Debian's chromium or set \
+             {}); HTML figures written",
+            plot::export::BROWSER_ENV
+        );
+    }
+    if all.is_empty() {
+        return Err(Error::invalid("report", "no finished run to report"));
+    }
+    let ctx = Ctx {
+        mnist,
+        cfg,
+        all,
+        reps: by_experiment(all),
+        evidence: Evidence::new(mnist, all)?,
+        sink,
+        tables,
+    };
+    let groups: Vec<Group> = plan::groups()
+        .into_iter()
+        .filter(|g| !ctx.members(g).is_empty())
+        .collect();
+
+    let mut md = String::new();
+    let mut metrics = serde_json::Map::new();
+    sections::intro(&mut md, &ctx, &groups);
+    sections::architectures(&mut md, &mut metrics, &ctx)?;
+    let best = export::best_models(&ctx)?;
+    sections::best_model(&mut md, &ctx, &best)?;
+    let mut groups_json = serde_json::Map::new();
+    for g in &groups {
+        groups_json.insert(g.name.clone(), sections::group(&mut md, &ctx, g)?);
+    }
+    metrics.insert("groups".into(), Value::Object(groups_json));
+    robustness::section(&mut md, &mut metrics, &ctx, &best)?;
+    sections::claims(&mut md, &mut metrics, &ctx)?;
+    inspect::weights(&mut md, &ctx)?;
+    inspect::parameters(&mut md, &ctx)?;
+    inspect::curves(&mut md, &ctx)?;
+    export::finish(&mut md, metrics, &ctx, &best, started)?;
+    Ok(())
+}
+
+/// `null` for NaN and infinities (JSON has no such numbers).
+pub(crate) fn finite(v: f64) -> Value {
+    if v.is_finite() { json!(v) } else { Value::Null }
+}

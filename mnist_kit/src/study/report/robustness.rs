@@ -1,0 +1,480 @@
+//! Beyond the test set: every scored run on the 15 MNIST-C corruptions, the collapses, what
+//! causes them (arms that change one thing; BatchNorm on the corrupted batch's own statistics;
+//! a brightness sweep), the robust recipe and the robust model, and real-world digits.
+
+use std::fmt::Write as _;
+
+use candle_core::{D, Device};
+use serde_json::{Value, json};
+
+use super::super::aggregate::{Metric, Replicates, returned_val_accuracy};
+use super::super::run::corrupted_test_sets;
+use super::export::BestModels;
+use super::sections::{comparison_json, comparison_table, forest_figure};
+use super::{Ctx, finite};
+use crate::Result;
+use crate::data::corrupt::Corruption;
+use crate::data::{BatchOptions, Split};
+use crate::models::{Model, Network};
+use crate::plot;
+
+/// The goals of the robust model.
+const GOAL_CLEAN: f64 = 0.995;
+const GOAL_MNIST_C: f64 = 0.97;
+const GOAL_WORST: f64 = 0.90;
+
+/// The share of predictions above which a model has collapsed onto one class.
+const COLLAPSE: f64 = 0.5;
+
+pub(crate) fn section(
+    md: &mut String,
+    metrics: &mut serde_json::Map<String, Value>,
+    ctx: &Ctx,
+    best: &BestModels,
+) -> Result<()> {
+    let scored: Vec<&Replicates> = ctx
+        .reps
+        .iter()
+        .filter(|r| r.runs.iter().all(|x| !x.corruptions.is_empty()))
+        .collect();
+    if scored.is_empty() {
+        return Ok(());
+    }
+    let _ = writeln!(md, "\n## Beyond the test set: MNIST-C\n");
+    let _ = writeln!(
+        md,
+        "MNIST-C (Mu and Gilmer, 2019) corrupts the test set 15 ways; `mnist_kit::data::corrupt` \
+         implements them from the paper's definitions and severities (`mnist-kit corrupt --kind \
+         K --out DIR` writes any of them as IDX files). Every architecture of the comparison \
+         and every arm below was scored on all 15, every seed. MNIST-C accuracy is the mean \
+         over the 15.\n"
+    );
+    let grid =
+        plot::ImageGrid::corruptions(&ctx.mnist.test, 0, crate::data::corrupt::DEFAULT_SEED)?;
+    let fig = plot::images::tiles("mnist_c", &grid, plot::images::TileScale::Ink);
+    let _ = writeln!(
+        md,
+        "{}\n",
+        ctx.sink.save_image(
+            &fig,
+            || Ok(grid.clone()),
+            "test image 0 under each corruption"
+        )?
+    );
+
+    // The table: mean accuracy per corruption over seeds.
+    let kinds = Corruption::ALL;
+    let _ = write!(md, "| experiment | clean | MNIST-C |");
+    for k in kinds {
+        let _ = write!(md, " {} |", k.label());
+    }
+    let _ = writeln!(md, "\n|---|---:|---:|{}", "---:|".repeat(kinds.len()));
+    let mut csv = String::from("experiment,seed,corruption,accuracy,top_class,top_class_share\n");
+    let mut json_rob = serde_json::Map::new();
+    let mut collapses: Vec<(String, Corruption, u8, f64, [u64; 10])> = Vec::new();
+    for r in &scored {
+        let cell = |m: Metric| {
+            r.summary(m)
+                .map(|s| format!("{:.1}", 100.0 * s.mean))
+                .unwrap_or_default()
+        };
+        let _ = write!(
+            md,
+            "| {} | {} | {} |",
+            r.name(),
+            cell(Metric::TestAccuracy),
+            cell(Metric::MnistC)
+        );
+        let mut entry = serde_json::Map::new();
+        for k in kinds {
+            let m = Metric::Corrupted(k);
+            let mean = r.summary(m).map_or(f64::NAN, |s| s.mean);
+            // The predicted-class histogram pooled over seeds.
+            let mut pooled = [0u64; 10];
+            let mut shares = Vec::new();
+            for run in &r.runs {
+                if let Some(c) = run.corruptions.iter().find(|c| c.corruption == k.name()) {
+                    for (p, n) in pooled.iter_mut().zip(c.predicted) {
+                        *p += n;
+                    }
+                    let (top, share) = c.top_class();
+                    shares.push(share);
+                    let _ = writeln!(
+                        csv,
+                        "{},{},{},{:.6},{top},{share:.6}",
+                        r.name(),
+                        run.seed(),
+                        k.name(),
+                        c.accuracy
+                    );
+                }
+            }
+            let total: u64 = pooled.iter().sum();
+            let (top, n) = pooled
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, n)| **n)
+                .map_or((0, 0), |(c, n)| (c, *n));
+            let share = n as f64 / total.max(1) as f64;
+            if share > COLLAPSE {
+                collapses.push((r.name().to_string(), k, top as u8, share, pooled));
+            }
+            let collapsed = share > COLLAPSE;
+            let _ = write!(
+                md,
+                " {}{:.1}{} |",
+                if collapsed { "**" } else { "" },
+                100.0 * mean,
+                if collapsed { "**" } else { "" }
+            );
+            entry.insert(
+                k.name().to_string(),
+                json!({
+                    "mean": finite(mean),
+                    "per_seed": r.values(m),
+                    "top_class": top,
+                    "top_class_share": share,
+                    "top_class_share_per_seed": shares,
+                }),
+            );
+        }
+        let _ = writeln!(md);
+        entry.insert(
+            "mnist_c_mean".into(),
+            json!(r.summary(Metric::MnistC).map(|s| s.mean)),
+        );
+        entry.insert(
+            "clean".into(),
+            json!(r.summary(Metric::TestAccuracy).map(|s| s.mean)),
+        );
+        json_rob.insert(r.name().to_string(), Value::Object(entry));
+    }
+    ctx.table("robustness.csv", &csv)?;
+    let _ = writeln!(
+        md,
+        "\nAccuracies in percent, mean over seeds. **Bold**: the model collapsed, one class took \
+         more than half of the predictions (pooled over seeds).\n"
+    );
+    if collapses.is_empty() {
+        let _ = writeln!(
+            md,
+            "No model collapsed onto one class under any corruption.\n"
+        );
+    } else {
+        let _ = writeln!(
+            md,
+            "Collapses (one class took more than half of the predictions):\n\n| experiment | corruption | class | share | predictions per class (0-9, pooled over seeds) |\n|---|---|---:|---:|---|"
+        );
+        for (name, k, top, share, pooled) in &collapses {
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {top} | {:.0} % | {:?} |",
+                k.label(),
+                100.0 * share,
+                pooled
+            );
+        }
+        if let Some((name, k, _, _, pooled)) = collapses.iter().max_by(|a, b| a.3.total_cmp(&b.3)) {
+            let edges: Vec<f64> = (0..10).map(f64::from).collect();
+            let _ = writeln!(
+                md,
+                "\n{}\n",
+                ctx.sink.save(
+                    &plot::histogram(
+                        &format!("collapse_{name}_{}", k.name()),
+                        &format!("digit predicted ({name} under {})", k.label()),
+                        &edges,
+                        pooled
+                    ),
+                    &format!(
+                        "what {name} predicts under {}: the worst collapse",
+                        k.label()
+                    )
+                )?
+            );
+        }
+    }
+    metrics.insert("robustness".into(), Value::Object(json_rob));
+
+    // Architectures compared on MNIST-C.
+    let arch: Vec<&Replicates> = super::super::plan::ARCHITECTURES
+        .iter()
+        .filter_map(|n| ctx.find(n))
+        .filter(|r| r.summary(Metric::MnistC).is_some())
+        .collect();
+    if arch.len() > 1 {
+        let cs = ctx.evidence.compare_all(&arch, Metric::MnistC);
+        let _ = writeln!(
+            md,
+            "### Architectures compared on MNIST-C\n\nPaired over the corrupted test images (one \
+             resample for all 15 corruptions) and the seeds, as every comparison of the \
+             report.\n\n{}",
+            comparison_table(&cs, Metric::MnistC)
+        );
+        let _ = writeln!(
+            md,
+            "\n{}\n",
+            ctx.sink.save(
+                &forest_figure(
+                    "robustness",
+                    "Differences of MNIST-C accuracy",
+                    &cs,
+                    Metric::MnistC
+                ),
+                "differences of MNIST-C accuracy with their 95 % intervals"
+            )?
+        );
+        metrics.insert(
+            "robustness_comparisons".into(),
+            Value::Array(cs.iter().map(comparison_json).collect()),
+        );
+    }
+    causes(md, metrics, ctx)?;
+    robust_model(md, best)?;
+    Ok(())
+}
+
+/// Accuracy of `net` on `split` with BatchNorm in training mode: each batch of 1,000
+/// normalized by its own statistics (the running statistics of clean training data left
+/// aside).
+fn batch_statistics_accuracy(
+    net: &Network,
+    split: &Split,
+    norm: crate::data::Normalization,
+) -> Result<f64> {
+    let opts = BatchOptions {
+        batch_size: 1000,
+        normalization: norm,
+        ..Default::default()
+    };
+    let mut correct = 0usize;
+    for b in split.batches(net.input_spec(), opts, 0, &Device::Cpu)? {
+        let b = b?;
+        let logits = net.forward_t(&b.images, true)?;
+        let pred = logits.argmax(D::Minus1)?;
+        correct += pred
+            .eq(&b.labels)?
+            .to_dtype(candle_core::DType::U32)?
+            .sum_all()?
+            .to_scalar::<u32>()? as usize;
+    }
+    Ok(correct as f64 / split.len().max(1) as f64)
+}
+
+/// What causes a collapse: the arms (BatchNorm, augmentation, AdamW's decay; their groups
+/// compare them), BatchNorm on the corrupted batch's own statistics, and accuracy against a
+/// uniform brightness shift.
+fn causes(md: &mut String, metrics: &mut serde_json::Map<String, Value>, ctx: &Ctx) -> Result<()> {
+    let _ = writeln!(md, "### What causes the collapses\n");
+    let _ = writeln!(
+        md,
+        "The arms of [What makes a network collapse under corruption](#what-makes-a-network-collapse-under-corruption) \
+         change one thing each (BatchNorm, augmentation, AdamW's decay 0.2). Two measurements \
+         without training add to them, on each network's first seed:\n\n\
+         - **BatchNorm's statistics.** The same weights evaluated with every BatchNorm layer \
+         normalizing each batch of 1,000 corrupted images by its own mean and variance (the \
+         running statistics of clean training data left aside). Where this recovers the \
+         accuracy, the running statistics, not the learned features, cause the collapse.\n\
+         - **Brightness.** Accuracy when a uniform brightness `b` is added to every pixel \
+         (clipped): the mean that clipped noise adds to a black background is about 0.08.\n"
+    );
+    let bn_models = [
+        "lenet5-batchnorm",
+        "lenet5-regularized",
+        "resnet",
+        "resnet-adamw",
+        "resnet-robust",
+    ];
+    let sets = corrupted_test_sets(ctx.mnist)?;
+    let mut rows = Vec::new();
+    let mut json_bn = serde_json::Map::new();
+    for name in bn_models {
+        let Some(r) = ctx.find(name) else { continue };
+        let Some(first) = r.first() else { continue };
+        let Some(dir) = &first.dir else { continue };
+        // Dropout stays off only where the model has none.
+        let has_dropout = !matches!(
+            r.name(),
+            "lenet5-batchnorm" | "resnet" | "resnet-adamw" | "resnet-robust"
+        );
+        if has_dropout {
+            continue;
+        }
+        let net = Network::load(dir, &Device::Cpu)?;
+        let norm = first.experiment.train.normalization;
+        let mut running = 0.0;
+        let mut batch = 0.0;
+        let mut worst = (String::new(), 1.0, 1.0);
+        for (k, split) in &sets {
+            let s = split.take(ctx.evidence_test_len());
+            let b = batch_statistics_accuracy(&net, &s, norm)?;
+            let a = Metric::Corrupted(*k).of(first).unwrap_or(f64::NAN);
+            running += a;
+            batch += b;
+            if a < worst.1 {
+                worst = (k.label(), a, b);
+            }
+            json_bn.insert(
+                format!("{name}.{}", k.name()),
+                json!({"running": a, "batch": b}),
+            );
+        }
+        let n = sets.len() as f64;
+        rows.push((name, running / n, batch / n, worst));
+    }
+    if !rows.is_empty() {
+        let _ = writeln!(
+            md,
+            "| network (first seed) | MNIST-C, running statistics | MNIST-C, batch statistics | its worst corruption: running → batch |\n|---|---:|---:|---|"
+        );
+        for (name, a, b, w) in &rows {
+            let _ = writeln!(
+                md,
+                "| {name} | {:.1} % | {:.1} % | {}: {:.1} % → {:.1} % |",
+                100.0 * a,
+                100.0 * b,
+                w.0,
+                100.0 * w.1,
+                100.0 * w.2
+            );
+        }
+        let _ = writeln!(md);
+    }
+    metrics.insert("batchnorm_statistics".into(), Value::Object(json_bn));
+
+    // Brightness sweep.
+    let shifts = [0.0f32, 0.02, 0.05, 0.08, 0.12, 0.2, 0.3];
+    let sweep_models = [
+        "dense128",
+        "lenet5",
+        "lenet5-batchnorm",
+        "lenet5-augment",
+        "resnet",
+        "resnet-robust",
+        "lenet5-robust",
+    ];
+    let mut series: Vec<(String, plot::MeanPoints)> = Vec::new();
+    let mut csv = String::from("experiment,shift,accuracy\n");
+    for name in sweep_models {
+        let Some(first) = ctx.find(name).and_then(|r| r.first()) else {
+            continue;
+        };
+        let Some(dir) = &first.dir else { continue };
+        let net = Network::load(dir, &Device::Cpu)?;
+        let test = ctx.mnist.test.take(ctx.evidence_test_len());
+        let mut pts = Vec::new();
+        for &b in &shifts {
+            let shifted = brightened(&test, b)?;
+            let e =
+                crate::train::evaluate(&net, &shifted, 1000, first.experiment.train.normalization)?;
+            pts.push((f64::from(b), e.accuracy * 100.0, 0.0));
+            let _ = writeln!(csv, "{name},{b},{:.6}", e.accuracy);
+        }
+        series.push((name.to_string(), pts));
+    }
+    if !series.is_empty() {
+        ctx.table("brightness_sweep.csv", &csv)?;
+        let fig = plot::means_against(
+            "brightness_sweep",
+            "Test accuracy against a uniform brightness shift (first seed)",
+            "brightness added to every pixel (0-1 scale, clipped)",
+            "test accuracy (%)",
+            &series,
+        );
+        let _ = writeln!(
+            md,
+            "{}\n",
+            ctx.sink
+                .save(&fig, "accuracy against a uniform brightness shift")?
+        );
+    }
+    Ok(())
+}
+
+/// `split` with `b` added to every pixel (on the 0-1 scale), clipped.
+fn brightened(split: &Split, b: f32) -> Result<Split> {
+    let add = (b * 255.0).round() as u16;
+    let images: Vec<u8> = split
+        .iter()
+        .flat_map(|(img, _)| {
+            img.iter()
+                .map(move |&p| (u16::from(p) + add).min(255) as u8)
+        })
+        .collect();
+    Split::from_raw(
+        format!("{} (+{b})", split.name()),
+        images,
+        split.labels(),
+        split.rows(),
+        split.cols(),
+    )
+}
+
+fn robust_model(md: &mut String, best: &BestModels) -> Result<()> {
+    let _ = writeln!(md, "### The robust model\n");
+    let Some((r, val_c)) = best.robust() else {
+        let _ = writeln!(md, "No run with weights to choose from.\n");
+        return Ok(());
+    };
+    let _ = writeln!(
+        md,
+        "`models/robust/` is **{} (seed {})**: of the runs whose validation accuracy is within \
+         0.2 points of the best ({} candidates), the one with the highest validation MNIST-C \
+         accuracy (the 5,000 validation images under the 15 corruptions, seeded apart from the \
+         test set's): {:.2} %. `mnist-kit serve` and `mnist-kit predict` use it by default.\n",
+        r.name(),
+        r.seed(),
+        best.candidates.len(),
+        100.0 * val_c
+    );
+    let _ = writeln!(
+        md,
+        "| candidate | seed | val accuracy % | val MNIST-C % |\n|---|---:|---:|---:|"
+    );
+    for (c, v) in best.candidates.iter().take(10) {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.2} | {:.2} |",
+            c.name(),
+            c.seed(),
+            100.0 * returned_val_accuracy(c).unwrap_or(f64::NAN),
+            100.0 * v
+        );
+    }
+    let clean = r.test_accuracy;
+    let mnist_c = Metric::MnistC.of(r).unwrap_or(f64::NAN);
+    let worst = r
+        .corruptions
+        .iter()
+        .min_by(|a, b| a.accuracy.total_cmp(&b.accuracy));
+    let mark = |ok: bool| if ok { "met" } else { "**not met**" };
+    let _ = writeln!(
+        md,
+        "\nOn the test set: clean **{:.2} %** (goal ≥ {:.1} %: {}), MNIST-C **{:.2} %** (goal ≥ \
+         {:.0} %: {}), worst corruption {} (goal: none below {:.0} %: {}).\n",
+        100.0 * clean,
+        100.0 * GOAL_CLEAN,
+        mark(clean >= GOAL_CLEAN),
+        100.0 * mnist_c,
+        100.0 * GOAL_MNIST_C,
+        mark(mnist_c >= GOAL_MNIST_C),
+        worst.map_or("n/a".into(), |w| format!(
+            "{} {:.2} %",
+            w.corruption.replace('_', " "),
+            100.0 * w.accuracy
+        )),
+        100.0 * GOAL_WORST,
+        mark(worst.is_some_and(|w| w.accuracy >= GOAL_WORST))
+    );
+    Ok(())
+}
+
+impl Ctx<'_> {
+    /// The number of test images the runs were scored on.
+    pub fn evidence_test_len(&self) -> usize {
+        self.all
+            .first()
+            .and_then(|r| r.experiment.train.test_limit)
+            .unwrap_or(self.mnist.test.len())
+    }
+}

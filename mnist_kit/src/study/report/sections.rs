@@ -1,0 +1,908 @@
+//! The report's prose: how the study decides (stated once), the architectures on the shared
+//! recipe and their best recipes, the best model, every group with its comparisons, and the
+//! claims.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use super::super::aggregate::{Ensemble, Metric, Replicates, ensemble, returned_val_accuracy};
+use super::super::claims::{self as claim_rows, Claims, study_questions};
+use super::super::findings::{diff_text, findings_with, mdd_text};
+use super::super::plan::{self, Group, Tuning, TuningState};
+use super::super::stats::{Comparison, Verdict, show_p};
+use super::export::{BestModels, experiment_json};
+use super::{Ctx, finite};
+use crate::Result;
+use crate::analysis::ConfusionMatrix;
+use crate::data::explore::split_stats;
+use crate::models::Network;
+use crate::plot;
+use crate::train::{History, evaluate};
+
+pub(crate) fn intro(md: &mut String, ctx: &Ctx, groups: &[Group]) {
+    let cfg = ctx.cfg;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let _ = writeln!(
+        md,
+        "# mnist_kit study report: {}, {cpus} logical CPUs\n",
+        crate::bench::cpu_name()
+    );
+    if cfg.quick {
+        let _ = writeln!(
+            md,
+            "> **Quick mode**: 5,000 training images, 2 epochs, 2,000 test images, one seed. \
+             These numbers show the pipeline works; they are not the study's results.\n"
+        );
+    }
+    let runs: usize = ctx.reps.iter().map(|r| r.runs.len()).sum();
+    let total: f64 = ctx.all.iter().map(|r| r.train_seconds).sum();
+    let _ = writeln!(
+        md,
+        "{} experiments, {runs} runs. A seed sets the initialisation, the shuffling, the dropout \
+         masks and the augmentation; the validation split ({} training images, seed {}) and \
+         the {} test images are the same for every run. mnist_kit {}, {} {}; runs trained \
+         {} at a time, one thread each (the numbers do not depend on it), {:.0} s ({:.1} min) \
+         of training and evaluation in all.\n",
+        ctx.reps.len(),
+        ctx.all[0].experiment.train.validation,
+        cfg.seed,
+        ctx.evidence_test_len(),
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+        cfg.jobs,
+        total,
+        total / 60.0
+    );
+    let _ = writeln!(md, "## How this study decides\n");
+    let _ = writeln!(
+        md,
+        "**Design.** A comparison changes one thing. Every architecture trains on one shared \
+         recipe (Adam 1e-3, cosine decay to 1 %, batch 64, no augmentation, {} epochs); the \
+         LeNet-5 ablation, the ResNet depth study and the robustness arms change one thing on \
+         top of it; Part 2's groups change one thing on top of their own recipe ({} epochs of \
+         Adam at a constant 1e-3). The optimizers get a learning rate each, chosen on \
+         validation from a grid that widens until the winner is inside it. A configuration two \
+         groups need is trained once and named in both. Seeds follow the cost: {} per MLP \
+         experiment, {} per LeNet-5 or simple-CNN experiment, {} per ResNet (one per grid \
+         point).\n",
+        plan::SHARED_EPOCHS,
+        plan::PART2_EPOCHS,
+        plan::MLP_SEEDS,
+        plan::CNN_SEEDS,
+        plan::RESNET_SEEDS
+    );
+    let _ = writeln!(
+        md,
+        "**The verdict rule, the same everywhere.** Two settings are compared on the same \
+         images: a bootstrap ({} resamples) resamples the test images once for both (the \
+         pairing) and, within each setting, its seeds; the difference of the means gets the \
+         2.5 and 97.5 percentiles of its bootstrap distribution as a 95 % interval, which \
+         covers both the seeds' spread and the test set's own sampling error. **A beats B** \
+         when the interval lies above zero (below, for a loss), else the two **cannot be told \
+         apart**, and the row gives the smallest difference the design could have detected \
+         with 80 % power (2.80 bootstrap standard errors). There is no further correction \
+         for the number of comparisons: the rule calls at most 5 % of equal pairs (checked on \
+         simulated A/A data in `tests/stats.rs`, and by this study's own A/A control below), \
+         so among the report's comparisons a few calls on tiny differences may be chance; \
+         each verdict is checked against an exact McNemar test on the pooled per-image \
+         outcomes of matched seeds. A quantity measured once per run (a gap, an epoch, a \
+         loss) is compared the same way over its seeds alone. The same pair gets the same \
+         interval and verdict wherever it appears. Welch's p-value on the per-seed values is \
+         shown beside each verdict for reference.\n",
+        super::super::stats::BOOTSTRAP_REPS
+    );
+    let _ = writeln!(
+        md,
+        "**Numbers.** `98.02 ± 0.08` is the mean ± the sample standard deviation over seeds, in \
+         percent for accuracies. The train-validation gap is the training accuracy in \
+         evaluation mode (first 5,000 training images, no dropout or augmentation) minus the \
+         validation accuracy, both of the returned weights. Convergence epoch: the first epoch \
+         whose validation accuracy comes within {} points of the last epoch's. Parameters are \
+         trainable parameters; buffers (BatchNorm's running statistics) are counted apart.\n",
+        100.0 * super::super::aggregate::CONVERGENCE_TOLERANCE
+    );
+    power_table(md, ctx, groups);
+    let tr = split_stats(&ctx.mnist.train);
+    let te = split_stats(&ctx.mnist.test);
+    let _ = writeln!(md, "## Data\n");
+    let _ = writeln!(
+        md,
+        "{} training and {} test images of {}x{} pixels. Training pixel mean {:.4}, std {:.4}. \
+         Class counts (train): {:?}.\n",
+        tr.count,
+        te.count,
+        ctx.mnist.train.rows(),
+        ctx.mnist.train.cols(),
+        tr.pixel_mean,
+        tr.pixel_std,
+        tr.class_counts
+    );
+}
+
+/// What each group's design can see: its seeds, the seeds' spread and the smallest
+/// test-accuracy difference its comparisons could detect.
+fn power_table(md: &mut String, ctx: &Ctx, groups: &[Group]) {
+    let _ = writeln!(
+        md,
+        "**Power.** What each group's design could see, on test accuracy: the median over its \
+         comparisons of the smallest difference detectable with 80 % power.\n\n\
+         | group | seeds per setting | seed std (points, median) | detectable difference (points, median) |\n|---|---:|---:|---:|"
+    );
+    for g in groups {
+        let members = ctx.members(g);
+        if members.len() < 2 {
+            continue;
+        }
+        let cs = ctx.evidence.compare_all(&members, Metric::TestAccuracy);
+        let mut mdd: Vec<f64> = cs
+            .iter()
+            .filter_map(|c| c.paired.map(|p| p.mdd80))
+            .collect();
+        let mut sd: Vec<f64> = members
+            .iter()
+            .filter_map(|r| r.summary(Metric::TestAccuracy))
+            .map(|s| s.std)
+            .filter(|s| s.is_finite())
+            .collect();
+        let median = |v: &mut Vec<f64>| -> String {
+            if v.is_empty() {
+                return "n/a".into();
+            }
+            v.sort_by(f64::total_cmp);
+            format!("{:.3}", 100.0 * v[v.len() / 2])
+        };
+        let seeds: Vec<usize> = members.iter().map(|r| r.runs.len()).collect();
+        let (lo, hi) = (
+            seeds.iter().min().copied().unwrap_or(0),
+            seeds.iter().max().copied().unwrap_or(0),
+        );
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            g.name,
+            if lo == hi {
+                lo.to_string()
+            } else {
+                format!("{lo}-{hi}")
+            },
+            median(&mut sd),
+            median(&mut mdd)
+        );
+    }
+    let _ = writeln!(md);
+}
+
+/// A member table: one row per experiment with the quantities of `metrics`.
+pub(crate) fn member_table(members: &[&Replicates], metrics: &[Metric]) -> String {
+    let mut md = String::from("| experiment | params | buffers | seeds |");
+    for m in metrics {
+        let _ = write!(md, " {} |", header(*m));
+    }
+    md.push_str(" s per seed |\n|---|---:|---:|---:|");
+    md.push_str(&"---:|".repeat(metrics.len()));
+    md.push_str("---:|\n");
+    for r in members {
+        let _ = write!(
+            md,
+            "| {} | {} | {} | {} |",
+            r.name(),
+            r.params(),
+            r.buffers(),
+            r.runs.len()
+        );
+        for m in metrics {
+            let cell = r.summary(*m).map(|s| m.show(&s)).unwrap_or_default();
+            let _ = write!(md, " {cell} |");
+        }
+        let _ = writeln!(md, " {:.0} |", r.seconds_per_seed());
+    }
+    md
+}
+
+fn header(m: Metric) -> String {
+    match m {
+        Metric::TestAccuracy => "test accuracy %".into(),
+        Metric::ValAccuracy => "val accuracy %".into(),
+        Metric::Gap => "train-val gap (points)".into(),
+        Metric::MnistC => "MNIST-C %".into(),
+        m if m.is_percent() => format!("{} %", m.label()),
+        m => m.label(),
+    }
+}
+
+/// A comparison table: every pair with the difference, its interval, P(A > B), the
+/// detectable difference, the verdict, Welch's p and McNemar's check.
+pub(crate) fn comparison_table(cs: &[Comparison], metric: Metric) -> String {
+    let unit = if metric.is_percent() { " (points)" } else { "" };
+    let mut md = format!(
+        "| A | B | A - B{unit}, 95 % interval | P(A > B) | detectable (80 %) | verdict | Welch p | McNemar |\n|---|---|---|---:|---:|---|---:|---|\n"
+    );
+    for c in cs {
+        let Some(p) = c.paired else { continue };
+        let verdict = match c.verdict {
+            Verdict::ABetter => format!("**{} better**", c.a),
+            Verdict::BBetter => format!("**{} better**", c.b),
+            Verdict::NotDistinguishable => "not distinguishable".into(),
+        };
+        let mcnemar = match p.mcnemar_agrees() {
+            Some(agrees) => format!(
+                "{}{}",
+                show_p(p.mcnemar_p),
+                if agrees { "" } else { " (disagrees)" }
+            ),
+            None => "n/a".into(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.2} | {} | {verdict} | {} | {mcnemar} |",
+            c.a,
+            c.b,
+            diff_text(c, metric),
+            p.p_improve,
+            mdd_text(c, metric),
+            show_p(c.p)
+                .trim_start_matches("p = ")
+                .trim_start_matches("p "),
+        );
+    }
+    md
+}
+
+/// The JSON of one comparison: the old fields and the paired ones.
+pub(crate) fn comparison_json(c: &Comparison) -> Value {
+    let p = c.paired;
+    json!({
+        "a": c.a, "b": c.b,
+        "mean_a": c.summary_a.mean, "mean_b": c.summary_b.mean,
+        "p": finite(c.p), "p_holm": finite(c.p_holm),
+        "verdict": c.verdict.as_str(),
+        "diff": p.map(|p| p.diff),
+        "diff_ci95": p.map(|p| [p.diff_ci95[0], p.diff_ci95[1]]),
+        "p_improve": p.map(|p| p.p_improve),
+        "mdd80": p.map(|p| p.mdd80),
+        "mcnemar_p": p.map(|p| finite(p.mcnemar_p)),
+        "mcnemar_agrees": p.and_then(|p| p.mcnemar_agrees()),
+    })
+}
+
+/// The dot plot of `members` on `metric`: every seed, the mean and its 95 % interval.
+pub(crate) fn dot_figure(
+    ctx: &Ctx,
+    name: &str,
+    title: &str,
+    members: &[&Replicates],
+    metric: Metric,
+) -> plot::Figure {
+    let rows: Vec<plot::DotRow> = members
+        .iter()
+        .filter_map(|r| {
+            let s = r.summary(metric)?;
+            let ci = ctx.evidence.interval(r, metric).unwrap_or(s.ci95);
+            Some(plot::DotRow {
+                name: r.name().to_string(),
+                seeds: r.values(metric),
+                mean: s.mean,
+                ci95: ci,
+            })
+        })
+        .collect();
+    let scale = if metric.is_percent() { 100.0 } else { 1.0 };
+    let unit = if metric.is_percent() { " (%)" } else { "" };
+    plot::dots(
+        &format!("{name}_{}_dots", metric.name()),
+        title,
+        &format!("{}{unit}", metric.label()),
+        &rows,
+        scale,
+    )
+}
+
+/// The forest plot of comparisons on `metric`.
+pub(crate) fn forest_figure(
+    name: &str,
+    title: &str,
+    cs: &[Comparison],
+    metric: Metric,
+) -> plot::Figure {
+    let rows: Vec<(String, f64, f64, f64)> = cs
+        .iter()
+        .filter_map(|c| {
+            let p = c.paired?;
+            Some((
+                format!("{} − {}", c.a, c.b),
+                p.diff,
+                p.diff_ci95[0],
+                p.diff_ci95[1],
+            ))
+        })
+        .collect();
+    let scale = if metric.is_percent() { 100.0 } else { 1.0 };
+    let unit = if metric.is_percent() { " (points)" } else { "" };
+    plot::forest(
+        &format!("{name}_{}_forest", metric.name()),
+        title,
+        &format!("difference of {}{unit}, 95 % interval", metric.label()),
+        &rows,
+        scale,
+    )
+}
+
+pub(crate) fn architectures(
+    md: &mut String,
+    metrics: &mut serde_json::Map<String, Value>,
+    ctx: &Ctx,
+) -> Result<()> {
+    let arch: Vec<&Replicates> = plan::ARCHITECTURES
+        .iter()
+        .filter_map(|n| ctx.find(n))
+        .collect();
+    if arch.is_empty() {
+        return Ok(());
+    }
+    let _ = writeln!(md, "## Architectures on the shared recipe\n");
+    let _ = writeln!(
+        md,
+        "Every architecture of the zoo trained the same way ({} epochs of Adam 1e-3 with cosine \
+         decay, batch 64, no augmentation): only the network differs.\n",
+        plan::SHARED_EPOCHS
+    );
+    md.push_str(&member_table(
+        &arch,
+        &[
+            Metric::TestAccuracy,
+            Metric::ValAccuracy,
+            Metric::Gap,
+            Metric::TestLoss,
+            Metric::MnistC,
+        ],
+    ));
+    let _ = writeln!(
+        md,
+        "\n{}\n",
+        ctx.sink.save(
+            &dot_figure(
+                ctx,
+                "architectures",
+                "Test accuracy on the shared recipe: each seed, the mean and its 95 % interval",
+                &arch,
+                Metric::TestAccuracy
+            ),
+            "test accuracy of every architecture, each seed a dot"
+        )?
+    );
+    // Seed ensembles.
+    let mut ensembles: Vec<Ensemble> = Vec::new();
+    for r in arch.iter().filter(|r| r.runs.len() > 1) {
+        ensembles.push(ensemble(ctx.mnist, ctx.cfg, r)?);
+    }
+    if !ensembles.is_empty() {
+        let _ = writeln!(
+            md,
+            "Seed ensembles (the softmax probabilities of an architecture's seeds averaged: one \
+             model, no spread):\n\n| ensemble | seeds | test accuracy % | test loss | mean of its seeds % |\n|---|---:|---:|---:|---:|"
+        );
+        for e in &ensembles {
+            let mean = ctx
+                .find(&e.name)
+                .and_then(|r| r.summary(Metric::TestAccuracy))
+                .map(|s| s.pct())
+                .unwrap_or_default();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.2} | {:.4} | {mean} |",
+                e.name,
+                e.seeds.len(),
+                100.0 * e.test_accuracy,
+                e.test_loss
+            );
+        }
+        let _ = writeln!(md);
+    }
+    metrics.insert(
+        "ensembles".into(),
+        Value::Object(
+            ensembles
+                .iter()
+                .map(|e| {
+                    (
+                        e.name.clone(),
+                        json!({"test_accuracy": e.test_accuracy, "test_loss": e.test_loss, "seeds": e.seeds}),
+                    )
+                })
+                .collect(),
+        ),
+    );
+    metrics.insert(
+        "models".into(),
+        Value::Object(
+            arch.iter()
+                .map(|r| (r.name().to_string(), experiment_json(r)))
+                .collect(),
+        ),
+    );
+    best_recipes(md, ctx)?;
+    Ok(())
+}
+
+/// Each architecture's best recipe, chosen on validation among the recipes the study trained
+/// it with (the shared recipe everywhere, the robust recipe for four of them).
+fn best_recipes(md: &mut String, ctx: &Ctx) -> Result<()> {
+    let _ = writeln!(
+        md,
+        "### Each architecture's best recipe, chosen on validation\n\nAmong the recipes the \
+         study trained each architecture with (the shared recipe for all, the robust recipe \
+         for {}), the one with the higher mean validation accuracy; its test accuracy beside \
+         it.\n\n| architecture | recipes trained | chosen on validation | val accuracy % | test accuracy % |\n|---|---|---|---:|---:|",
+        plan::ROBUST.join(", ")
+    );
+    let mut csv = String::from("architecture,recipe,val_accuracy,test_accuracy\n");
+    for name in plan::ARCHITECTURES {
+        let mut options: Vec<(&str, &Replicates)> = Vec::new();
+        if let Some(r) = ctx.find(name) {
+            options.push(("shared", r));
+        }
+        if let Some(r) = ctx.find(&format!("{name}-robust")) {
+            options.push(("robust", r));
+        }
+        let val = |r: &Replicates| r.summary(Metric::ValAccuracy).map_or(f64::NAN, |s| s.mean);
+        let Some(&(recipe, chosen)) = options.iter().max_by(|a, b| val(a.1).total_cmp(&val(b.1)))
+        else {
+            continue;
+        };
+        let names: Vec<&str> = options.iter().map(|o| o.0).collect();
+        let test = chosen
+            .summary(Metric::TestAccuracy)
+            .map(|s| s.pct())
+            .unwrap_or_default();
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {recipe} | {:.2} | {test} |",
+            names.join(", "),
+            100.0 * val(chosen)
+        );
+        for (r, rep) in &options {
+            let _ = writeln!(
+                csv,
+                "{name},{r},{},{}",
+                val(rep),
+                rep.summary(Metric::TestAccuracy)
+                    .map_or(f64::NAN, |s| s.mean)
+            );
+        }
+    }
+    let _ = writeln!(md);
+    ctx.table("best_recipes.csv", &csv)
+}
+
+pub(crate) fn best_model(md: &mut String, ctx: &Ctx, best: &BestModels) -> Result<()> {
+    let Some(b) = &best.best else { return Ok(()) };
+    let _ = writeln!(md, "## The best model, chosen on validation\n");
+    let _ = writeln!(
+        md,
+        "`models/best/` is **{} (seed {})**: of every run of the study, the one whose returned \
+         weights scored the highest validation accuracy ({:.2} %, on the 5,000 held-out \
+         training images). The test set played no part in the choice. Its test accuracy is \
+         **{:.2} %** (loss {:.4}). `models/robust/` is the model for real handwriting: see \
+         [the robust model](#the-robust-model).\n",
+        b.name(),
+        b.seed(),
+        100.0 * returned_val_accuracy(b).unwrap_or(f64::NAN),
+        100.0 * b.test_accuracy,
+        b.test_loss
+    );
+    let Some(dir) = &b.dir else { return Ok(()) };
+    let net = Network::load(dir, &candle_core::Device::Cpu)?;
+    let test = match b.experiment.train.test_limit {
+        Some(n) => ctx.mnist.test.take(n),
+        None => ctx.mnist.test.clone(),
+    };
+    let e = evaluate(&net, &test, 1000, b.experiment.train.normalization)?;
+    let cm = ConfusionMatrix::of(&e)?;
+    let pairs: Vec<String> = cm
+        .most_confused(5)
+        .iter()
+        .map(|p| format!("{}→{} ({})", p.truth, p.predicted, p.count))
+        .collect();
+    let errors = e.len() - (e.accuracy * e.len() as f64).round() as usize;
+    let _ = writeln!(
+        md,
+        "Its {errors} test errors; the most confused pairs (true→predicted, count): {}.\n",
+        pairs.join(", ")
+    );
+    let _ = writeln!(
+        md,
+        "{}\n",
+        ctx.sink.save(
+            &plot::confusion_heatmap(b.name(), &cm),
+            &format!("confusion matrix of {}", b.name())
+        )?
+    );
+    let mistakes = crate::analysis::most_confident_mistakes(&e, 16);
+    let mut grid = plot::ImageGrid::predictions(
+        &format!(
+            "{}: the 16 most confident mistakes (true → predicted, confidence)",
+            b.name()
+        ),
+        &test,
+        &mistakes,
+    )?;
+    for t in &mut grid.tiles {
+        if let Some((_, rest)) = t.caption.split_once(": ") {
+            t.caption = rest.to_string();
+        }
+    }
+    let fig = plot::images::tiles("mistakes", &grid, plot::images::TileScale::Ink);
+    let _ = writeln!(
+        md,
+        "{}\n",
+        ctx.sink.save_image(
+            &fig,
+            || Ok(grid.clone()),
+            "the most confident mistakes, each labelled true → predicted (confidence)"
+        )?
+    );
+    Ok(())
+}
+
+/// A tuning's learning-rate grids as a Markdown table and a CSV: validation accuracy of each
+/// rate tried, the chosen one in bold.
+fn grid_table(t: &Tuning, ctx: &Ctx) -> Option<(String, String)> {
+    let grid_group = format!("{}-grid", t.group);
+    let grid: Vec<_> = ctx
+        .reps
+        .iter()
+        .filter(|r| r.group() == grid_group)
+        .flat_map(|r| r.runs.iter().cloned())
+        .collect();
+    if grid.is_empty() {
+        return None;
+    }
+    let chosen = match t.state(&grid) {
+        Ok(TuningState::Chosen(c)) => c,
+        _ => Vec::new(),
+    };
+    let mut md = String::from(
+        "| optimizer | learning rates tried: validation accuracy | chosen |\n|---|---|---:|\n",
+    );
+    let mut csv = String::from("optimizer,lr,val_accuracy,chosen\n");
+    for &(kind, _) in &t.start {
+        let pick = chosen.iter().find(|c| c.0 == kind).map(|c| c.1);
+        let mut cells = Vec::new();
+        for (lr, acc) in t.tried(kind, &grid) {
+            let text = format!("{lr:e}: {:.2} %", 100.0 * acc);
+            cells.push(if Some(lr) == pick {
+                format!("**{text}**")
+            } else {
+                text
+            });
+            let _ = writeln!(csv, "{},{lr},{acc},{}", kind.name(), Some(lr) == pick);
+        }
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} |",
+            kind.name(),
+            cells.join(", "),
+            pick.map(|c| format!("{c:e}")).unwrap_or_else(|| "-".into())
+        );
+    }
+    Some((md, csv))
+}
+
+/// The quantities a group's table and comparisons show besides test accuracy.
+fn group_metrics(g: &str) -> (Vec<Metric>, Vec<Metric>) {
+    use Metric::*;
+    let table = match g {
+        "part2-dropout" | "part2-l2" => vec![
+            TestAccuracy,
+            ValAccuracy,
+            ValLoss,
+            Gap,
+            TrainEval,
+            FirstValAccuracy,
+        ],
+        "part2-optimizers" | "lenet5-optimizers" => {
+            vec![
+                TestAccuracy,
+                ValAccuracy,
+                FirstValAccuracy,
+                Roughness,
+                Convergence,
+            ]
+        }
+        "part2-batch-size" => vec![TestAccuracy, ValAccuracy, Gap, GradNoise, SecondsPerEpoch],
+        "part2-activations" => vec![TestAccuracy, ValAccuracy, FirstTrainLoss, GradFlowRatio],
+        "part1-normalization" => vec![TestAccuracy, ValAccuracy, FirstTrainLoss],
+        "resnet-depth" => vec![TestAccuracy, ValAccuracy, TrainLoss, GradFlowRatio],
+        "robustness-causes" | "robust-recipe" => vec![TestAccuracy, ValAccuracy, MnistC],
+        "part1-early-stopping" => vec![TestAccuracy, ValAccuracy, BestEpoch],
+        _ => vec![TestAccuracy, ValAccuracy, Gap, TestLoss],
+    };
+    let extra = match g {
+        "part2-dropout" | "part2-l2" => vec![ValAccuracy, Gap],
+        "part2-optimizers" | "lenet5-optimizers" => vec![FirstValAccuracy, Roughness],
+        "part2-batch-size" => vec![Gap, GradNoise],
+        "part2-activations" => vec![FirstTrainLoss, GradFlowRatio],
+        "part1-normalization" => vec![FirstTrainLoss],
+        "resnet-depth" => vec![TrainLoss],
+        "robustness-causes" | "robust-recipe" => vec![MnistC],
+        _ => vec![],
+    };
+    (table, extra)
+}
+
+/// One group: what differs, its members, the comparisons on test accuracy (and the
+/// quantities its claims use), the sentences and its figures. Returns its `metrics.json`
+/// entry.
+pub(crate) fn group(md: &mut String, ctx: &Ctx, g: &Group) -> Result<Value> {
+    let members = ctx.members(g);
+    let title = if g.name == "architectures" {
+        "Architectures compared".to_string()
+    } else {
+        g.title.clone()
+    };
+    let _ = writeln!(md, "\n## {title}\n\n{}\n", g.about);
+    if let Some(t) = Tuning::all(ctx.cfg.quick, ctx.cfg.seed)
+        .into_iter()
+        .find(|t| t.group == g.name)
+        && let Some((table, csv)) = grid_table(&t, ctx)
+    {
+        let _ = writeln!(
+            md,
+            "Learning-rate grid (one seed each, validation accuracy; the chosen rate in \
+             bold):\n\n{table}"
+        );
+        ctx.table(&format!("{}-lr-grid.csv", t.group), &csv)?;
+    }
+    let (table_metrics, extra) = group_metrics(&g.name);
+    if g.name != "architectures" {
+        // The architectures' table opens the report.
+        md.push_str(&member_table(&members, &table_metrics));
+    }
+    let owned: Vec<Replicates> = members.iter().map(|r| (*r).clone()).collect();
+    let mut frame = super::super::aggregate::summary_frame(&owned, &Metric::ALL)?;
+    write_csv(&ctx.tables.join(format!("{}.csv", g.name)), &mut frame)?;
+    if g.name == "architectures" {
+        // `metrics.json` calls these the models; the table keeps that name as well.
+        write_csv(&ctx.tables.join("models.csv"), &mut frame)?;
+    }
+    let runs: Vec<&super::super::ExperimentResult> =
+        members.iter().flat_map(|r| r.runs.iter()).collect();
+    let cs = ctx.evidence.compare_all(&members, Metric::TestAccuracy);
+    if !cs.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n**Test accuracy, paired comparisons:**\n\n{}",
+            comparison_table(&cs, Metric::TestAccuracy)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "{}\n",
+        findings_with(&ctx.evidence, &runs, Metric::TestAccuracy)
+            .0
+            .join(" ")
+    );
+    let mut extra_json = serde_json::Map::new();
+    for m in &extra {
+        let ce = ctx.evidence.compare_all(&members, *m);
+        if ce.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            md,
+            "**{}, paired comparisons:**\n\n{}",
+            capitalized(&m.label()),
+            comparison_table(&ce, *m)
+        );
+        extra_json.insert(
+            m.name().to_string(),
+            Value::Array(ce.iter().map(comparison_json).collect()),
+        );
+    }
+    if members.len() > 1 {
+        let _ = writeln!(
+            md,
+            "\n{}",
+            ctx.sink.save(
+                &dot_figure(
+                    ctx,
+                    &g.name,
+                    &format!(
+                        "{}: test accuracy per seed, mean and 95 % interval",
+                        g.title
+                    ),
+                    &members,
+                    Metric::TestAccuracy
+                ),
+                "test accuracy, each seed a dot"
+            )?
+        );
+    }
+    if cs.len() > 1 {
+        let _ = writeln!(
+            md,
+            "\n{}",
+            ctx.sink.save(
+                &forest_figure(
+                    &g.name,
+                    &format!("{}: differences of test accuracy", g.title),
+                    &cs,
+                    Metric::TestAccuracy
+                ),
+                "differences of test accuracy with their 95 % intervals"
+            )?
+        );
+    }
+    group_figures(md, ctx, g, &members)?;
+    Ok(json!({
+        "title": g.title,
+        "experiments": members.iter().map(|r| r.name()).collect::<Vec<_>>(),
+        "metric": "test_accuracy",
+        "comparisons": cs.iter().map(comparison_json).collect::<Vec<_>>(),
+        "other_metrics": extra_json,
+    }))
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+fn write_csv(path: &std::path::Path, frame: &mut polars::prelude::DataFrame) -> Result<()> {
+    use polars::prelude::{CsvWriter, SerWriter};
+    let mut buf = Vec::new();
+    CsvWriter::new(&mut buf).finish(frame)?;
+    crate::fsutil::write_bytes_atomic(path, &buf)
+}
+
+/// The curves a group's question needs.
+fn group_figures(md: &mut String, ctx: &Ctx, g: &Group, members: &[&Replicates]) -> Result<()> {
+    let hist: Vec<(String, Vec<&History>)> = members
+        .iter()
+        .map(|r| (r.name().to_string(), r.histories()))
+        .collect();
+    let mut figs: Vec<(plot::Figure, &str)> = Vec::new();
+    match g.name.as_str() {
+        "pair-28x28" | "parameter-matched" => {
+            for (m, c) in [
+                ("train_loss", "training loss per epoch"),
+                ("test_loss", "test loss per epoch"),
+                ("test_accuracy", "test accuracy per epoch"),
+            ] {
+                figs.push((plot::overlay(&g.name, m, &hist), c));
+            }
+        }
+        "part2-l2" => {
+            figs.push((
+                plot::overlay(&g.name, "val_loss", &hist),
+                "validation loss per epoch",
+            ));
+            figs.push((
+                plot::overlay(&g.name, "weight_norm", &hist),
+                "weight norm per epoch",
+            ));
+        }
+        "part2-batch-size" => {
+            figs.push((
+                plot::overlay(&g.name, "grad_noise", &hist),
+                "gradient noise per epoch",
+            ));
+        }
+        "part2-optimizers" | "lenet5-optimizers" => {
+            figs.push((
+                plot::overlay(&g.name, "val_accuracy", &hist),
+                "validation accuracy per epoch",
+            ));
+            figs.push((
+                plot::loss_trace(&g.name, &hist, 10),
+                "training loss, mean of every 10 steps (speed and smoothness)",
+            ));
+        }
+        "part2-activations" => {
+            figs.push((
+                plot::gradient_flow(&g.name, &hist),
+                "gradient norm per layer",
+            ));
+            figs.push((
+                plot::overlay(&g.name, "train_loss", &hist),
+                "training loss per epoch",
+            ));
+        }
+        "resnet-depth" => {
+            figs.push((
+                plot::overlay(&g.name, "train_loss", &hist),
+                "training loss per epoch",
+            ));
+            figs.push((
+                plot::gradient_flow(&g.name, &hist),
+                "gradient norm per layer",
+            ));
+        }
+        "robustness-causes" | "robust-recipe" => {
+            figs.push((
+                dot_figure(
+                    ctx,
+                    &g.name,
+                    &format!("{}: MNIST-C accuracy", g.title),
+                    members,
+                    Metric::MnistC,
+                ),
+                "MNIST-C accuracy, each seed a dot",
+            ));
+        }
+        "architectures" => {}
+        _ => figs.push((
+            plot::overlay(&g.name, "val_accuracy", &hist),
+            "validation accuracy per epoch",
+        )),
+    }
+    for (fig, caption) in figs {
+        let _ = writeln!(md, "\n{}", ctx.sink.save(&fig, caption)?);
+    }
+    Ok(())
+}
+
+/// The claims of the seed studies and the questions the study adds.
+pub(crate) fn claims(
+    md: &mut String,
+    metrics: &mut serde_json::Map<String, Value>,
+    ctx: &Ctx,
+) -> Result<()> {
+    let counts = (ctx.mnist.train.len(), ctx.mnist.test.len());
+    let tested: Claims = claim_rows::claims(&ctx.evidence, ctx.all, counts);
+    let added: Claims = study_questions(&ctx.evidence, ctx.all, counts);
+    let _ = writeln!(md, "\n## What the seed studies claimed\n");
+    let _ = writeln!(
+        md,
+        "Each row quotes a sentence of a seed study (`shared/seeds/`: 000 the project series, \
+         001 and 004 the LeNet-5/MLP reports, 002 the Part 1/Part 2 notebook, 003 the model \
+         list), says what we tested and how, and ends with the verdict of the rule above: \
+         **confirmed**, **contradicted** or **not distinguishable**. A claim about speed or \
+         smoothness is tested on a speed or smoothness measure; a claim that one setting is \
+         best is tested against each other one. A hypothesis is labelled as one. Rows whose \
+         runs did not finish are left out.\n"
+    );
+    md.push_str(&tested.to_markdown());
+    let _ = writeln!(md, "\n## Questions this study adds\n");
+    let _ = writeln!(
+        md,
+        "Comparisons no seed study claims, answered with the same rule.\n"
+    );
+    md.push_str(&added.to_markdown());
+    let csv = |c: &Claims| {
+        let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        let mut out = String::from("source,claim,kind,tested,measured,verdict\n");
+        for x in &c.0 {
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{}",
+                q(&x.source),
+                q(&x.quote),
+                serde_json::to_value(x.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
+                q(&x.tested),
+                q(&x.measured),
+                x.verdict.as_str()
+            );
+        }
+        out
+    };
+    ctx.table("claims.csv", &csv(&tested))?;
+    ctx.table("questions.csv", &csv(&added))?;
+    metrics.insert(
+        "claims".into(),
+        serde_json::to_value(&tested.0).unwrap_or(Value::Null),
+    );
+    metrics.insert(
+        "questions".into(),
+        serde_json::to_value(&added.0).unwrap_or(Value::Null),
+    );
+    Ok(())
+}
