@@ -143,10 +143,7 @@ mod tests {
         assert!(h.contains("<td>2</td>"), "{h}");
         assert_eq!(h.matches("<tr>").count(), 3);
     }
-}
 
-#[cfg(test)]
-mod tests {
     #[test]
     fn base64_matches_rfc4648_and_escaping_covers_markup() {
         assert_eq!(super::base64(b""), "");

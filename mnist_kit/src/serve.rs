@@ -1,14 +1,29 @@
 //! `mnist-kit serve`: a local web page where a model reads your handwriting as you write, and
-//! the JSON API behind it. The page (HTML, JS and CSS in one file) is embedded in the binary and
-//! needs no network; the server binds to localhost unless told otherwise.
+//! the JSON API behind it, on axum, hyper and tokio. The page (HTML, JS and CSS in one file)
+//! is embedded in the binary and needs no network; the server binds to localhost unless told
+//! otherwise.
 //!
 //! API:
-//! - `GET /api/models`: the runs the server can use (`results/models/best` and every finished
-//!   run in `results/runs/`), and the default one.
-//! - `POST /api/predict[?model=NAME]` with a PNG or JPEG body: `{"digit", "probabilities",
-//!   "input", "saliency", "model"}`, after the same MNIST preprocessing as `mnist-kit predict`.
-//! - Errors are JSON `{"error": ...}`: 400 for a body that is not an image, 413 for a body over
-//!   [`MAX_BODY`] bytes, 404 for an unknown model or path, 405 for a wrong method.
+//! - `GET /api/models`: the runs the server can use (`results/models/robust`,
+//!   `results/models/best` and every finished run with weights in `results/runs/`), and the
+//!   default one.
+//! - `POST /api/predict[?model=NAME]` with a PNG, JPEG, BMP, GIF or WebP body: `{"digit",
+//!   "probabilities", "input", "saliency", "model"}`, after the same MNIST preprocessing as
+//!   `mnist-kit predict`.
+//! - Errors are JSON `{"error": ...}`: 400 for a body that is not an image or has no digit
+//!   (or a malformed request), 403 for a `Host` the server does not answer to, 404 for an
+//!   unknown model or path, 405 for a wrong method, 408 for a client that is too slow, 413
+//!   for a body over [`MAX_BODY`] bytes or an image over [`MAX_PIXELS`] pixels, 503 when
+//!   [`ServeConfig::queue`] predictions already wait.
+//!
+//! It holds up against hostile clients: headers must arrive within
+//! [`ServeConfig::header_timeout`] and a request must finish within
+//! [`ServeConfig::request_timeout`], so slow or lying clients hold nothing but their own
+//! connection; duplicate or invalid `Content-Length` headers get 400; images are measured
+//! before they are decoded and decodes run at most [`ServeConfig::threads`] at a time; every
+//! connection sets `TCP_NODELAY`, so keep-alive answers do not wait for delayed ACKs; and a
+//! request whose `Host` is not the server's own name (a page that rebinds its DNS name to
+//! 127.0.0.1) gets 403.
 //!
 //! ```no_run
 //! use mnist_kit::serve::{ServeConfig, Server};
@@ -18,17 +33,25 @@
 //! # Ok::<(), mnist_kit::Error>(())
 //! ```
 
-use std::collections::BTreeMap;
-use std::io::Read;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use candle_core::Device;
 use serde_json::{Value, json};
-use tiny_http::{Header, Method, Request, Response};
+use tower::Service;
 
-use crate::analysis::{digit_from_bytes, digit_saliency};
+use crate::analysis::{digit_from_bytes, digit_saliency, image_size};
 use crate::data::Normalization;
 use crate::models::Network;
 use crate::models::network::WEIGHTS_FILE;
@@ -39,23 +62,36 @@ use crate::{Error, Result};
 
 /// Largest request body accepted (2 MB); larger bodies get 413.
 pub const MAX_BODY: usize = 2 * 1024 * 1024;
+/// Largest image decoded, in pixels (a 12-megapixel phone photo); larger gets 413 before any
+/// decoding.
+pub const MAX_PIXELS: u64 = 12_000_000;
 
 /// The page, embedded.
 const PAGE: &str = include_str!("serve/index.html");
 
-/// Where and what to serve.
+/// Where and what to serve, and how much to put up with.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     /// Interface to bind (`127.0.0.1`: this machine only).
     pub host: String,
     /// Port (0: any free port).
     pub port: u16,
-    /// A run directory to serve as the default model (else `results/models/best`).
+    /// A run directory to serve as the default model (else `results/models/robust`, else
+    /// `results/models/best`).
     pub run: Option<PathBuf>,
-    /// The study's output directory, whose `models/best` and `runs/` are listed.
+    /// The study's output directory, whose `models/` and `runs/` are listed.
     pub results: PathBuf,
-    /// Threads answering requests.
+    /// Predictions (and image decodes) running at once.
     pub threads: usize,
+    /// Predictions that may wait for one of them; beyond that, 503.
+    pub queue: usize,
+    /// Host names answered besides the bound address, `localhost`, `127.0.0.1` and `[::1]`
+    /// (`--allow-host`).
+    pub allow_hosts: Vec<String>,
+    /// Time a client has to send its request line and headers.
+    pub header_timeout: Duration,
+    /// Time a request may take from its headers to the answer, its body included.
+    pub request_timeout: Duration,
 }
 
 impl Default for ServeConfig {
@@ -65,7 +101,11 @@ impl Default for ServeConfig {
             port: 8080,
             run: None,
             results: PathBuf::from("results"),
-            threads: 4,
+            threads: 2,
+            queue: 64,
+            allow_hosts: Vec::new(),
+            header_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -78,7 +118,7 @@ struct Entry {
     test_accuracy: Option<f64>,
 }
 
-/// The models, loaded on first use and shared by the request threads.
+/// The models, loaded on first use and shared by the requests.
 struct Models {
     entries: BTreeMap<String, Entry>,
     default: Option<String>,
@@ -95,31 +135,30 @@ impl Models {
                 .ok()
                 .map(|r| r.test_accuracy)
         };
+        let mut add = |name: String, dir: PathBuf| {
+            entries.insert(
+                name,
+                Entry {
+                    test_accuracy: accuracy(&dir),
+                    dir,
+                },
+            );
+        };
         if let Some(run) = &cfg.run {
             let name = run
                 .file_name()
                 .map_or("run".to_string(), |n| n.to_string_lossy().into_owned());
-            entries.insert(
-                name.clone(),
-                Entry {
-                    dir: run.clone(),
-                    test_accuracy: accuracy(run),
-                },
-            );
+            add(name.clone(), run.clone());
             default = Some(name);
         }
-        let best = cfg.results.join("models").join("best");
-        if best.join(WEIGHTS_FILE).exists() {
-            entries.insert(
-                "best".into(),
-                Entry {
-                    test_accuracy: accuracy(&best),
-                    dir: best,
-                },
-            );
-            default.get_or_insert_with(|| "best".to_string());
+        for kind in ["robust", "best"] {
+            let dir = cfg.results.join("models").join(kind);
+            if dir.join(WEIGHTS_FILE).exists() {
+                add(kind.into(), dir);
+                default.get_or_insert_with(|| kind.to_string());
+            }
         }
-        // Every finished run: runs/<experiment>/seed-<s>/ with weights and a result.
+        // Every finished run with weights: runs/<experiment>/seed-<s>/.
         if let Ok(exps) = std::fs::read_dir(cfg.results.join("runs")) {
             for exp in exps.flatten() {
                 let Ok(seeds) = std::fs::read_dir(exp.path()) else {
@@ -133,13 +172,7 @@ impl Models {
                             exp.file_name().to_string_lossy(),
                             seed.file_name().to_string_lossy()
                         );
-                        entries.insert(
-                            name,
-                            Entry {
-                                test_accuracy: accuracy(&dir),
-                                dir,
-                            },
-                        );
+                        add(name, dir);
                     }
                 }
             }
@@ -184,6 +217,16 @@ impl Models {
         }
         Ok((name, model))
     }
+
+    fn json(&self) -> Value {
+        json!({
+            "default": self.default,
+            "models": self.entries.iter().map(|(name, e)| json!({
+                "name": name,
+                "test_accuracy": e.test_accuracy,
+            })).collect::<Vec<_>>(),
+        })
+    }
 }
 
 /// A JSON reply with its status.
@@ -207,161 +250,17 @@ impl Reply {
     }
 }
 
-/// The server: a bound socket and the models it serves.
-pub struct Server {
-    http: Arc<tiny_http::Server>,
-    models: Arc<Models>,
-    addr: SocketAddr,
-    threads: usize,
-}
-
-impl Server {
-    /// Binds the socket and lists the models (they load on first use).
-    pub fn bind(cfg: &ServeConfig) -> Result<Self> {
-        let http = tiny_http::Server::http((cfg.host.as_str(), cfg.port)).map_err(|e| {
-            Error::invalid(
-                "serve",
-                format!("cannot listen on {}:{}: {e}", cfg.host, cfg.port),
-            )
-        })?;
-        let addr = http
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| Error::invalid("serve", "not an IP socket"))?;
-        Ok(Server {
-            http: Arc::new(http),
-            models: Arc::new(Models::scan(cfg)),
-            addr,
-            threads: cfg.threads.max(1),
-        })
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut r = Response::new(Body::from(self.body.to_string()));
+        *r.status_mut() = status;
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        r
     }
-
-    /// The address it listens on (the port the OS chose for port 0).
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The names of the models it serves, and the default.
-    pub fn models(&self) -> (Vec<String>, Option<String>) {
-        (
-            self.models.entries.keys().cloned().collect(),
-            self.models.default.clone(),
-        )
-    }
-
-    /// Answers requests on `threads` threads until [`ServerHandle::stop`] (never, from
-    /// [`Server::run`]).
-    pub fn spawn(self) -> ServerHandle {
-        let mut workers = Vec::new();
-        for _ in 0..self.threads {
-            let (http, models) = (self.http.clone(), self.models.clone());
-            workers.push(std::thread::spawn(move || {
-                while let Ok(req) = http.recv() {
-                    respond(req, &models);
-                }
-            }));
-        }
-        ServerHandle {
-            http: self.http,
-            addr: self.addr,
-            workers,
-        }
-    }
-
-    /// Serves until the process ends.
-    pub fn run(self) {
-        let handle = self.spawn();
-        for w in handle.workers {
-            let _ = w.join();
-        }
-    }
-}
-
-/// A running server.
-pub struct ServerHandle {
-    http: Arc<tiny_http::Server>,
-    addr: SocketAddr,
-    workers: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl ServerHandle {
-    /// The address it listens on.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Stops accepting requests and waits for the threads.
-    pub fn stop(self) {
-        // One unblock wakes one thread blocked in `recv`.
-        for _ in &self.workers {
-            self.http.unblock();
-        }
-        for w in self.workers {
-            let _ = w.join();
-        }
-    }
-}
-
-fn header(name: &str, value: &str) -> Option<Header> {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
-}
-
-fn respond(mut req: Request, models: &Models) {
-    let url = req.url().to_string();
-    let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
-    let method = req.method().clone();
-    let reply = match (&method, path) {
-        (Method::Get, "/") | (Method::Get, "/index.html") => {
-            let mut r = Response::from_string(PAGE);
-            if let Some(h) = header("Content-Type", "text/html; charset=utf-8") {
-                r = r.with_header(h);
-            }
-            let _ = req.respond(r);
-            return;
-        }
-        (Method::Get, "/api/models") => Reply::ok(models_json(models)),
-        (Method::Post, "/api/predict") => {
-            let declared = req.body_length().unwrap_or(0);
-            if declared > MAX_BODY {
-                Reply::error(
-                    413,
-                    &format!("body of {declared} bytes; at most {MAX_BODY}"),
-                )
-            } else {
-                let mut body = Vec::new();
-                let read = req
-                    .as_reader()
-                    .take(MAX_BODY as u64 + 1)
-                    .read_to_end(&mut body);
-                match read {
-                    Err(e) => Reply::error(400, &format!("cannot read the body: {e}")),
-                    Ok(_) if body.len() > MAX_BODY => {
-                        Reply::error(413, &format!("body over {MAX_BODY} bytes"))
-                    }
-                    Ok(_) => predict(models, query_param(query, "model").as_deref(), &body),
-                }
-            }
-        }
-        (_, "/" | "/index.html" | "/api/models" | "/api/predict") => {
-            Reply::error(405, &format!("{method} is not allowed on {path}"))
-        }
-        _ => Reply::error(404, &format!("no such path: {path}")),
-    };
-    let mut r = Response::from_string(reply.body.to_string()).with_status_code(reply.status);
-    if let Some(h) = header("Content-Type", "application/json") {
-        r = r.with_header(h);
-    }
-    let _ = req.respond(r);
-}
-
-fn models_json(models: &Models) -> Value {
-    json!({
-        "default": models.default,
-        "models": models.entries.iter().map(|(name, e)| json!({
-            "name": name,
-            "test_accuracy": e.test_accuracy,
-        })).collect::<Vec<_>>(),
-    })
 }
 
 /// The answer to one predict request (what `POST /api/predict` returns).
@@ -371,6 +270,16 @@ pub fn predict_reply(
     model: &str,
     body: &[u8],
 ) -> Reply {
+    match image_size(body, "request body") {
+        Ok((w, h)) if u64::from(w) * u64::from(h) > MAX_PIXELS => {
+            return Reply::error(
+                413,
+                &format!("a {w}x{h} image; the server reads at most {MAX_PIXELS} pixels"),
+            );
+        }
+        Ok(_) => {}
+        Err(e) => return Reply::error(400, &e.to_string()),
+    }
     let digit = match digit_from_bytes(body, "request body") {
         Ok(d) => d,
         Err(e) => return Reply::error(400, &e.to_string()),
@@ -390,47 +299,419 @@ pub fn predict_reply(
     }
 }
 
-fn predict(models: &Models, name: Option<&str>, body: &[u8]) -> Reply {
-    match models.get(name) {
-        Ok((name, model)) => predict_reply(&model.0, model.1, &name, body),
+/// What the handlers share.
+struct AppState {
+    models: Models,
+    /// Predictions running at once.
+    running: tokio::sync::Semaphore,
+    /// Predictions waiting for a place.
+    waiting: AtomicUsize,
+    queue: usize,
+    /// Host names answered (lower case, without port).
+    hosts: Vec<String>,
+}
+
+async fn page() -> Response {
+    let mut r = Response::new(Body::from(PAGE));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r
+}
+
+async fn models(State(s): State<Arc<AppState>>) -> Reply {
+    Reply::ok(s.models.json())
+}
+
+async fn predict(
+    State(s): State<Arc<AppState>>,
+    Query(q): Query<HashMap<String, String>>,
+    body: std::result::Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Reply {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            let status = e.status().as_u16();
+            let message = if status == 413 {
+                format!("body over {MAX_BODY} bytes")
+            } else {
+                format!("cannot read the body: {e}")
+            };
+            return Reply::error(status, &message);
+        }
+    };
+    // Admission: a bounded queue in front of the workers.
+    if s.waiting.fetch_add(1, Ordering::SeqCst) >= s.queue {
+        s.waiting.fetch_sub(1, Ordering::SeqCst);
+        return Reply::error(503, "too many predictions waiting; try again");
+    }
+    let permit = s.running.acquire().await;
+    s.waiting.fetch_sub(1, Ordering::SeqCst);
+    let Ok(_permit) = permit else {
+        return Reply::error(503, "the server is shutting down");
+    };
+    let state = s.clone();
+    let work = tokio::task::spawn_blocking(move || match state.models.get(q.get("model").map(String::as_str)) {
+        Ok((name, model)) => predict_reply(&model.0, model.1, &name, &body),
         Err(reply) => reply,
+    });
+    work.await
+        .unwrap_or_else(|e| Reply::error(500, &format!("the prediction failed: {e}")))
+}
+
+async fn not_found(req: Request) -> Reply {
+    Reply::error(404, &format!("no such path: {}", req.uri().path()))
+}
+
+async fn method_not_allowed(req: Request) -> Reply {
+    Reply::error(
+        405,
+        &format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}
+
+/// Refuses what hyper lets through but the server should not: a `Host` it does not answer to
+/// (403), a missing `Host` or more than one `Content-Length` (400; hyper folds equal repeats
+/// into one, so [`HeadScan`] renames the repeats to [`REPEATED_LENGTH`] on the way in).
+async fn guard(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let lengths = req.headers().get_all(header::CONTENT_LENGTH).iter().count();
+    if lengths > 1 || req.headers().contains_key(REPEATED_LENGTH) {
+        return Reply::error(400, "more than one Content-Length header").into_response();
+    }
+    let Some(host) = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return Reply::error(400, "no Host header").into_response();
+    };
+    if !s.hosts.contains(&host_name(host)) {
+        return Reply::error(
+            403,
+            &format!(
+                "this server answers to {} (start it with --allow-host {} to add this name)",
+                s.hosts.join(", "),
+                host_name(host)
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// The host part of a `Host` header, lower case: `localhost:8080` gives `localhost`,
+/// `[::1]:8080` gives `[::1]`.
+fn host_name(host: &str) -> String {
+    let h = host.trim().to_ascii_lowercase();
+    if h.starts_with('[') {
+        return h.split(']').next().map_or(h.clone(), |v| format!("{v}]"));
+    }
+    h.rsplit_once(':')
+        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+        .map_or(h.clone(), |(name, _)| name.to_string())
+}
+
+/// The name a repeated `Content-Length` header is renamed to (as long as the original).
+const REPEATED_LENGTH: &str = "x-repeated-len";
+const _: () = assert!(REPEATED_LENGTH.len() == "content-length".len());
+
+/// A connection read through a scanner of its request heads: every `Content-Length` header
+/// after the first of a head is renamed to [`REPEATED_LENGTH`], so that [`guard`] sees it.
+/// Bodies (by their `Content-Length`) pass untouched; after a chunked body the scanner stops
+/// looking (the API takes none).
+struct HeadScan<S> {
+    io: S,
+    /// Bytes ready for hyper.
+    ready: Vec<u8>,
+    /// The head line being read.
+    line: Vec<u8>,
+    /// Bytes of the current body still to pass through.
+    body_left: u64,
+    /// A `Content-Length` seen in this head, and its value.
+    length: Option<u64>,
+    /// Stop scanning (a chunked body or a line beyond reason).
+    opaque: bool,
+}
+
+impl<S> HeadScan<S> {
+    fn new(io: S) -> Self {
+        HeadScan {
+            io,
+            ready: Vec::new(),
+            line: Vec::new(),
+            body_left: 0,
+            length: None,
+            opaque: false,
+        }
+    }
+
+    fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.opaque {
+                self.ready.extend_from_slice(data);
+                return;
+            }
+            if self.body_left > 0 {
+                let n = (self.body_left as usize).min(data.len());
+                self.ready.extend_from_slice(&data[..n]);
+                self.body_left -= n as u64;
+                data = &data[n..];
+                continue;
+            }
+            let Some(end) = data.iter().position(|&b| b == b'\n') else {
+                self.line.extend_from_slice(data);
+                if self.line.len() > 64 * 1024 {
+                    // hyper refuses a head this long itself.
+                    self.ready.append(&mut self.line);
+                    self.opaque = true;
+                }
+                return;
+            };
+            self.line.extend_from_slice(&data[..=end]);
+            data = &data[end + 1..];
+            self.end_line();
+        }
+    }
+
+    fn end_line(&mut self) {
+        let text = String::from_utf8_lossy(&self.line).to_ascii_lowercase();
+        let trimmed = text.trim_end_matches(['\r', '\n']);
+        if trimmed.is_empty() {
+            // The end of a head (or a stray empty line before one): the body follows.
+            self.body_left = self.length.take().unwrap_or(0);
+        } else if let Some(value) = trimmed.strip_prefix("content-length:") {
+            if self.length.is_some() {
+                self.line[..REPEATED_LENGTH.len()].copy_from_slice(REPEATED_LENGTH.as_bytes());
+            } else {
+                self.length = Some(value.trim().parse().unwrap_or(0));
+            }
+        } else if trimmed.starts_with("transfer-encoding:") {
+            self.opaque = true;
+        }
+        self.ready.append(&mut self.line);
     }
 }
 
-/// The value of `key` in a query string, percent-decoded.
-fn query_param(query: &str, key: &str) -> Option<String> {
-    query.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        (k == key).then(|| percent_decode(v))
-    })
-}
-
-fn percent_decode(s: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match (
-            bytes[i],
-            bytes.get(i + 1).and_then(|&b| hex(b)),
-            bytes.get(i + 2).and_then(|&b| hex(b)),
-        ) {
-            (b'%', Some(hi), Some(lo)) => {
-                out.push(hi * 16 + lo);
-                i += 3;
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for HeadScan<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        loop {
+            if !this.ready.is_empty() {
+                let n = this.ready.len().min(buf.remaining());
+                buf.put_slice(&this.ready[..n]);
+                this.ready.drain(..n);
+                return Poll::Ready(Ok(()));
             }
-            (b'+', _, _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
+            let mut chunk = [0u8; 8192];
+            let mut rb = tokio::io::ReadBuf::new(&mut chunk);
+            match std::pin::Pin::new(&mut this.io).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) if rb.filled().is_empty() => {
+                    // End of the stream: whatever is held back goes up as it is.
+                    let rest = std::mem::take(&mut this.line);
+                    buf.put_slice(&rest[..rest.len().min(buf.remaining())]);
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Ready(Ok(())) => {
+                    let filled = rb.filled().to_vec();
+                    this.feed(&filled);
+                }
+                other => return other,
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for HeadScan<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, data)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+fn router(state: Arc<AppState>, cfg: &ServeConfig) -> Router {
+    use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
+    Router::new()
+        .route("/", get(page))
+        .route("/index.html", get(page))
+        .route("/api/models", get(models))
+        .route("/api/predict", post(predict))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(RequestBodyTimeoutLayer::new(cfg.request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            cfg.request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
+}
+
+/// The server: a bound socket and the models it serves.
+pub struct Server {
+    listener: std::net::TcpListener,
+    state: Arc<AppState>,
+    addr: SocketAddr,
+    cfg: ServeConfig,
+}
+
+impl Server {
+    /// Binds the socket and lists the models (they load on first use).
+    pub fn bind(cfg: &ServeConfig) -> Result<Self> {
+        let listener =
+            std::net::TcpListener::bind((cfg.host.as_str(), cfg.port)).map_err(|e| {
+                Error::invalid(
+                    "serve",
+                    format!("cannot listen on {}:{}: {e}", cfg.host, cfg.port),
+                )
+            })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::invalid("serve", e.to_string()))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::invalid("serve", e.to_string()))?;
+        let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "[::1]"]
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
+        hosts.push(host_name(&match addr {
+            SocketAddr::V4(a) => a.ip().to_string(),
+            SocketAddr::V6(a) => format!("[{}]", a.ip()),
+        }));
+        hosts.extend(cfg.allow_hosts.iter().map(|h| host_name(h)));
+        hosts.dedup();
+        let state = Arc::new(AppState {
+            models: Models::scan(cfg),
+            running: tokio::sync::Semaphore::new(cfg.threads.max(1)),
+            waiting: AtomicUsize::new(0),
+            queue: cfg.queue,
+            hosts,
+        });
+        Ok(Server {
+            listener,
+            state,
+            addr,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// The address it listens on (the port the OS chose for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The names of the models it serves, and the default.
+    pub fn models(&self) -> (Vec<String>, Option<String>) {
+        (
+            self.state.models.entries.keys().cloned().collect(),
+            self.state.models.default.clone(),
+        )
+    }
+
+    /// Serves on a background thread until [`ServerHandle::stop`].
+    pub fn spawn(self) -> ServerHandle {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let addr = self.addr;
+        let thread = std::thread::spawn(move || self.serve(stopped));
+        ServerHandle {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Serves until the process ends.
+    pub fn run(self) {
+        let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        self.serve(stopped);
+    }
+
+    fn serve(self, mut stopped: tokio::sync::oneshot::Receiver<()>) {
+        let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_io()
+            .enable_time()
+            .build()
+        else {
+            eprintln!("serve: cannot start the async runtime");
+            return;
+        };
+        let app = router(self.state.clone(), &self.cfg);
+        let header_timeout = self.cfg.header_timeout;
+        rt.block_on(async move {
+            let Ok(listener) = tokio::net::TcpListener::from_std(self.listener) else {
+                eprintln!("serve: cannot use the socket");
+                return;
+            };
+            loop {
+                let accepted = tokio::select! {
+                    a = listener.accept() => a,
+                    _ = &mut stopped => break,
+                };
+                let Ok((stream, _)) = accepted else { continue };
+                // Answers go out at once, not after a delayed ACK.
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        app.clone().call(req.map(Body::new))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(header_timeout)
+                        .max_buf_size(64 * 1024)
+                        .serve_connection(
+                            hyper_util::rt::TokioIo::new(HeadScan::new(stream)),
+                            service,
+                        )
+                        .await;
+                });
+            }
+        });
+        rt.shutdown_background();
+    }
+}
+
+/// A running server.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting connections and waits for the server's thread.
+    pub fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -438,14 +719,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn query_parameters_are_decoded() {
-        assert_eq!(
-            query_param("a=1&model=lenet5%2Fseed-42", "model").as_deref(),
-            Some("lenet5/seed-42")
+    fn repeated_content_lengths_are_renamed_bodies_are_not() {
+        let mut scan = HeadScan::new(());
+        let body = b"Content-Length: 5\r\n";
+        let head = format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\ncontent-length: {}\r\n\r\n",
+            body.len(),
+            body.len()
         );
-        assert_eq!(query_param("model=best", "model").as_deref(), Some("best"));
-        assert_eq!(query_param("x=1", "model"), None);
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
+        // Fed in small pieces, as a slow client sends it; then a second request.
+        let mut all = head.clone().into_bytes();
+        all.extend_from_slice(body);
+        all.extend_from_slice(b"GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+        for piece in all.chunks(7) {
+            scan.feed(piece);
+        }
+        let out = String::from_utf8(scan.ready.clone()).unwrap();
+        assert_eq!(out.matches("\r\nx-repeated-len: ").count(), 1, "{out}");
+        assert!(out.contains("\r\n\r\nContent-Length: 5\r\n"), "the body is untouched: {out}");
+        assert!(out.ends_with("GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"), "{out}");
+        assert_eq!(out.len(), all.len());
+    }
+
+    #[test]
+    fn host_names_lose_their_port() {
+        assert_eq!(host_name("localhost:8080"), "localhost");
+        assert_eq!(host_name("LOCALHOST"), "localhost");
+        assert_eq!(host_name("[::1]:8080"), "[::1]");
+        assert_eq!(host_name("127.0.0.1:80"), "127.0.0.1");
+        assert_eq!(host_name("evil.example:8080"), "evil.example");
     }
 }

@@ -119,3 +119,143 @@ fn the_api_reads_digits_and_refuses_bad_input() {
     assert!(answers.iter().all(|a| a == &one));
     handle.stop();
 }
+
+/// A small PNG that declares `w x h` pixels: a decompression bomb.
+fn png_header_only(w: u32, h: u32) -> Vec<u8> {
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |kind: &[u8], data: &[u8]| {
+        out.extend((data.len() as u32).to_be_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        out.extend(kind);
+        out.extend(data);
+        out.extend(crc.sum().to_be_bytes());
+    };
+    let mut ihdr = Vec::new();
+    ihdr.extend(w.to_be_bytes());
+    ihdr.extend(h.to_be_bytes());
+    ihdr.extend([1, 0, 0, 0, 0]); // 1-bit greyscale
+    chunk(b"IHDR", &ihdr);
+    // The start of the image data: a few kilobytes of zeros that would inflate forever.
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut z, &vec![0u8; 1 << 20]).unwrap();
+    chunk(b"IDAT", &z.finish().unwrap());
+    chunk(b"IEND", &[]);
+    out
+}
+
+/// Sends `head` (request line and headers, as written) and `body`, returns the status.
+fn raw(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn hostile_clients_get_nothing_and_block_nothing() {
+    use std::io::Write;
+    let mnist = Mnist::load_default().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let run = root.path().join("lenet");
+    trained_lenet(&mnist, &run).unwrap();
+    let handle = Server::bind(&ServeConfig {
+        port: 0,
+        run: Some(run),
+        results: root.path().join("no-results"),
+        header_timeout: std::time::Duration::from_secs(2),
+        request_timeout: std::time::Duration::from_secs(3),
+        ..Default::default()
+    })
+    .unwrap()
+    .spawn();
+    let addr = handle.addr();
+
+    // 32 slow clients (half a request line) and 32 that promise a body they never send.
+    let mut hostile = Vec::new();
+    for i in 0..64 {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        if i % 2 == 0 {
+            s.write_all(b"POST /api/predict HTTP/1.1\r\nHost: local").unwrap();
+        } else {
+            s.write_all(
+                b"POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n0123456789",
+            )
+            .unwrap();
+        }
+        hostile.push(s);
+    }
+    // A normal client is answered meanwhile (a liveness bound, not a speed measurement).
+    let t = std::time::Instant::now();
+    let (status, _) = http(addr, "GET", "/api/models", b"");
+    assert_eq!(status, 200);
+    let (status, body) = http(addr, "POST", "/api/predict", &png(&mnist, 0));
+    assert_eq!(status, 200, "{body}");
+    assert!(t.elapsed().as_secs_f64() < 1.0, "{:?}", t.elapsed());
+    drop(hostile);
+
+    // Images measured before they are decoded: a decompression bomb's header and a
+    // 36-megapixel PNG are refused with 413.
+    let (status, body) = http(addr, "POST", "/api/predict", &png_header_only(20_000, 20_000));
+    assert_eq!(status, 413, "{body}");
+    let big = image::GrayImage::new(6000, 6000);
+    let mut bytes = Vec::new();
+    image::DynamicImage::ImageLuma8(big)
+        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .unwrap();
+    assert!(bytes.len() < 2 * 1024 * 1024);
+    let (status, body) = http(addr, "POST", "/api/predict", &bytes);
+    assert_eq!(status, 413, "{body}");
+
+    // Lax HTTP is refused: two Content-Length headers, a nonsense one, a foreign Host.
+    let png0 = png(&mnist, 0);
+    let n = png0.len();
+    assert_eq!(
+        raw(
+            addr,
+            &format!(
+                "POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Length: {n}\r\n\
+                 Content-Length: {n}\r\nConnection: close\r\n\r\n"
+            ),
+            &png0
+        ),
+        400
+    );
+    for bad in ["-1", "99999999999999999999"] {
+        assert_eq!(
+            raw(
+                addr,
+                &format!(
+                    "POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Length: {bad}\r\n\
+                     Connection: close\r\n\r\n"
+                ),
+                b""
+            ),
+            400,
+            "Content-Length {bad}"
+        );
+    }
+    assert_eq!(
+        raw(
+            addr,
+            "GET /api/models HTTP/1.1\r\nHost: rebound.example:8080\r\nConnection: close\r\n\r\n",
+            b""
+        ),
+        403
+    );
+    // A client that stops in the middle of its headers is dropped after the header timeout
+    // (408, or the connection closed).
+    let code = raw(addr, "GET /api/models HTTP/1.1\r\nHost: localh", b"");
+    assert!(matches!(code, 0 | 408), "{code}");
+    handle.stop();
+}

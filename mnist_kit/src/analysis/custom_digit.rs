@@ -73,6 +73,27 @@ pub fn digit_from_bytes(bytes: &[u8], name: &str) -> Result<Digit> {
     preprocess(&decode(bytes, name)?, name)
 }
 
+/// The width and height an image file declares, read from its header without decoding it.
+pub fn image_size(bytes: &[u8], name: &str) -> Result<(u32, u32)> {
+    let bad = |reason: String| Error::Image {
+        source_name: name.to_string(),
+        reason,
+    };
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| bad(e.to_string()))?;
+    if reader.format().is_none() {
+        return Err(bad(
+            "not a recognized image (PNG, JPEG, BMP, GIF or WebP)".into()
+        ));
+    }
+    reader.into_dimensions().map_err(|e| bad(e.to_string()))
+}
+
+/// Side, in pixels, a large image is shrunk to before the preprocessing works on it in floats:
+/// the digit ends up in 20x20 anyway, and a 36-megapixel photo in `f32` RGBA would take 576 MB.
+pub const WORK_SIDE: u32 = 1024;
+
 fn decode(bytes: &[u8], name: &str) -> Result<DynamicImage> {
     let bad = |reason: String| Error::Image {
         source_name: name.to_string(),
@@ -112,10 +133,17 @@ pub fn preprocess(img: &DynamicImage, name: &str) -> Result<Digit> {
         source_name: name.to_string(),
         reason: reason.to_string(),
     };
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    if w == 0 || h == 0 {
+    if img.width() == 0 || img.height() == 0 {
         return Err(bad("empty image"));
     }
+    let shrunk;
+    let img = if img.width().max(img.height()) > WORK_SIDE {
+        shrunk = img.thumbnail(WORK_SIDE, WORK_SIDE);
+        &shrunk
+    } else {
+        img
+    };
+    let (w, h) = (img.width() as usize, img.height() as usize);
     let rgba = img.to_rgba32f();
     let lum_alpha: Vec<(f32, f32)> = rgba
         .pixels()

@@ -11,7 +11,9 @@ pub mod weights;
 
 pub use crate::train::{Evaluation, evaluate};
 pub use confusion::{ClassMetrics, ConfusedPair, ConfusionMatrix};
-pub use custom_digit::{Digit, digit_from_bytes, load_digit, most_likely, predict_digit};
+pub use custom_digit::{
+    Digit, digit_from_bytes, image_size, load_digit, most_likely, predict_digit,
+};
 pub use predictions::{Prediction, least_confident_correct, most_confident_mistakes, prediction};
 pub use robustness::{RobustnessRow, Variant, robustness, robustness_table};
 pub use saliency::{attention_maps, digit_saliency, saliency};

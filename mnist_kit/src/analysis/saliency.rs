@@ -1,5 +1,7 @@
-//! Where a model looks: input-gradient saliency for any model, and the spatial attention maps
-//! of `lenet5-attention`.
+//! Where a model looks: SmoothGrad saliency for any model (the input gradient averaged over
+//! noisy copies of the input, which keeps the digit's strokes and drops the speckle a single
+//! gradient scatters over the background), and the spatial attention maps of
+//! `lenet5-attention`.
 
 use candle_core::{D, Tensor, Var};
 
@@ -25,8 +27,55 @@ fn input(
         .map(|b| b.images)
 }
 
-/// `|d logit[class] / d input|` for sample `index` of `split` (class: the prediction when
-/// `None`), as a `side x side` map in the model's input geometry.
+/// Noisy copies SmoothGrad averages over.
+pub const SMOOTHGRAD_SAMPLES: usize = 16;
+/// Their noise, as a fraction of the input's range (SmoothGrad's recommended 10-20 %).
+pub const SMOOTHGRAD_NOISE: f32 = 0.15;
+
+/// SmoothGrad (Smilkov et al. 2017) of `logit[class]` at input `x` `(1, ...)`: the mean over
+/// [`SMOOTHGRAD_SAMPLES`] copies with Gaussian noise of `sigma` (seeded, so the map is the
+/// same every time) of `|d logit / d input|`, flattened in the input's layout. One batch, one
+/// backward pass.
+fn smooth_grad(net: &Network, x: &Tensor, class: usize, sigma: f32) -> Result<Vec<f32>> {
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
+    let n = x.elem_count();
+    let base: Vec<f32> = x.flatten_all()?.to_vec1()?;
+    let normal = rand_distr::Normal::new(0.0f32, sigma.max(1e-6))
+        .map_err(|e| Error::invalid("saliency", e.to_string()))?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
+    let mut noisy = Vec::with_capacity(n * SMOOTHGRAD_SAMPLES);
+    for _ in 0..SMOOTHGRAD_SAMPLES {
+        noisy.extend(base.iter().map(|v| v + normal.sample(&mut rng)));
+    }
+    let mut shape = x.dims().to_vec();
+    shape[0] = SMOOTHGRAD_SAMPLES;
+    let xs = Var::from_tensor(&Tensor::from_vec(noisy, shape, x.device())?)?;
+    let logits = net.forward_t(xs.as_tensor(), false)?;
+    let target = logits.narrow(1, class.min(9), 1)?.sum_all()?;
+    let grads = target.backward()?;
+    let g: Vec<f32> = grads
+        .get(xs.as_tensor())
+        .ok_or_else(|| Error::invalid("saliency", "no gradient reached the input"))?
+        .abs()?
+        .flatten_all()?
+        .to_vec1()?;
+    let mut mean = vec![0f32; n];
+    for chunk in g.chunks_exact(n) {
+        for (m, v) in mean.iter_mut().zip(chunk) {
+            *m += v / SMOOTHGRAD_SAMPLES as f32;
+        }
+    }
+    Ok(mean)
+}
+
+/// The noise of [`smooth_grad`] in the model's input units.
+fn noise_for(normalization: Normalization) -> f32 {
+    SMOOTHGRAD_NOISE * (normalization.apply(1.0) - normalization.apply(0.0))
+}
+
+/// SmoothGrad saliency of `class` (the prediction when `None`) for sample `index` of `split`,
+/// as a `side x side` map in the model's input geometry.
 pub fn saliency(
     net: &Network,
     split: &Split,
@@ -36,26 +85,18 @@ pub fn saliency(
 ) -> Result<Vec<f32>> {
     // Differentiate a copy made by the running code (see `Network::rebuilt`).
     let net = &net.rebuilt()?;
-    let x = Var::from_tensor(&input(net, split, index, normalization)?)?;
-    let logits = net.forward_t(x.as_tensor(), false)?;
+    let x = input(net, split, index, normalization)?;
     let class = match class {
         Some(c) => c as usize,
-        None => logits.argmax(D::Minus1)?.flatten_all()?.to_vec1::<u32>()?[0] as usize,
+        None => net.forward_t(&x, false)?.argmax(D::Minus1)?.flatten_all()?.to_vec1::<u32>()?[0]
+            as usize,
     };
-    let target = logits
-        .flatten_all()?
-        .narrow(0, class.min(9), 1)?
-        .sum_all()?;
-    let grads = target.backward()?;
-    let g = grads
-        .get(x.as_tensor())
-        .ok_or_else(|| Error::invalid("saliency", "no gradient reached the input"))?;
-    Ok(g.abs()?.flatten_all()?.to_vec1()?)
+    smooth_grad(net, &x, class, noise_for(normalization))
 }
 
-/// What a model makes of one preprocessed digit: its class probabilities and the input-gradient
-/// saliency of the predicted class, `|d logit / d pixel|` on the digit's 28x28 pixels (the
-/// padding of a 32x32 model cropped), scaled to a maximum of 1.
+/// What a model makes of one preprocessed digit: its class probabilities and the SmoothGrad
+/// saliency of the predicted class on the digit's 28x28 pixels (the padding of a 32x32 model
+/// cropped), scaled to a maximum of 1.
 pub fn digit_saliency(
     net: &Network,
     digit: &crate::analysis::Digit,
@@ -65,23 +106,13 @@ pub fn digit_saliency(
     let net = &net.rebuilt()?;
     let side = net.input_spec().side;
     let pad = side.saturating_sub(SIDE) / 2;
-    let x = Var::from_tensor(&digit_input(net, digit, normalization)?)?;
-    let logits = net.forward_t(x.as_tensor(), false)?;
+    let x = digit_input(net, digit, normalization)?;
+    let logits = net.forward_t(&x, false)?;
     let probs: Vec<f32> = candle_nn::ops::softmax(&logits, D::Minus1)?
         .flatten_all()?
         .to_vec1()?;
     let class = most_likely(&probs);
-    let grads = logits
-        .flatten_all()?
-        .narrow(0, class, 1)?
-        .sum_all()?
-        .backward()?;
-    let g: Vec<f32> = grads
-        .get(x.as_tensor())
-        .ok_or_else(|| Error::invalid("saliency", "no gradient reached the input"))?
-        .abs()?
-        .flatten_all()?
-        .to_vec1()?;
+    let g = smooth_grad(net, &x, class, noise_for(normalization))?;
     let mut map = Vec::with_capacity(SIDE * SIDE);
     for r in 0..SIDE {
         for c in 0..SIDE {

@@ -99,9 +99,10 @@ enum Command {
     },
     /// Classify images of handwritten digits (PNG, JPEG, BMP, GIF, WebP) with a trained run.
     Predict {
-        /// Run directory (e.g. results/models/best).
+        /// Run directory (default: results/models/robust, the study's model for real
+        /// handwriting, else results/models/best).
         #[arg(long)]
-        run: PathBuf,
+        run: Option<PathBuf>,
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
@@ -111,7 +112,8 @@ enum Command {
     },
     /// A local web page where a model reads the digit you draw (and its JSON API).
     Serve {
-        /// Run directory to serve by default (else results/models/best).
+        /// Run directory to serve by default (else results/models/robust, else
+        /// results/models/best).
         #[arg(long)]
         run: Option<PathBuf>,
         /// Interface to listen on (127.0.0.1: this machine only).
@@ -123,6 +125,11 @@ enum Command {
         /// The study's results directory, whose models are listed.
         #[arg(long, default_value = "results")]
         results: PathBuf,
+        /// Another host name to answer to (repeatable); by default only the bound address,
+        /// localhost, 127.0.0.1 and [::1], so a web page that rebinds its own name to this
+        /// machine cannot use the API.
+        #[arg(long)]
+        allow_host: Vec<String>,
     },
     /// Training and inference throughput and peak memory of a model.
     Bench {
@@ -310,7 +317,17 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Train(args) => train(*args),
-        Command::Predict { run, json, images } => predict(&run, json, &images),
+        Command::Predict { run, json, images } => {
+            let run = run.unwrap_or_else(|| {
+                let robust = PathBuf::from("results/models/robust");
+                if robust.exists() {
+                    robust
+                } else {
+                    PathBuf::from("results/models/best")
+                }
+            });
+            predict(&run, json, &images)
+        }
         Command::Corrupt {
             kind,
             out,
@@ -338,12 +355,18 @@ fn run(cli: Cli) -> Result<()> {
             host,
             port,
             results,
+            allow_host,
         } => {
+            // A server's memory spikes with large uploads: hand freed pages back to the OS
+            // (mimalloc's default delay), which training keeps instead (see `main`).
+            // SAFETY: sets a process-wide allocator option; the server has not started yet.
+            unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10) };
             let cfg = mnist_kit::serve::ServeConfig {
                 host,
                 port,
                 run,
                 results,
+                allow_hosts: allow_host,
                 ..Default::default()
             };
             let server = mnist_kit::serve::Server::bind(&cfg)?;

@@ -47,6 +47,60 @@ pub fn request(
     Ok((status, body))
 }
 
+/// A client that keeps its connection open between requests (HTTP/1.1 keep-alive), as a
+/// browser does.
+pub struct KeepAlive {
+    stream: std::io::BufReader<TcpStream>,
+}
+
+impl KeepAlive {
+    /// Connects to `addr`.
+    pub fn connect(addr: SocketAddr) -> std::io::Result<Self> {
+        let s = TcpStream::connect(addr)?;
+        s.set_nodelay(true)?;
+        Ok(KeepAlive {
+            stream: std::io::BufReader::new(s),
+        })
+    }
+
+    /// One POST on the open connection; the status.
+    pub fn post(&mut self, path: &str, body: &[u8]) -> std::io::Result<u16> {
+        use std::io::BufRead;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut msg = head.into_bytes();
+        msg.extend_from_slice(body);
+        self.stream.get_mut().write_all(&msg)?;
+        let mut line = String::new();
+        self.stream.read_line(&mut line)?;
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line)?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut rest = vec![0u8; length];
+        self.stream.read_exact(&mut rest)?;
+        Ok(status)
+    }
+}
+
 /// Test image `i` as a PNG file's bytes, the way a user's file would arrive.
 pub fn png(mnist: &Mnist, i: usize) -> Vec<u8> {
     let pixels = mnist
