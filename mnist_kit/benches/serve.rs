@@ -52,7 +52,10 @@ fn main() -> mnist_kit::Result<()> {
                                     Some(conn) => conn.post("/api/predict", body),
                                     None => post(body),
                                 };
-                                (t.elapsed().as_secs_f64() * 1e3, status.is_ok_and(|s| s == 200))
+                                (
+                                    t.elapsed().as_secs_f64() * 1e3,
+                                    status.is_ok_and(|s| s == 200),
+                                )
                             })
                             .collect::<Vec<_>>()
                     })

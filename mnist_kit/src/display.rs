@@ -49,7 +49,7 @@ pub fn png(bytes: &[u8]) {
 }
 
 /// Environment variable for executed notebooks read on a git host: figures and image grids
-/// carry a PNG (see [`crate::plot::Figure::evcxr_display`]).
+/// carry a PNG (see `plot::Figure::evcxr_display`).
 pub const NOTEBOOK_PNG_ENV: &str = "MNIST_KIT_NOTEBOOK_PNG";
 
 /// True when `MNIST_KIT_NOTEBOOK_PNG` is set to something other than `0` or empty.

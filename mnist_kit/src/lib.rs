@@ -12,6 +12,26 @@
 //! # Ok::<(), mnist_kit::Error>(())
 //! ```
 //!
+//! ## The layers, bottom up
+//!
+//! Each module imports only modules above it in this list (and every layer may use the error
+//! type and the presentation helpers):
+//!
+//! | layer | what it holds |
+//! |---|---|
+//! | [`error`] | the one error type, with the file or value it is about |
+//! | [`display`] | HTML tables, escaping, PNG encoding and base64: notebook output |
+//! | [`fsutil`] | atomic file writes |
+//! | [`ops`] | the CPU kernels: the kit's GEMM with its fixed summation order, convolution, BatchNorm |
+//! | [`data`] | IDX files, splits, batches, augmentation, MNIST-C corruptions |
+//! | [`models`] | layers, the zoo's architectures, [`models::Network`], summaries |
+//! | [`train`] | the loss and optimizer step, the [`train::Trainer`], evaluation, run directories |
+//! | [`analysis`] | confusion matrices, predictions, robustness, saliency, weights, your own digits |
+//! | [`plot`] | plotly figures and image grids |
+//! | [`study`] | the study's plan, runs, statistics, findings, claims and report |
+//! | [`bench`] | throughput and time to accuracy (the speedrun) |
+//! | `serve` | the draw-a-digit page and its JSON API (feature `cli`) |
+//!
 //! [candle]: https://github.com/huggingface/candle
 
 // A panic in a notebook cell kills the kernel's state: library code returns errors instead.
@@ -20,6 +40,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+// The layers, bottom up: each imports only the ones above it in this list.
 pub mod analysis;
 pub mod bench;
 pub mod data;
@@ -31,31 +52,13 @@ pub mod fuzzing;
 pub mod models;
 pub mod ops;
 pub mod plot;
+pub mod prelude;
 #[cfg(feature = "cli")]
 pub mod serve;
 pub mod study;
 pub mod train;
 
 pub use error::{Error, Result};
-
-/// What a notebook or a script usually needs, in one import: `use mnist_kit::prelude::*;`.
-pub mod prelude {
-    pub use crate::analysis::{
-        ConfusionMatrix, Variant, attention_maps, least_confident_correct, load_digit,
-        most_confident_mistakes, predict_digit, prediction, robustness, robustness_table, saliency,
-        synthetic_digit, weight_histogram, weight_table,
-    };
-    pub use crate::data::{Mnist, Normalization, Split, explore};
-    pub use crate::display::Table;
-    pub use crate::models::{Model, ModelConfig, Network};
-    pub use crate::plot::{self, Figure, ImageGrid};
-    pub use crate::study::{self, StudyConfig};
-    pub use crate::train::{
-        EarlyStopping, History, OptimizerKind, Schedule, TrainConfig, TrainData, Trainer, evaluate,
-    };
-    pub use crate::{Error, Result};
-    pub use candle_core::Device;
-}
 
 /// Re-exported so notebooks and users share the kit's versions of these crates.
 pub use candle_core as candle;

@@ -54,9 +54,8 @@ use tower::Service;
 use crate::analysis::{digit_from_bytes, digit_saliency, image_size};
 use crate::data::Normalization;
 use crate::models::Network;
-use crate::models::network::WEIGHTS_FILE;
 use crate::study::ExperimentResult;
-use crate::study::run::RESULT_FILE;
+use crate::train::RunDir;
 use crate::train::load_run;
 use crate::{Error, Result};
 
@@ -130,7 +129,7 @@ impl Models {
         let mut entries = BTreeMap::new();
         let mut default = None;
         let accuracy = |dir: &Path| -> Option<f64> {
-            let text = std::fs::read_to_string(dir.join(RESULT_FILE)).ok()?;
+            let text = std::fs::read_to_string(dir.join(RunDir::RESULT)).ok()?;
             serde_json::from_str::<ExperimentResult>(&text)
                 .ok()
                 .map(|r| r.test_accuracy)
@@ -153,7 +152,7 @@ impl Models {
         }
         for kind in ["robust", "best"] {
             let dir = cfg.results.join("models").join(kind);
-            if dir.join(WEIGHTS_FILE).exists() {
+            if dir.join(RunDir::WEIGHTS).exists() {
                 add(kind.into(), dir);
                 default.get_or_insert_with(|| kind.to_string());
             }
@@ -166,7 +165,7 @@ impl Models {
                 };
                 for seed in seeds.flatten() {
                     let dir = seed.path();
-                    if dir.join(RESULT_FILE).exists() && dir.join(WEIGHTS_FILE).exists() {
+                    if dir.join(RunDir::RESULT).exists() && dir.join(RunDir::WEIGHTS).exists() {
                         let name = format!(
                             "{}/{}",
                             exp.file_name().to_string_lossy(),
@@ -352,9 +351,11 @@ async fn predict(
         return Reply::error(503, "the server is shutting down");
     };
     let state = s.clone();
-    let work = tokio::task::spawn_blocking(move || match state.models.get(q.get("model").map(String::as_str)) {
-        Ok((name, model)) => predict_reply(&model.0, model.1, &name, &body),
-        Err(reply) => reply,
+    let work = tokio::task::spawn_blocking(move || {
+        match state.models.get(q.get("model").map(String::as_str)) {
+            Ok((name, model)) => predict_reply(&model.0, model.1, &name, &body),
+            Err(reply) => reply,
+        }
     });
     work.await
         .unwrap_or_else(|e| Reply::error(500, &format!("the prediction failed: {e}")))
@@ -379,7 +380,11 @@ async fn guard(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Resp
     if lengths > 1 || req.headers().contains_key(REPEATED_LENGTH) {
         return Reply::error(400, "more than one Content-Length header").into_response();
     }
-    let Some(host) = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()) else {
+    let Some(host) = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
         return Reply::error(400, "no Host header").into_response();
     };
     if !s.hosts.contains(&host_name(host)) {
@@ -575,13 +580,12 @@ pub struct Server {
 impl Server {
     /// Binds the socket and lists the models (they load on first use).
     pub fn bind(cfg: &ServeConfig) -> Result<Self> {
-        let listener =
-            std::net::TcpListener::bind((cfg.host.as_str(), cfg.port)).map_err(|e| {
-                Error::invalid(
-                    "serve",
-                    format!("cannot listen on {}:{}: {e}", cfg.host, cfg.port),
-                )
-            })?;
+        let listener = std::net::TcpListener::bind((cfg.host.as_str(), cfg.port)).map_err(|e| {
+            Error::invalid(
+                "serve",
+                format!("cannot listen on {}:{}: {e}", cfg.host, cfg.port),
+            )
+        })?;
         listener
             .set_nonblocking(true)
             .map_err(|e| Error::invalid("serve", e.to_string()))?;
@@ -671,9 +675,11 @@ impl Server {
                 let _ = stream.set_nodelay(true);
                 let app = app.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        app.clone().call(req.map(Body::new))
-                    });
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            app.clone().call(req.map(Body::new))
+                        },
+                    );
                     let _ = hyper::server::conn::http1::Builder::new()
                         .timer(hyper_util::rt::TokioTimer::new())
                         .header_read_timeout(header_timeout)
@@ -736,8 +742,14 @@ mod tests {
         }
         let out = String::from_utf8(scan.ready.clone()).unwrap();
         assert_eq!(out.matches("\r\nx-repeated-len: ").count(), 1, "{out}");
-        assert!(out.contains("\r\n\r\nContent-Length: 5\r\n"), "the body is untouched: {out}");
-        assert!(out.ends_with("GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"), "{out}");
+        assert!(
+            out.contains("\r\n\r\nContent-Length: 5\r\n"),
+            "the body is untouched: {out}"
+        );
+        assert!(
+            out.ends_with("GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+            "{out}"
+        );
         assert_eq!(out.len(), all.len());
     }
 

@@ -136,8 +136,9 @@ fn same_seed_same_weights_and_save_load_round_trips() {
 
     let _ = logits(&c, &x, true); // move the running stats away from their init
     let dir = tempfile::tempdir().unwrap();
-    c.save(dir.path()).unwrap();
-    let loaded = Network::load(dir.path(), &Device::Cpu).unwrap();
+    let run = mnist_kit::train::RunDir::new(dir.path());
+    run.save_network(&c).unwrap();
+    let loaded = run.load_network(&Device::Cpu).unwrap();
     assert_eq!(loaded.name(), "lenet5-regularized");
     assert_eq!(logits(&c, &x, false), logits(&loaded, &x, false));
 
@@ -158,9 +159,7 @@ fn same_seed_same_weights_and_save_load_round_trips() {
     let path = dir.path().join("weights.safetensors");
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-    let err = Network::load(dir.path(), &Device::Cpu)
-        .unwrap_err()
-        .to_string();
+    let err = run.load_network(&Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("safetensors"), "{err}");
 }
 
@@ -260,7 +259,7 @@ fn the_advanced_mlp_and_the_depth_study_have_the_counted_parameters() {
                 count(b, residual),
                 "{b} blocks, residual {residual}"
             );
-            assert_eq!(net.summary().trainable, count(b, residual));
+            assert_eq!(net.summary().params, count(b, residual));
         }
     }
 }

@@ -186,7 +186,8 @@ fn hostile_clients_get_nothing_and_block_nothing() {
     for i in 0..64 {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         if i % 2 == 0 {
-            s.write_all(b"POST /api/predict HTTP/1.1\r\nHost: local").unwrap();
+            s.write_all(b"POST /api/predict HTTP/1.1\r\nHost: local")
+                .unwrap();
         } else {
             s.write_all(
                 b"POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n0123456789",
@@ -206,12 +207,20 @@ fn hostile_clients_get_nothing_and_block_nothing() {
 
     // Images measured before they are decoded: a decompression bomb's header and a
     // 36-megapixel PNG are refused with 413.
-    let (status, body) = http(addr, "POST", "/api/predict", &png_header_only(20_000, 20_000));
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/api/predict",
+        &png_header_only(20_000, 20_000),
+    );
     assert_eq!(status, 413, "{body}");
     let big = image::GrayImage::new(6000, 6000);
     let mut bytes = Vec::new();
     image::DynamicImage::ImageLuma8(big)
-        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
         .unwrap();
     assert!(bytes.len() < 2 * 1024 * 1024);
     let (status, body) = http(addr, "POST", "/api/predict", &bytes);

@@ -251,7 +251,8 @@ fn only_selects_exact_names_and_identical_configs_are_not_distinguishable() {
         .collect();
     assert_eq!(twin.len(), 2);
     let both: Vec<_> = done.iter().chain(&twin).cloned().collect();
-    let cs = comparisons(&both, Metric::TestAccuracy);
+    let evidence = mnist_kit::study::Evidence::new(&mnist, &both).unwrap();
+    let cs = comparisons(&evidence, &both, Metric::TestAccuracy);
     assert_eq!(cs.len(), 1);
     assert_eq!(cs[0].verdict, Verdict::NotDistinguishable);
     assert_eq!(cs[0].p, 1.0);

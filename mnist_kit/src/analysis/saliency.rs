@@ -88,8 +88,11 @@ pub fn saliency(
     let x = input(net, split, index, normalization)?;
     let class = match class {
         Some(c) => c as usize,
-        None => net.forward_t(&x, false)?.argmax(D::Minus1)?.flatten_all()?.to_vec1::<u32>()?[0]
-            as usize,
+        None => net
+            .forward_t(&x, false)?
+            .argmax(D::Minus1)?
+            .flatten_all()?
+            .to_vec1::<u32>()?[0] as usize,
     };
     smooth_grad(net, &x, class, noise_for(normalization))
 }

@@ -75,6 +75,15 @@ enum Command {
         /// results are the same for any value).
         #[arg(long)]
         jobs: Option<usize>,
+        /// Run every N-th run of the plan only, I from 0 to N-1 (`--shard 0/4`): N processes
+        /// sharing --out split the study; `--report` then writes the report. A shard writes no
+        /// report.
+        #[arg(long, value_parser = parse_shard)]
+        shard: Option<(usize, usize)>,
+        /// Train nothing: write the report from the runs finished in --out (after sharded
+        /// runs).
+        #[arg(long)]
+        report: bool,
         /// Dataset directory (default: $MNIST_DATA_DIR, else the bundled data/mnist).
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -157,6 +166,10 @@ enum Command {
     },
     /// Train a model and write a run directory.
     Train(Box<TrainArgs>),
+    /// Time to 99 %: train the speedrun recipe (a small CNN, one-cycle, label smoothing,
+    /// test-time shifts) once per seed, each timed from loading the data to the last test
+    /// prediction.
+    Speedrun(SpeedrunArgs),
     /// Evaluate a run directory on the test set.
     Eval {
         /// Run directory written by `train`.
@@ -239,6 +252,38 @@ struct TrainArgs {
     json: bool,
 }
 
+#[derive(clap::Args)]
+struct SpeedrunArgs {
+    /// Runs (seeds), one after another.
+    #[arg(long, default_value_t = 10)]
+    seeds: usize,
+    /// Passes over the training set (default: the recipe's).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Batch size (default: the recipe's).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Peak learning rate (default: the recipe's).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Label smoothing (default: the recipe's).
+    #[arg(long)]
+    label_smoothing: Option<f64>,
+    /// Model name or JSON model config file (default: the recipe's LeNet-5 28x28 with
+    /// BatchNorm).
+    #[arg(long)]
+    model: Option<String>,
+    /// Score the plain test images only (no test-time shifts).
+    #[arg(long)]
+    no_shifts: bool,
+    /// Dataset directory (default: $MNIST_DATA_DIR, else the bundled data/mnist).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Print one JSON line instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Subcommand)]
 enum DataCommand {
     /// Counts, class counts, pixel mean and std per split.
@@ -256,7 +301,12 @@ enum DataCommand {
 /// do not name it).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
+/// When the process started (first thing in `main`): the speedrun's clock.
+static PROCESS_START: std::sync::LazyLock<std::time::Instant> =
+    std::sync::LazyLock::new(std::time::Instant::now);
+
 fn main() -> ExitCode {
+    std::sync::LazyLock::force(&PROCESS_START);
     // By default mimalloc hands freed memory back to the OS after 10 ms; a training step frees
     // and reallocates tens of MB, so every step faulted fresh (zeroed) pages back in: ResNet
     // training took ~24,000 page faults per 200 batches and ~7% more CPU time. Keep them.
@@ -317,6 +367,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Train(args) => train(*args),
+        Command::Speedrun(args) => speedrun(args),
         Command::Predict { run, json, images } => {
             let run = run.unwrap_or_else(|| {
                 let robust = PathBuf::from("results/models/robust");
@@ -388,6 +439,8 @@ fn run(cli: Cli) -> Result<()> {
             seeds,
             seed,
             jobs,
+            shard,
+            report,
             data_dir,
         } => {
             let mnist = Mnist::load_from(data_dir.as_deref())?;
@@ -402,10 +455,24 @@ fn run(cli: Cli) -> Result<()> {
             };
             let cfg = mnist_kit::study::StudyConfig {
                 jobs: jobs.unwrap_or(cfg.jobs),
+                shard,
                 ..cfg
             };
             let started = std::time::Instant::now();
-            let all = mnist_kit::study::run_study(&mnist, &cfg)?;
+            let all = if report {
+                mnist_kit::study::run::collect_finished(&cfg)?
+            } else {
+                mnist_kit::study::run_study(&mnist, &cfg)?
+            };
+            if let Some((i, n)) = shard {
+                println!(
+                    "shard {i}/{n} done ({} runs of the plan finished in {}); write the report \
+                     with `mnist-kit study --report` once every shard is done",
+                    all.len(),
+                    cfg.out.display()
+                );
+                return Ok(());
+            }
             mnist_kit::study::write_report(&mnist, &cfg, &all, started)?;
             println!("report written to {}", cfg.out.join("REPORT.md").display());
             Ok(())
@@ -466,6 +533,54 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn speedrun(a: SpeedrunArgs) -> Result<()> {
+    use mnist_kit::bench::speedrun::{SpeedrunConfig, speedruns};
+    let d = SpeedrunConfig::default();
+    let cfg = SpeedrunConfig {
+        model: match &a.model {
+            Some(m) => ModelConfig::resolve(m)?,
+            None => d.model.clone(),
+        },
+        epochs: a.epochs.unwrap_or(d.epochs),
+        batch_size: a.batch_size.unwrap_or(d.batch_size),
+        lr: a.lr.unwrap_or(d.lr),
+        label_smoothing: a.label_smoothing.unwrap_or(d.label_smoothing),
+        test_shifts: if a.no_shifts {
+            Vec::new()
+        } else {
+            d.test_shifts.clone()
+        },
+        ..d
+    };
+    let json = a.json;
+    let summary = speedruns(*PROCESS_START, a.data_dir.as_deref(), &cfg, a.seeds, |r| {
+        if !json {
+            println!(
+                "seed {}: {:.2}% ({:.2}% without shifts) in {:.2} s (load {:.2} s, train {:.2} s)",
+                r.seed,
+                100.0 * r.test_accuracy,
+                100.0 * r.plain_test_accuracy,
+                r.seconds,
+                r.load_seconds,
+                r.train_seconds
+            );
+        }
+    })?;
+    if json {
+        println!("{}", to_json(&summary)?);
+    } else {
+        println!(
+            "mean {:.2}% over {} seeds, median {:.2} s per run on {} threads ({})",
+            100.0 * summary.mean_test_accuracy,
+            summary.seeds.len(),
+            summary.seconds_per_run,
+            summary.threads,
+            summary.cpu
+        );
+    }
+    Ok(())
 }
 
 fn data_stats(data_dir: Option<PathBuf>, json: bool) -> Result<()> {
@@ -573,6 +688,25 @@ fn eval(run: &std::path::Path, data_dir: Option<PathBuf>, json: bool) -> Result<
         }
     }
     Ok(())
+}
+
+/// `I/N` of `--shard`.
+fn parse_shard(s: &str) -> std::result::Result<(usize, usize), String> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?}: expected I/N, e.g. 0/4"))?;
+    let (i, n) = (
+        i.trim()
+            .parse::<usize>()
+            .map_err(|e| format!("{s:?}: {e}"))?,
+        n.trim()
+            .parse::<usize>()
+            .map_err(|e| format!("{s:?}: {e}"))?,
+    );
+    if n == 0 || i >= n {
+        return Err(format!("{s:?}: I runs from 0 to N-1"));
+    }
+    Ok((i, n))
 }
 
 fn predict(run: &std::path::Path, json: bool, images: &[PathBuf]) -> Result<()> {

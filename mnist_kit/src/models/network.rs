@@ -18,11 +18,6 @@ use crate::data::InputSpec;
 use crate::fsutil::write_atomic;
 use crate::{Error, Result};
 
-/// File name of the weights inside a model or run directory.
-pub const WEIGHTS_FILE: &str = "weights.safetensors";
-/// File name of the model config inside a model directory.
-pub const MODEL_CONFIG_FILE: &str = "config.json";
-
 /// A classifier: images in, logits `(N, 10)` out, with an explicit train/eval flag.
 pub trait Model {
     /// Logits for a batch in the model's [`InputSpec`]; `train` enables dropout and batch
@@ -316,33 +311,10 @@ impl Network {
         }
         Ok(())
     }
-
-    /// Saves `model.json` (config and name) and `weights.safetensors` into `dir`.
-    pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
-        let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let meta = serde_json::json!({ "name": self.name, "config": self.config });
-        let json = serde_json::to_string_pretty(&meta).map_err(|source| Error::Json {
-            context: "model config".into(),
-            source,
-        })?;
-        write_atomic(&dir.join(MODEL_CONFIG_FILE), |tmp| {
-            std::fs::write(tmp, &json).map_err(|e| Error::io(tmp, e))
-        })?;
-        self.save_weights(dir.join(WEIGHTS_FILE))
-    }
-
-    /// Loads a model saved by [`Network::save`].
-    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        let dir = dir.as_ref();
-        let (name, config) = read_model_json(&dir.join(MODEL_CONFIG_FILE))?;
-        let net = Network::named(name, &config, 0, device)?;
-        net.load_weights(dir.join(WEIGHTS_FILE))?;
-        Ok(net)
-    }
 }
 
-/// Reads `{"name":..,"config":{..}}` as written by [`Network::save`].
+/// Reads `{"name":..,"config":{..}}`: a run directory's `config.json` (the `train` part is
+/// the run directory's to read).
 pub(crate) fn read_model_json(path: &Path) -> Result<(String, ModelConfig)> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     #[derive(serde::Deserialize)]

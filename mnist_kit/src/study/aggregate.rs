@@ -9,7 +9,7 @@ use super::stats::Summary;
 use super::{ExperimentResult, StudyConfig};
 use crate::data::{Mnist, NUM_CLASSES};
 use crate::display::Table;
-use crate::models::Network;
+use crate::train::RunDir;
 use crate::train::{History, evaluate};
 use crate::{Error, Result};
 
@@ -468,7 +468,7 @@ pub fn ensemble(mnist: &Mnist, cfg: &StudyConfig, rep: &Replicates) -> Result<En
     let runs = cfg.out.join("runs");
     let mut sum = vec![0f64; test.len() * NUM_CLASSES];
     for r in &rep.runs {
-        let net = Network::load(run_dir(&runs, &r.experiment), &Device::Cpu)?;
+        let net = RunDir::new(run_dir(&runs, &r.experiment)).load_network(&Device::Cpu)?;
         let e = evaluate(&net, &test, train.eval_batch_size, train.normalization)?;
         for (s, &p) in sum.iter_mut().zip(&e.probabilities) {
             *s += f64::from(p);

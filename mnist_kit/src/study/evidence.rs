@@ -1,6 +1,6 @@
 //! The per-image evidence of finished runs and the comparisons made from it. Every run of the
 //! study keeps its predictions on the same test and validation images
-//! ([`super::run::PREDICTIONS_FILE`]); [`Evidence`] reads them back, resamples the images
+//! ([`super::RunDir::PREDICTIONS`]); [`Evidence`] reads them back, resamples the images
 //! once for every run ([`ImageResamples`], the pairing) and compares settings with
 //! [`stats::paired`]. A comparison of the same two settings on the same quantity is computed
 //! once and gives the same numbers wherever the report shows it.
@@ -19,11 +19,12 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use super::ExperimentResult;
 use super::aggregate::{Metric, Replicates};
 use super::stats::{self, Comparison, ImageResamples, Sample, Summary, Verdict, welch};
-use super::{ExperimentResult, run};
 use crate::data::Mnist;
 use crate::data::corrupt::Corruption;
+use crate::train::RunDir;
 use crate::train::TrainData;
 use crate::{Error, Result};
 
@@ -64,7 +65,7 @@ impl Evidence {
     /// Run `r`'s predicted classes on `split` (`test`, `validation` or a corruption's name),
     /// from its predictions file.
     fn classes(r: &ExperimentResult, split: &str) -> Option<Vec<u8>> {
-        let path = r.dir.as_ref()?.join(run::PREDICTIONS_FILE);
+        let path = r.dir.as_ref()?.join(RunDir::PREDICTIONS);
         let name = format!("{split}.class");
         let tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).ok()?;
         tensors.get(&name)?.to_vec1::<u8>().ok()

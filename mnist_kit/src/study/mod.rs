@@ -195,6 +195,11 @@ pub struct StudyConfig {
     /// networks keep one core busier than two: two runs side by side train ~1.3-1.6x more
     /// images per second in all than one run on two threads. The numbers do not change.
     pub jobs: usize,
+    /// Run only this process's share of the plan: `(i, n)` takes every run whose place in
+    /// the plan's stable order is `i` modulo `n` (`--shard i/n`), so `n` processes on any
+    /// machines sharing `out` split the study between them; the report is written once
+    /// they have all finished (`--report`).
+    pub shard: Option<(usize, usize)>,
 }
 
 /// Most seeds a study may ask for.
@@ -212,6 +217,7 @@ impl StudyConfig {
             seeds: Self::default_seeds(quick),
             seeds_override: quick.then_some(1),
             jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            shard: None,
         }
     }
 
@@ -265,6 +271,14 @@ impl StudyConfig {
     pub fn validate(&self) -> Result<()> {
         if self.jobs == 0 {
             return Err(Error::invalid("study config", "jobs must be at least 1"));
+        }
+        if let Some((i, n)) = self.shard
+            && (n == 0 || i >= n)
+        {
+            return Err(Error::invalid(
+                "study config",
+                format!("shard {i}/{n}: the index runs from 0 to the count minus 1"),
+            ));
         }
         for n in std::iter::once(self.seeds).chain(self.seeds_override) {
             if !(1..=MAX_SEEDS).contains(&n) {

@@ -13,18 +13,10 @@ use crate::data::corrupt::{Corruption, DEFAULT_SEED, corrupt_split};
 use crate::data::{Mnist, Split};
 use crate::fsutil::write_bytes_atomic;
 use crate::models::Network;
-use crate::models::network::{WEIGHTS_FILE, read_model_json};
-use crate::train::trainer::files;
+use crate::train::RunDir;
 use crate::train::{TrainConfig, TrainData, Trainer, evaluate};
 use crate::{Error, Result};
 
-/// File of a finished run: what it measured.
-pub const RESULT_FILE: &str = "result.json";
-/// File of a finished run: its per-image predictions (safetensors): `test.class` and
-/// `validation.class` (u8, the predicted digit, in split order), `test.p_true` and
-/// `validation.p_true` (f16, the probability given to the true digit), and for runs scored on
-/// MNIST-C, `<corruption>.class` for each corrupted test set.
-pub const PREDICTIONS_FILE: &str = "predictions.safetensors";
 /// Training images scored in evaluation mode for the train-validation gap.
 pub const TRAIN_EVAL_IMAGES: usize = 5000;
 
@@ -60,13 +52,13 @@ pub fn run_dir(runs: &Path, e: &Experiment) -> PathBuf {
 /// notebook trains the study's runs under no group).
 pub fn finished(e: &Experiment, runs: &Path) -> Option<ExperimentResult> {
     let dir = run_dir(runs, e);
-    let text = std::fs::read_to_string(dir.join(RESULT_FILE)).ok()?;
+    let text = std::fs::read_to_string(dir.join(RunDir::RESULT)).ok()?;
     let mut done: ExperimentResult = serde_json::from_str(&text).ok()?;
     let same = Experiment {
         group: e.group.clone(),
         ..done.experiment.clone()
     } == *e;
-    if !(same && dir.join(WEIGHTS_FILE).exists()) {
+    if !(same && dir.join(RunDir::WEIGHTS).exists()) {
         return None;
     }
     done.experiment.group = e.group.clone();
@@ -76,23 +68,18 @@ pub fn finished(e: &Experiment, runs: &Path) -> Option<ExperimentResult> {
 
 /// True when `dir` holds an interrupted run of exactly `e`: its config, at least one
 /// checkpointed epoch, the last weights and the optimizer state.
-fn resumable(e: &Experiment, dir: &Path) -> bool {
-    let Ok((name, model)) = read_model_json(&dir.join(files::CONFIG)) else {
+fn resumable(e: &Experiment, dir: &RunDir) -> bool {
+    let Ok((name, model)) = dir.read_model() else {
         return false;
     };
-    let same_train = std::fs::read_to_string(dir.join(files::CONFIG))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| serde_json::from_value::<TrainConfig>(v["train"].clone()).ok())
-        .is_some_and(|t| t == e.train);
-    let epochs_done =
-        crate::train::History::read_json(dir.join(files::HISTORY_JSON)).map_or(0, |h| h.len());
+    let same_train = dir.read_train_config().is_ok_and(|t| t == e.train);
+    let epochs_done = dir.read_history().ok().flatten().map_or(0, |h| h.len());
     name == e.model
         && model == e.config
         && same_train
         && epochs_done > 0
-        && dir.join(files::LAST).exists()
-        && dir.join(files::OPTIMIZER).exists()
+        && dir.has(RunDir::LAST)
+        && dir.has(RunDir::OPTIMIZER)
 }
 
 /// Trains one run of `e` (with its seed) into its run directory under `runs`, resuming from
@@ -106,38 +93,9 @@ pub fn run_experiment(mnist: &Mnist, e: &Experiment, runs: &Path) -> Result<Expe
 /// names the experiment and seed and the progress bar stays off.
 fn run_one(mnist: &Mnist, e: &Experiment, runs: &Path, shared: bool) -> Result<ExperimentResult> {
     let started = Instant::now();
-    let dir = run_dir(runs, e);
+    let dir = RunDir::new(run_dir(runs, e));
     let data = TrainData::new(mnist, &e.train)?;
-    let mut trainer = if resumable(e, &dir) {
-        let t = Trainer::resume(&dir, None, &Device::Cpu)?;
-        println!(
-            "{} seed {}: resuming after epoch {} of {}",
-            e.name,
-            e.train.seed,
-            t.history().len(),
-            e.train.epochs
-        );
-        t
-    } else {
-        // A stale checkpoint of another config must not be resumed later.
-        for f in [
-            files::HISTORY_JSON,
-            files::HISTORY_CSV,
-            files::LAST,
-            files::BEST,
-            files::OPTIMIZER,
-            files::WEIGHTS,
-            RESULT_FILE,
-            PREDICTIONS_FILE,
-        ] {
-            let path = dir.join(f);
-            if path.exists() {
-                std::fs::remove_file(&path).map_err(|err| Error::io(&path, err))?;
-            }
-        }
-        let net = Network::named(&e.model, &e.config, e.train.seed, &Device::Cpu)?;
-        Trainer::new(&net, e.train.clone())?.with_run_dir(&dir)?
-    };
+    let mut trainer = trainer_for(e, &dir)?;
     if shared {
         trainer = trainer.with_label(format!("{} seed {}", e.name, e.train.seed));
     }
@@ -145,6 +103,81 @@ fn run_one(mnist: &Mnist, e: &Experiment, runs: &Path, shared: bool) -> Result<E
     let earlier: f64 = trainer.history().epochs.iter().map(|r| r.seconds).sum();
     let history = trainer.fit(&data)?;
     let net = trainer.network();
+    let scores = score(mnist, e, net, &data, &dir)?;
+    let cm = ConfusionMatrix::of(&scores.test)?;
+    let seconds: f64 = history.epochs.iter().map(|r| r.seconds).sum();
+    let images: f64 = history
+        .epochs
+        .iter()
+        .map(|r| r.images_per_sec * r.seconds)
+        .sum();
+    let result = ExperimentResult {
+        experiment: e.clone(),
+        params: net.trainable_count(),
+        buffers: net.buffer_count(),
+        val_accuracy: scores.validation,
+        train_eval_accuracy: Some(scores.train_eval),
+        corruptions: scores.corruptions,
+        test_accuracy: scores.test.accuracy,
+        test_loss: scores.test.loss,
+        epochs: history.len(),
+        train_seconds: earlier + started.elapsed().as_secs_f64(),
+        images_per_sec: if seconds > 0.0 { images / seconds } else { 0.0 },
+        most_confused: cm
+            .most_confused(5)
+            .iter()
+            .map(|p| (p.truth, p.predicted, p.count))
+            .collect(),
+        history,
+        dir: Some(dir.path().to_path_buf()),
+    };
+    write_json(&dir.file(RunDir::RESULT), &result)?;
+    Ok(result)
+}
+
+/// The trainer of `e` in `dir`: resumed from its last completed epoch when an interrupted run
+/// of the same config is there, else fresh (after removing any other config's files).
+fn trainer_for(e: &Experiment, dir: &RunDir) -> Result<Trainer> {
+    if resumable(e, dir) {
+        let t = Trainer::resume(dir, None, &Device::Cpu)?;
+        println!(
+            "{} seed {}: resuming after epoch {} of {}",
+            e.name,
+            e.train.seed,
+            t.history().len(),
+            e.train.epochs
+        );
+        return Ok(t);
+    }
+    // A stale checkpoint of another config must not be resumed later.
+    for f in RunDir::FILES {
+        let path = dir.file(f);
+        if f != RunDir::CONFIG && path.exists() {
+            std::fs::remove_file(&path).map_err(|err| Error::io(&path, err))?;
+        }
+    }
+    let net = Network::named(&e.model, &e.config, e.train.seed, &Device::Cpu)?;
+    Trainer::new(&net, e.train.clone())?.with_run_dir(dir.path())
+}
+
+/// What a finished run is scored on.
+struct Scores {
+    test: crate::train::Evaluation,
+    validation: Option<f64>,
+    train_eval: f64,
+    corruptions: Vec<super::CorruptionScore>,
+}
+
+/// Scores `net` on the test set, the validation images, the first training images in
+/// evaluation mode and (for robustness runs) every MNIST-C corruption; writes the per-image
+/// predictions to the run directory.
+fn score(
+    mnist: &Mnist,
+    e: &Experiment,
+    net: &Network,
+    data: &TrainData,
+    dir: &RunDir,
+) -> Result<Scores> {
     let norm = e.train.normalization;
     let eval = |split: &Split| evaluate(net, split, e.train.eval_batch_size, norm);
     let test = eval(&data.test)?;
@@ -174,38 +207,18 @@ fn run_one(mnist: &Mnist, e: &Experiment, runs: &Path, shared: bool) -> Result<E
             });
         }
     }
-    let path = dir.join(PREDICTIONS_FILE);
+    // `test.class` and `validation.class` (u8, the predicted digit, in split order),
+    // `test.p_true` and `validation.p_true` (f16, the probability of the true digit), and
+    // `<corruption>.class` for each corrupted test set.
+    let path = dir.file(RunDir::PREDICTIONS);
     candle_core::safetensors::save(&tensors.into_iter().collect(), &path)
         .map_err(|err| Error::invalid("predictions", format!("{}: {err}", path.display())))?;
-    let cm = ConfusionMatrix::of(&test)?;
-    let seconds: f64 = history.epochs.iter().map(|r| r.seconds).sum();
-    let images: f64 = history
-        .epochs
-        .iter()
-        .map(|r| r.images_per_sec * r.seconds)
-        .sum();
-    let result = ExperimentResult {
-        experiment: e.clone(),
-        params: net.trainable_count(),
-        buffers: net.buffer_count(),
-        val_accuracy: val.as_ref().map(|v| v.accuracy),
-        train_eval_accuracy: Some(train_eval.accuracy),
+    Ok(Scores {
+        test,
+        validation: val.map(|v| v.accuracy),
+        train_eval: train_eval.accuracy,
         corruptions,
-        test_accuracy: test.accuracy,
-        test_loss: test.loss,
-        epochs: history.len(),
-        train_seconds: earlier + started.elapsed().as_secs_f64(),
-        images_per_sec: if seconds > 0.0 { images / seconds } else { 0.0 },
-        most_confused: cm
-            .most_confused(5)
-            .iter()
-            .map(|p| (p.truth, p.predicted, p.count))
-            .collect(),
-        history,
-        dir: Some(dir.clone()),
-    };
-    write_json(&dir.join(RESULT_FILE), &result)?;
-    Ok(result)
+    })
 }
 
 /// A run's rough cost for ordering the work: epochs times training images times the model's
@@ -376,24 +389,41 @@ fn run_all(mnist: &Mnist, plan: &[Experiment], cfg: &StudyConfig) -> Result<Vec<
     let runs = cfg.out.join("runs");
     let mut slots: Vec<Option<ExperimentResult>> = Vec::new();
     let mut todo: Vec<(usize, Experiment)> = Vec::new();
+    // The stable order of this call's runs, which a shard takes every n-th of.
+    let mut order: Vec<(String, u64)> = plan
+        .iter()
+        .flat_map(|e| seeds_of(e, cfg).into_iter().map(|s| (e.name.clone(), s)))
+        .collect();
+    order.sort();
+    let mine = |e: &Experiment| match cfg.shard {
+        None => true,
+        Some((i, n)) => order
+            .binary_search(&(e.name.clone(), e.train.seed))
+            .is_ok_and(|k| k % n == i),
+    };
+    let mut reused = 0;
     for e in plan {
         for seed in seeds_of(e, cfg) {
             let e = with_seed(e, seed);
             match finished(&e, &runs) {
                 Some(done) if !cfg.force => {
-                    println!(
-                        "{} seed {seed}: already done ({:.2}%), reused (force to redo)",
-                        e.name,
-                        100.0 * done.test_accuracy
-                    );
+                    reused += 1;
                     slots.push(Some(done));
                 }
-                _ => {
+                _ if mine(&e) => {
                     todo.push((slots.len(), e));
                     slots.push(None);
                 }
+                // Another shard's run.
+                _ => slots.push(None),
             }
         }
+    }
+    if reused > 0 {
+        println!(
+            "{reused} run{} already done with this config, reused (--force redoes them)",
+            if reused == 1 { "" } else { "s" }
+        );
     }
     // Longest runs first, so two workers finish together (the results keep plan order).
     todo.sort_by(|a, b| cost(&b.1).total_cmp(&cost(&a.1)));
@@ -468,10 +498,41 @@ fn run_all(mnist: &Mnist, plan: &[Experiment], cfg: &StudyConfig) -> Result<Vec<
             slots[slot] = Some(r?);
         }
     }
+    if cfg.shard.is_some() {
+        // Other shards' runs that have not finished are theirs to report.
+        return Ok(slots.into_iter().flatten().collect());
+    }
     slots
         .into_iter()
         .map(|s| s.ok_or_else(|| Error::invalid("study", "a run did not finish")))
         .collect()
+}
+
+/// Waits until every seed of `plan` has finished in `cfg.out/runs` (other shards run some of
+/// them), checking every few seconds; returns their results.
+fn wait_for(plan: &[Experiment], cfg: &StudyConfig) -> Result<Vec<ExperimentResult>> {
+    let runs = cfg.out.join("runs");
+    let mut announced = false;
+    loop {
+        let mut done = Vec::new();
+        let mut missing = 0;
+        for e in plan {
+            for seed in seeds_of(e, cfg) {
+                match finished(&with_seed(e, seed), &runs) {
+                    Some(r) => done.push(r),
+                    None => missing += 1,
+                }
+            }
+        }
+        if missing == 0 {
+            return Ok(done);
+        }
+        if !announced {
+            println!("waiting for {missing} grid run(s) of the other shards");
+            announced = true;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(3));
+    }
 }
 
 fn run_where(
@@ -507,7 +568,13 @@ fn run_where(
         if next.is_empty() {
             break;
         }
-        grid.extend(run_all(mnist, &next, cfg)?);
+        let ran = run_all(mnist, &next, cfg)?;
+        // A shard needs the whole round, its partners' runs too, before the next.
+        grid.extend(if cfg.shard.is_some() {
+            wait_for(&next, cfg)?
+        } else {
+            ran
+        });
     }
     let mut tuned = Vec::new();
     for (t, c) in tunings.iter().zip(&chosen) {
@@ -562,7 +629,7 @@ pub fn collect_finished(cfg: &StudyConfig) -> Result<Vec<ExperimentResult>> {
 pub fn load_network(cfg: &StudyConfig, name: &str) -> Result<Network> {
     let dir = cfg.out.join("runs").join(name);
     let path = dir.join(format!("seed-{}", cfg.seed));
-    Network::load(if path.exists() { path } else { dir }, &Device::Cpu)
+    RunDir::new(if path.exists() { path } else { dir }).load_network(&Device::Cpu)
 }
 
 /// Runs the study: every run `cfg.only` selects (all of them by default), reusing finished
@@ -581,7 +648,7 @@ pub fn load_network(cfg: &StudyConfig, name: &str) -> Result<Network> {
 pub fn run_study(mnist: &Mnist, cfg: &StudyConfig) -> Result<Vec<ExperimentResult>> {
     let only = cfg.only.as_deref().unwrap_or("");
     let ran = run_where(mnist, cfg, |e| plan::selects(only, e))?;
-    if ran.is_empty() {
+    if ran.is_empty() && cfg.shard.is_none() {
         return Err(matches_nothing(only));
     }
     let all = collect_finished(cfg)?;

@@ -131,6 +131,8 @@ pub struct TrainConfig {
     pub time_budget_secs: Option<f64>,
     /// Pixel normalization.
     pub normalization: Normalization,
+    /// Label smoothing of the cross-entropy (0 = none; see [`crate::train::step::loss`]).
+    pub label_smoothing: f64,
 }
 
 impl Default for TrainConfig {
@@ -156,6 +158,7 @@ impl Default for TrainConfig {
             verbose: true,
             time_budget_secs: None,
             normalization: Normalization::Standard,
+            label_smoothing: 0.0,
         }
     }
 }
@@ -178,6 +181,9 @@ impl TrainConfig {
         }
         if !(self.optimizer.l2 >= 0.0 && self.optimizer.weight_decay >= 0.0) {
             return bad("l2 and weight decay must be non-negative");
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return bad("label smoothing must be in [0, 1)");
         }
         if self.early_stopping.is_some() && self.validation == 0 {
             return bad("early stopping monitors validation: set validation > 0");

@@ -5,12 +5,16 @@ pub mod config;
 pub mod evaluate;
 pub mod history;
 pub mod optim;
+pub mod run_dir;
 pub mod schedule;
+pub mod step;
 pub mod trainer;
 
 pub use config::{EarlyStopping, Mode, Monitor, TrainConfig};
 pub use evaluate::{Evaluation, evaluate};
 pub use history::{EpochRecord, History};
 pub use optim::{Optimizer, OptimizerConfig, OptimizerKind};
+pub use run_dir::RunDir;
 pub use schedule::Schedule;
+pub use step::{GradStats, Learner};
 pub use trainer::{Run, TrainData, Trainer, fit, load_run};

@@ -8,38 +8,16 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 
 use super::config::{Monitor, TrainConfig};
 use super::evaluate::{correct_and_predictions, evaluate};
 use super::history::{EpochRecord, History};
-use super::optim::{Optimizer, Overwrite};
+use super::run_dir::RunDir;
+use super::step::{self, GradStats, GradSummary, Learner, Outcome};
 use crate::data::batches::mix;
 use crate::data::{BatchOptions, Mnist, Split};
-use crate::fsutil::write_bytes_atomic;
-use crate::models::layers::ParamKind;
-use crate::models::network::{WEIGHTS_FILE, read_model_json};
 use crate::models::{Model, Network};
-use crate::ops::cpu::storage_slice;
 use crate::{Error, Result};
-
-/// Run-directory file names.
-pub mod files {
-    /// Model name, model config and training config.
-    pub const CONFIG: &str = "config.json";
-    /// Weights of the model as returned (best weights when restore-best applied).
-    pub const WEIGHTS: &str = super::WEIGHTS_FILE;
-    /// Weights after the last completed epoch.
-    pub const LAST: &str = "last.safetensors";
-    /// Weights of the best epoch so far (restore-best).
-    pub const BEST: &str = "best.safetensors";
-    /// Optimizer state after the last completed epoch.
-    pub const OPTIMIZER: &str = "optimizer.safetensors";
-    /// Per-epoch history.
-    pub const HISTORY_CSV: &str = "history.csv";
-    /// Per-epoch history with the early-stopping outcome.
-    pub const HISTORY_JSON: &str = "history.json";
-}
 
 /// The splits a run trains and evaluates on.
 #[derive(Debug, Clone)]
@@ -79,10 +57,10 @@ impl TrainData {
 pub struct Trainer {
     net: Network,
     cfg: TrainConfig,
-    opt: Optimizer,
+    learner: Learner,
     history: History,
     best: Option<(f64, Vec<Tensor>)>,
-    run_dir: Option<PathBuf>,
+    run_dir: Option<RunDir>,
     /// Names the run in log lines (default: the model's name).
     label: Option<String>,
     /// The in-place progress bar on a terminal (off when runs share the terminal).
@@ -94,7 +72,7 @@ impl Trainer {
     pub fn new(net: &Network, cfg: TrainConfig) -> Result<Self> {
         cfg.validate()?;
         Ok(Trainer {
-            opt: Optimizer::new(net, cfg.optimizer),
+            learner: Learner::new(net, cfg.optimizer)?,
             history: History {
                 model: net.name().to_string(),
                 ..Default::default()
@@ -118,10 +96,9 @@ impl Trainer {
 
     /// Writes config, history and checkpoints to `dir` after every epoch.
     pub fn with_run_dir(mut self, dir: impl Into<PathBuf>) -> Result<Self> {
-        let dir = dir.into();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let dir = RunDir::create(dir)?;
+        dir.write_config(&self.net, Some(&self.cfg))?;
         self.run_dir = Some(dir);
-        self.write_config()?;
         Ok(self)
     }
 
@@ -129,49 +106,46 @@ impl Trainer {
     /// history, so that [`Trainer::fit`] continues exactly where it stopped. `epochs`, when
     /// given, replaces the configured epoch count.
     pub fn resume(dir: impl AsRef<Path>, epochs: Option<usize>, device: &Device) -> Result<Self> {
-        let dir = dir.as_ref();
-        let (name, model_cfg) = read_model_json(&dir.join(files::CONFIG))?;
-        let mut cfg = read_train_config(dir)?;
+        let dir = RunDir::new(dir.as_ref());
+        let (name, model_cfg) = dir.read_model()?;
+        let mut cfg = dir.read_train_config()?;
         if let Some(e) = epochs {
             cfg.epochs = e;
         }
         let net = Network::named(name, &model_cfg, cfg.seed, device)?;
-        let last = dir.join(files::LAST);
-        net.load_weights(if last.exists() {
-            last
+        net.load_weights(dir.file(if dir.has(RunDir::LAST) {
+            RunDir::LAST
         } else {
-            dir.join(files::WEIGHTS)
-        })?;
+            RunDir::WEIGHTS
+        }))?;
         let mut t = Trainer::new(&net, cfg)?;
-        let opt_path = dir.join(files::OPTIMIZER);
-        if opt_path.exists() {
-            let state = candle_core::safetensors::load(&opt_path, &Device::Cpu).map_err(|e| {
+        if dir.has(RunDir::OPTIMIZER) {
+            let path = dir.file(RunDir::OPTIMIZER);
+            let state = candle_core::safetensors::load(&path, &Device::Cpu).map_err(|e| {
                 Error::Checkpoint {
-                    path: opt_path.clone(),
+                    path: path.clone(),
                     reason: e.to_string(),
                 }
             })?;
-            t.opt.load_state_tensors(&state)?;
+            t.learner.optimizer_mut().load_state_tensors(&state)?;
         }
-        let hist = dir.join(files::HISTORY_JSON);
-        if hist.exists() {
-            t.history = History::read_json(&hist)?;
+        if let Some(h) = dir.read_history()? {
+            t.history = h;
         }
-        if let (Some(es), Some(best_epoch)) = (t.cfg.early_stopping, t.history.best_epoch) {
-            let best_path = dir.join(files::BEST);
-            if let Some(rec) = t.history.epochs.get(best_epoch.saturating_sub(1)) {
-                let value = monitored(rec, es.monitor).unwrap_or(f64::NAN);
-                let snap = if best_path.exists() {
-                    let probe = Network::named(t.net.name(), t.net.config(), 0, device)?;
-                    probe.load_weights(&best_path)?;
-                    probe.snapshot()?
-                } else {
-                    t.net.snapshot()?
-                };
-                t.best = Some((value, snap));
-            }
+        if let (Some(es), Some(best_epoch)) = (t.cfg.early_stopping, t.history.best_epoch)
+            && let Some(rec) = t.history.epochs.get(best_epoch.saturating_sub(1))
+        {
+            let value = monitored(rec, es.monitor).unwrap_or(f64::NAN);
+            let snap = if dir.has(RunDir::BEST) {
+                let probe = Network::named(t.net.name(), t.net.config(), 0, device)?;
+                probe.load_weights(dir.file(RunDir::BEST))?;
+                probe.snapshot()?
+            } else {
+                t.net.snapshot()?
+            };
+            t.best = Some((value, snap));
         }
-        t.run_dir = Some(dir.to_path_buf());
+        t.run_dir = Some(dir);
         Ok(t)
     }
 
@@ -208,24 +182,53 @@ impl Trainer {
 
     fn fit_epochs(&mut self, data: &TrainData) -> Result<History> {
         let started = Instant::now();
-        let es = self.cfg.early_stopping;
         if self.history.stop_reason == "early_stopping" {
             return Ok(self.history.clone());
         }
-        let mut params = self.param_buffers()?;
-        if self.history.is_empty() {
+        self.learner.bind(&self.net)?;
+        if self.history.is_empty()
+            && let Some(dir) = &self.run_dir
+        {
             // A good checkpoint exists from the start: a diverging first epoch keeps it.
-            if let Some(dir) = &self.run_dir {
-                self.net.save_weights(dir.join(files::LAST))?;
+            self.net.save_weights(dir.file(RunDir::LAST))?;
+        }
+        let mut stop_reason = "completed";
+        while self.history.len() < self.cfg.epochs {
+            let epoch = self.history.len(); // 0-based
+            let lr = self.cfg.schedule.lr(self.cfg.lr, epoch, self.cfg.epochs);
+            let trained = self.train_epoch(data, epoch, lr, started)?;
+            let record = self.record(data, epoch, lr, trained.measured)?;
+            self.log_epoch(&record);
+            self.history.epochs.push(record);
+            let early = self.early_stopping(epoch)?;
+            let stop = if trained.out_of_time {
+                Some("time_budget")
+            } else if early {
+                Some("early_stopping")
+            } else {
+                None
+            };
+            self.history.stop_reason = stop.unwrap_or("running").into();
+            self.checkpoint()?;
+            if let Some(reason) = stop {
+                stop_reason = reason;
+                break;
             }
         }
-        let trainable: Vec<_> = self
-            .net
-            .params()
-            .iter()
-            .filter(|p| p.trainable())
-            .cloned()
-            .collect();
+        self.finish(stop_reason)
+    }
+
+    /// One epoch of training at rate `lr`: for every batch, forward, loss, backward and the
+    /// optimizer step.
+    fn train_epoch(
+        &mut self,
+        data: &TrainData,
+        epoch: usize,
+        lr: f64,
+        started: Instant,
+    ) -> Result<EpochTraining> {
+        self.net
+            .reseed_dropout(mix(self.cfg.seed ^ 0xD0, epoch as u64));
         let spec = self.net.input_spec();
         let device = self.net.device().clone();
         let opts = BatchOptions {
@@ -240,239 +243,145 @@ impl Trainer {
                 a.apply(img, side, rng);
             }
         };
-        let mut stop_reason = "completed";
-        while self.history.len() < self.cfg.epochs {
-            let epoch = self.history.len(); // 0-based
-            let lr = self.cfg.schedule.lr(self.cfg.lr, epoch, self.cfg.epochs);
-            self.net
-                .reseed_dropout(mix(self.cfg.seed ^ 0xD0, epoch as u64));
-            let mut batches = data.train.batches(spec, opts, epoch, &device)?;
-            if augment.is_some() {
-                batches =
-                    batches.with_transform(&transform, mix(self.cfg.seed ^ 0xA6, epoch as u64));
+        let mut batches = data.train.batches(spec, opts, epoch, &device)?;
+        if augment.is_some() {
+            batches = batches.with_transform(&transform, mix(self.cfg.seed ^ 0xA6, epoch as u64));
+        }
+        let num_batches = batches.num_batches();
+        let t0 = Instant::now();
+        let mut m = Measured::default();
+        let mut stats = self.cfg.grad_stats.then(|| GradStats::new(&self.learner));
+        let mut trace = LossTrace::new(self.cfg.loss_every);
+        let mut out_of_time = false;
+        for (b, batch) in batches.enumerate() {
+            let batch = batch?;
+            let logits = self.net.forward_t(&batch.images, true)?;
+            let loss = step::loss(&logits, &batch.labels, self.cfg.label_smoothing)?;
+            // One loss per step: the loss tensor is backpropagated and read here.
+            let l = f64::from(loss.to_scalar::<f32>()?);
+            let (c, _) = correct_and_predictions(&logits, &batch.labels)?;
+            if !l.is_finite() {
+                return Err(self.non_finite("loss", epoch, b));
             }
-            let num_batches = batches.num_batches();
-            let t0 = Instant::now();
-            let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
-            let stats = self.cfg.grad_stats;
-            let mut grad_sum: Vec<Vec<f64>> = if stats {
-                params.iter().map(|p| vec![0.0; p.len()]).collect()
-            } else {
-                Vec::new()
-            };
-            let mut grad_sq = 0f64;
-            let mut layer_norm_sum = vec![0f64; trainable.len()];
-            let mut loss_trace = Vec::new();
-            let mut window = (0f64, 0usize);
-            let mut out_of_time = false;
-            for (b, batch) in batches.enumerate() {
-                let batch = batch?;
-                let logits = self.net.forward_t(&batch.images, true)?;
-                let loss = candle_nn::loss::cross_entropy(&logits, &batch.labels)?;
-                // One cross-entropy per step: the loss tensor is backpropagated and read here.
-                let l = f64::from(loss.to_scalar::<f32>()?);
-                let (c, _) = correct_and_predictions(&logits, &batch.labels)?;
-                if !l.is_finite() {
-                    return Err(self.non_finite("loss", epoch, b));
-                }
-                let grads = loss.backward()?;
-                // The gradients are read where backprop left them (no host copies).
-                let grad_tensors = trainable
-                    .iter()
-                    .map(|p| {
-                        grads
-                            .get(p.var.as_tensor())
-                            .map(Tensor::contiguous)
-                            .transpose()
-                    })
-                    .collect::<candle_core::Result<Vec<_>>>()?;
-                let held: Vec<_> = grad_tensors
-                    .iter()
-                    .map(|g| g.as_ref().map(Tensor::storage_and_layout))
-                    .collect();
-                let zeros = if held.iter().any(Option::is_none) {
-                    vec![0f32; params.iter().map(Vec::len).max().unwrap_or(0)]
-                } else {
-                    Vec::new()
-                };
-                let flat = held
-                    .iter()
-                    .zip(&params)
-                    .map(|(h, p)| match h {
-                        Some((s, l)) => storage_slice(s, l, "gradient"),
-                        None => Ok(&zeros[..p.len()]),
-                    })
-                    .collect::<candle_core::Result<Vec<&[f32]>>>()?;
-                if stats {
-                    let mut sq = 0f64;
-                    for ((acc, g), norm) in grad_sum.iter_mut().zip(&flat).zip(&mut layer_norm_sum)
-                    {
-                        let layer_sq = accumulate(acc, g);
-                        *norm += layer_sq.sqrt();
-                        sq += layer_sq;
-                    }
-                    if !sq.is_finite() {
-                        return Err(self.non_finite("gradient", epoch, b));
-                    }
-                    grad_sq += sq;
-                }
-                if self.cfg.loss_every > 0 {
-                    window = (window.0 + l, window.1 + 1);
-                    if window.1 == self.cfg.loss_every {
-                        loss_trace.push(window.0 / window.1 as f64);
-                        window = (0.0, 0);
-                    }
-                }
-                let finite = self.opt.step(&mut params, &flat, lr)?;
-                // The variables still hold the pre-step weights: the last good ones.
-                if !finite {
-                    return Err(self.non_finite("weights", epoch, b));
-                }
-                drop(flat);
-                drop(held);
-                for (p, buf) in trainable.iter().zip(&params) {
-                    p.var.as_tensor().inplace_op1(&Overwrite(buf))?;
-                }
-                let n = batch.positions.len();
-                loss_sum += l * n as f64;
-                correct += c;
-                seen += n;
-                self.progress(
-                    epoch,
-                    b + 1,
-                    num_batches,
-                    loss_sum / seen as f64,
-                    correct as f64 / seen as f64,
-                );
-                if let Some(budget) = self.cfg.time_budget_secs
-                    && started.elapsed().as_secs_f64() > budget
-                {
-                    out_of_time = true;
-                    break;
-                }
+            let grads = loss.backward()?;
+            let outcome = self
+                .learner
+                .step(&grads, lr, |g| stats.as_mut().is_none_or(|s| s.add(g)))?;
+            match outcome {
+                Outcome::Applied => {}
+                Outcome::Refused => return Err(self.non_finite("gradient", epoch, b)),
+                Outcome::NonFiniteWeights => return Err(self.non_finite("weights", epoch, b)),
             }
-            let seconds = t0.elapsed().as_secs_f64();
-            let steps = num_batches.max(1) as f64;
-            let mean_sq: f64 = grad_sum.iter().flatten().map(|s| (s / steps).powi(2)).sum();
-            let val = match &data.validation {
-                Some(v) => Some(evaluate(
-                    &self.net,
-                    v,
-                    self.cfg.eval_batch_size,
-                    self.cfg.normalization,
-                )?),
-                None => None,
-            };
-            let test = if self.cfg.eval_test_each_epoch {
-                Some(evaluate(
-                    &self.net,
-                    &data.test,
-                    self.cfg.eval_batch_size,
-                    self.cfg.normalization,
-                )?)
-            } else {
-                None
-            };
-            let record = EpochRecord {
-                epoch: epoch + 1,
-                lr,
-                train_loss: loss_sum / seen.max(1) as f64,
-                train_accuracy: correct as f64 / seen.max(1) as f64,
-                val_loss: val.as_ref().map(|e| e.loss),
-                val_accuracy: val.as_ref().map(|e| e.accuracy),
-                test_loss: test.as_ref().map(|e| e.loss),
-                test_accuracy: test.as_ref().map(|e| e.accuracy),
-                seconds,
-                images_per_sec: seen as f64 / seconds.max(1e-9),
-                weight_norm: params
-                    .iter()
-                    .flatten()
-                    .map(|&w| f64::from(w).powi(2))
-                    .sum::<f64>()
-                    .sqrt(),
-                grad_noise: stats.then(|| (grad_sq / steps - mean_sq).max(0.0)),
-                grad_mean_norm: stats.then(|| mean_sq.sqrt()),
-                layer_grad_norms: if stats {
-                    trainable
-                        .iter()
-                        .zip(&layer_norm_sum)
-                        .filter(|(p, _)| p.kind == ParamKind::Weight)
-                        .map(|(p, s)| (p.name.clone(), s / steps))
-                        .collect()
-                } else {
-                    Vec::new()
-                },
-                loss_trace,
-            };
-            self.log_epoch(&record);
-            self.history.epochs.push(record);
-            let mut stop = false;
-            if let Some(es) = es {
-                let rec = self.history.last().cloned();
-                if let Some(value) = rec.as_ref().and_then(|r| monitored(r, es.monitor)) {
-                    let watching = epoch + 1 > es.start_from_epoch;
-                    if watching && es.improves(value, self.best.as_ref().map(|b| b.0)) {
-                        self.best = Some((value, self.net.snapshot()?));
-                        self.history.best_epoch = Some(epoch + 1);
-                        if let Some(dir) = &self.run_dir {
-                            self.net.save_weights(dir.join(files::BEST))?;
-                        }
-                    }
-                    let since_best = self
-                        .history
-                        .best_epoch
-                        .map(|b| epoch + 1 - b)
-                        .unwrap_or(epoch + 1 - es.start_from_epoch.min(epoch + 1));
-                    if watching && since_best >= es.patience.max(1) {
-                        stop = true;
-                        stop_reason = "early_stopping";
-                        self.history.stopped_epoch = Some(epoch + 1);
-                    }
-                }
-            }
-            if out_of_time {
-                stop = true;
-                stop_reason = "time_budget";
-            }
-            self.history.stop_reason = if stop {
-                stop_reason.into()
-            } else {
-                "running".into()
-            };
-            self.checkpoint()?;
-            if stop {
+            trace.push(l);
+            m.add(l, c, batch.positions.len());
+            self.progress(epoch, b + 1, num_batches, m.loss(), m.accuracy());
+            if let Some(budget) = self.cfg.time_budget_secs
+                && started.elapsed().as_secs_f64() > budget
+            {
+                out_of_time = true;
                 break;
             }
         }
+        m.seconds = t0.elapsed().as_secs_f64();
+        m.grads = stats.map(|s| s.finish(num_batches));
+        m.loss_trace = trace.points;
+        Ok(EpochTraining {
+            measured: m,
+            out_of_time,
+        })
+    }
+
+    /// The epoch's record: its training measurements, then validation and (when asked) test
+    /// evaluation.
+    fn record(&self, data: &TrainData, epoch: usize, lr: f64, m: Measured) -> Result<EpochRecord> {
+        let eval = |split: &crate::data::Split| {
+            evaluate(
+                &self.net,
+                split,
+                self.cfg.eval_batch_size,
+                self.cfg.normalization,
+            )
+        };
+        let val = data.validation.as_ref().map(eval).transpose()?;
+        let test = if self.cfg.eval_test_each_epoch {
+            Some(eval(&data.test)?)
+        } else {
+            None
+        };
+        let (train_loss, train_accuracy) = (m.loss(), m.accuracy());
+        let (grad_noise, grad_mean_norm, layer_grad_norms) = match m.grads {
+            Some(g) => (Some(g.noise), Some(g.mean_norm), g.layer_norms),
+            None => (None, None, Vec::new()),
+        };
+        Ok(EpochRecord {
+            epoch: epoch + 1,
+            lr,
+            train_loss,
+            train_accuracy,
+            val_loss: val.as_ref().map(|e| e.loss),
+            val_accuracy: val.as_ref().map(|e| e.accuracy),
+            test_loss: test.as_ref().map(|e| e.loss),
+            test_accuracy: test.as_ref().map(|e| e.accuracy),
+            seconds: m.seconds,
+            images_per_sec: m.seen as f64 / m.seconds.max(1e-9),
+            weight_norm: self.learner.weight_norm(),
+            grad_noise,
+            grad_mean_norm,
+            layer_grad_norms,
+            loss_trace: m.loss_trace,
+        })
+    }
+
+    /// Early stopping after `epoch`: keeps the best weights so far, and says whether the
+    /// patience has run out.
+    fn early_stopping(&mut self, epoch: usize) -> Result<bool> {
+        let Some(es) = self.cfg.early_stopping else {
+            return Ok(false);
+        };
+        let Some(value) = self.history.last().and_then(|r| monitored(r, es.monitor)) else {
+            return Ok(false);
+        };
+        let watching = epoch + 1 > es.start_from_epoch;
+        if watching && es.improves(value, self.best.as_ref().map(|b| b.0)) {
+            self.best = Some((value, self.net.snapshot()?));
+            self.history.best_epoch = Some(epoch + 1);
+            if let Some(dir) = &self.run_dir {
+                self.net.save_weights(dir.file(RunDir::BEST))?;
+            }
+        }
+        let since_best = self
+            .history
+            .best_epoch
+            .map(|b| epoch + 1 - b)
+            .unwrap_or(epoch + 1 - es.start_from_epoch.min(epoch + 1));
+        let stop = watching && since_best >= es.patience.max(1);
+        if stop {
+            self.history.stopped_epoch = Some(epoch + 1);
+        }
+        Ok(stop)
+    }
+
+    /// After the last epoch: the best weights back when asked, the final files written.
+    fn finish(&mut self, stop_reason: &str) -> Result<History> {
         if self.history.stop_reason == "running" || self.history.stop_reason.is_empty() {
             self.history.stop_reason = stop_reason.into();
         }
-        if let (Some(es), Some((_, snap))) = (es, &self.best)
+        if let (Some(es), Some((_, snap))) = (self.cfg.early_stopping, &self.best)
             && es.restore_best_weights
         {
             self.net.restore(snap)?;
         }
         if let Some(dir) = &self.run_dir {
-            self.net.save_weights(dir.join(files::WEIGHTS))?;
-            self.history.write_json(dir.join(files::HISTORY_JSON))?;
-            self.history.write_csv(dir.join(files::HISTORY_CSV))?;
+            self.net.save_weights(dir.file(RunDir::WEIGHTS))?;
+            dir.write_history(&self.history)?;
         }
         Ok(self.history.clone())
-    }
-
-    fn param_buffers(&self) -> Result<Vec<Vec<f32>>> {
-        self.net
-            .params()
-            .iter()
-            .filter(|p| p.trainable())
-            .map(|p| Ok(p.var.flatten_all()?.to_vec1::<f32>()?))
-            .collect()
     }
 
     /// Saves the last good weights, then builds the error.
     fn non_finite(&self, quantity: &'static str, epoch: usize, batch: usize) -> Error {
         if let Some(dir) = &self.run_dir
-            && let Err(e) = self.net.save_weights(dir.join(files::LAST))
+            && let Err(e) = self.net.save_weights(dir.file(RunDir::LAST))
         {
             return e;
         }
@@ -483,33 +392,16 @@ impl Trainer {
         }
     }
 
-    fn write_config(&self) -> Result<()> {
-        let Some(dir) = &self.run_dir else {
-            return Ok(());
-        };
-        let json = serde_json::json!({
-            "name": self.net.name(),
-            "config": self.net.config(),
-            "train": self.cfg,
-        });
-        let bytes = serde_json::to_vec_pretty(&json).map_err(|source| Error::Json {
-            context: "run config".into(),
-            source,
-        })?;
-        write_bytes_atomic(&dir.join(files::CONFIG), &bytes)
-    }
-
     fn checkpoint(&self) -> Result<()> {
         let Some(dir) = &self.run_dir else {
             return Ok(());
         };
-        self.net.save_weights(dir.join(files::LAST))?;
-        let state = self.opt.state_tensors()?;
-        crate::fsutil::write_atomic(&dir.join(files::OPTIMIZER), |tmp| {
+        self.net.save_weights(dir.file(RunDir::LAST))?;
+        let state = self.learner.optimizer().state_tensors()?;
+        crate::fsutil::write_atomic(&dir.file(RunDir::OPTIMIZER), |tmp| {
             candle_core::safetensors::save(&state, tmp).map_err(Error::from)
         })?;
-        self.history.write_json(dir.join(files::HISTORY_JSON))?;
-        self.history.write_csv(dir.join(files::HISTORY_CSV))
+        dir.write_history(&self.history)
     }
 
     fn progress(&self, epoch: usize, batch: usize, total: usize, loss: f64, acc: f64) {
@@ -573,21 +465,6 @@ fn monitored(r: &EpochRecord, m: Monitor) -> Option<f64> {
     }
 }
 
-fn read_train_config(dir: &Path) -> Result<TrainConfig> {
-    let path = dir.join(files::CONFIG);
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    #[derive(serde::Deserialize)]
-    struct Wrapper {
-        #[serde(default)]
-        train: TrainConfig,
-    }
-    let w: Wrapper = serde_json::from_str(&text).map_err(|source| Error::Json {
-        context: path.display().to_string(),
-        source,
-    })?;
-    Ok(w.train)
-}
-
 /// Trains `net` on `mnist` with `cfg` (no run directory) and returns the history.
 ///
 /// ```no_run
@@ -618,45 +495,68 @@ pub struct Run {
 
 /// Loads a run directory written by a [`Trainer`] with a run dir (or `mnist-kit train`).
 pub fn load_run(dir: impl AsRef<Path>, device: &Device) -> Result<Run> {
-    let dir = dir.as_ref();
-    let net = Network::load(dir, device)?;
-    let train = read_train_config(dir)?;
-    let hist = dir.join(files::HISTORY_JSON);
-    let history = if hist.exists() {
-        History::read_json(&hist)?
-    } else {
-        History::default()
-    };
+    let run = RunDir::new(dir.as_ref());
     Ok(Run {
-        net,
-        train,
-        history,
-        dir: dir.to_path_buf(),
+        net: run.load_network(device)?,
+        train: run.read_train_config()?,
+        history: run.read_history()?.unwrap_or_default(),
+        dir: run.path().to_path_buf(),
     })
 }
 
-/// `acc += g` (in f64) and returns `sum(g^2)`: the per-step gradient statistics, in fixed
-/// chunks on the rayon pool, their partial sums added in order (the same on any thread count).
-fn accumulate(acc: &mut [f64], g: &[f32]) -> f64 {
-    use super::optim::{CHUNK, MIN_CHUNKS_PER_TASK};
-    let partial: Vec<f64> = acc
-        .par_chunks_mut(CHUNK)
-        .zip(g.par_chunks(CHUNK))
-        .with_min_len(MIN_CHUNKS_PER_TASK)
-        .map(|(acc, g)| accumulate_chunk(acc, g))
-        .collect();
-    partial.iter().sum()
+/// One epoch's training measurements.
+#[derive(Debug, Default)]
+struct Measured {
+    loss_sum: f64,
+    correct: usize,
+    seen: usize,
+    seconds: f64,
+    grads: Option<GradSummary>,
+    loss_trace: Vec<f64>,
 }
 
-crate::ops::simd::multiversion! {
-    /// `acc += g` and `sum(g^2)` of one chunk, in order.
-    fn accumulate_chunk(acc: &mut [f64], g: &[f32]) -> f64 {
-        let mut sq = 0f64;
-        for (a, &v) in acc.iter_mut().zip(g) {
-            let v = f64::from(v);
-            *a += v;
-            sq += v * v;
+impl Measured {
+    fn add(&mut self, loss: f64, correct: usize, n: usize) {
+        self.loss_sum += loss * n as f64;
+        self.correct += correct;
+        self.seen += n;
+    }
+    fn loss(&self) -> f64 {
+        self.loss_sum / self.seen.max(1) as f64
+    }
+    fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.seen.max(1) as f64
+    }
+}
+
+struct EpochTraining {
+    measured: Measured,
+    out_of_time: bool,
+}
+
+/// The mean training loss of every `every` steps (0 = off).
+struct LossTrace {
+    every: usize,
+    window: (f64, usize),
+    points: Vec<f64>,
+}
+
+impl LossTrace {
+    fn new(every: usize) -> Self {
+        LossTrace {
+            every,
+            window: (0.0, 0),
+            points: Vec::new(),
         }
-        sq
+    }
+    fn push(&mut self, loss: f64) {
+        if self.every == 0 {
+            return;
+        }
+        self.window = (self.window.0 + loss, self.window.1 + 1);
+        if self.window.1 == self.every {
+            self.points.push(self.window.0 / self.window.1 as f64);
+            self.window = (0.0, 0);
+        }
     }
 }

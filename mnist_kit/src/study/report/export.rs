@@ -10,14 +10,14 @@ use serde_json::{Value, json};
 
 use super::super::ExperimentResult;
 use super::super::aggregate::{Metric, Replicates, best_on_validation, returned_val_accuracy};
-use super::super::run::{RESULT_FILE, run_dir, write_json};
+use super::super::run::{run_dir, write_json};
 use super::super::stats::Summary;
-use super::{Ctx, finite};
+use super::context::{Ctx, finite};
+use crate::Result;
 use crate::data::corrupt::{Corruption, DEFAULT_SEED, corrupt_split};
 use crate::fsutil::write_bytes_atomic;
-use crate::models::Network;
+use crate::train::RunDir;
 use crate::train::{TrainData, evaluate};
-use crate::{Error, Result};
 
 /// How far below the best validation accuracy a run may be and still be the robust model.
 pub const ROBUST_TOLERANCE: f64 = 0.002;
@@ -48,7 +48,7 @@ pub(crate) fn best_models(ctx: &Ctx) -> Result<BestModels> {
         .filter(|r| {
             r.dir
                 .as_ref()
-                .is_some_and(|d| d.join(crate::models::network::WEIGHTS_FILE).exists())
+                .is_some_and(|d| d.join(RunDir::WEIGHTS).exists())
         })
         .cloned()
         .collect();
@@ -84,10 +84,8 @@ fn validation_mnist_c(ctx: &Ctx, r: &ExperimentResult) -> Result<f64> {
     let Some(val) = data.validation else {
         return Ok(f64::NAN);
     };
-    let net = Network::load(
-        run_dir(&ctx.cfg.out.join("runs"), &r.experiment),
-        &Device::Cpu,
-    )?;
+    let net = RunDir::new(run_dir(&ctx.cfg.out.join("runs"), &r.experiment))
+        .load_network(&Device::Cpu)?;
     let mut sum = 0.0;
     for k in Corruption::ALL {
         let split = corrupt_split(&val, k, DEFAULT_SEED + 1)?;
@@ -103,24 +101,10 @@ fn validation_mnist_c(ctx: &Ctx, r: &ExperimentResult) -> Result<f64> {
 }
 
 fn copy_run(r: &ExperimentResult, dst: &Path) -> Result<()> {
-    let Some(src) = &r.dir else { return Ok(()) };
-    if dst.exists() {
-        std::fs::remove_dir_all(dst).map_err(|e| Error::io(dst, e))?;
+    match &r.dir {
+        Some(src) => RunDir::new(src.as_path()).copy_model_to(&RunDir::new(dst)),
+        None => Ok(()),
     }
-    std::fs::create_dir_all(dst).map_err(|e| Error::io(dst, e))?;
-    use crate::train::trainer::files;
-    for f in [
-        files::CONFIG,
-        files::WEIGHTS,
-        files::HISTORY_JSON,
-        files::HISTORY_CSV,
-        RESULT_FILE,
-    ] {
-        if src.join(f).exists() {
-            std::fs::copy(src.join(f), dst.join(f)).map_err(|e| Error::io(dst.join(f), e))?;
-        }
-    }
-    Ok(())
 }
 
 pub(crate) fn summary_json(s: Option<Summary>) -> Value {

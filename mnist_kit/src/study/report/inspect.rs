@@ -7,11 +7,12 @@ use candle_core::Device;
 
 use super::super::aggregate::Replicates;
 use super::super::plan;
-use super::Ctx;
+use super::context::Ctx;
 use crate::Result;
 use crate::models::Network;
 use crate::plot;
 use crate::train::History;
+use crate::train::RunDir;
 
 /// Weight inspection and capacity: per-tensor statistics and the first-layer filters of the
 /// dense baseline and LeNet-5 (first seed), and the attention maps of LeNet-5 with attention.
@@ -32,7 +33,7 @@ pub(crate) fn weights(md: &mut String, ctx: &Ctx) -> Result<()> {
         let Some(first) = r.first() else { continue };
         let Some(dir) = &first.dir else { continue };
         let name = r.name();
-        let net = Network::load(dir, &Device::Cpu)?;
+        let net = RunDir::new(dir).load_network(&Device::Cpu)?;
         let stats = crate::analysis::weight_stats(&net)?;
         let _ = writeln!(md, "### {name} (seed {})\n", first.seed());
         let _ = writeln!(
@@ -91,7 +92,7 @@ pub(crate) fn weights(md: &mut String, ctx: &Ctx) -> Result<()> {
         && let Some(first) = att.first()
         && let Some(dir) = &first.dir
     {
-        let net = Network::load(dir, &Device::Cpu)?;
+        let net = RunDir::new(dir).load_network(&Device::Cpu)?;
         let positions = [0, 1, 2, 3];
         let normalization = first.experiment.train.normalization;
         let fig = plot::images::attention_of(&net, &mnist.test, &positions, normalization)?;

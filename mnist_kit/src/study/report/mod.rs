@@ -1,5 +1,5 @@
 //! The study's report, one file per job: [`write_report`] (this file) reads every finished run
-//! once and hands the sections what they need; `sections` writes the design, the
+//! once and hands the sections what they need (`context`); `sections` writes the design, the
 //! architectures and every group; `robustness` the MNIST-C benchmark and the robust model;
 //! `inspect` the weights, parameter counts and curves; `export` `metrics.json`, the tables
 //! and the model directories; `figures` saves figures next to the report.
@@ -8,56 +8,27 @@
 //! local plotly.js, plus SVG and PNG where a headless Chromium is there), `models/best/` and
 //! `models/robust/`.
 
+mod context;
 mod export;
 mod figures;
 mod inspect;
 mod robustness;
 mod sections;
 
-use std::path::PathBuf;
 use std::time::Instant;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::aggregate::{Replicates, by_experiment};
+use super::aggregate::by_experiment;
 use super::evidence::Evidence;
 use super::plan::{self, Group};
 use super::{ExperimentResult, StudyConfig};
 use crate::data::Mnist;
-use crate::fsutil::write_bytes_atomic;
 use crate::plot;
 use crate::{Error, Result};
 
+use context::Ctx;
 use figures::FigureSink;
-
-/// What every section reads: the data, the config, every finished run grouped by experiment,
-/// their per-image evidence, and where figures and tables go.
-pub(crate) struct Ctx<'a> {
-    pub mnist: &'a Mnist,
-    pub cfg: &'a StudyConfig,
-    pub all: &'a [ExperimentResult],
-    pub reps: Vec<Replicates>,
-    pub evidence: Evidence,
-    pub sink: FigureSink,
-    pub tables: PathBuf,
-}
-
-impl Ctx<'_> {
-    /// The experiment called `name`, when it finished.
-    pub fn find(&self, name: &str) -> Option<&Replicates> {
-        self.reps.iter().find(|r| r.name() == name)
-    }
-
-    /// The finished members of `g`.
-    pub fn members(&self, g: &Group) -> Vec<&Replicates> {
-        g.members.iter().filter_map(|m| self.find(m)).collect()
-    }
-
-    /// Writes a CSV table.
-    pub fn table(&self, name: &str, text: &str) -> Result<()> {
-        write_bytes_atomic(&self.tables.join(name), text.as_bytes())
-    }
-}
 
 /// Writes `REPORT.md`, `metrics.json`, figures, tables, `models/best/` and `models/robust/`
 /// from every finished run (`all`: every seed of every experiment). `started`: when this run
@@ -120,9 +91,4 @@ pub fn write_report(
     inspect::curves(&mut md, &ctx)?;
     export::finish(&mut md, metrics, &ctx, &best, started)?;
     Ok(())
-}
-
-/// `null` for NaN and infinities (JSON has no such numbers).
-pub(crate) fn finite(v: f64) -> Value {
-    if v.is_finite() { json!(v) } else { Value::Null }
 }

@@ -9,14 +9,15 @@ use serde_json::{Value, json};
 
 use super::super::aggregate::{Metric, Replicates, returned_val_accuracy};
 use super::super::run::corrupted_test_sets;
+use super::context::{Ctx, finite};
 use super::export::BestModels;
 use super::sections::{comparison_json, comparison_table, forest_figure};
-use super::{Ctx, finite};
 use crate::Result;
 use crate::data::corrupt::Corruption;
 use crate::data::{BatchOptions, Split};
 use crate::models::{Model, Network};
 use crate::plot;
+use crate::train::RunDir;
 
 /// The goals of the robust model.
 const GOAL_CLEAN: f64 = 0.995;
@@ -300,7 +301,7 @@ fn causes(md: &mut String, metrics: &mut serde_json::Map<String, Value>, ctx: &C
         if has_dropout {
             continue;
         }
-        let net = Network::load(dir, &Device::Cpu)?;
+        let net = RunDir::new(dir).load_network(&Device::Cpu)?;
         let norm = first.experiment.train.normalization;
         let mut running = 0.0;
         let mut batch = 0.0;
@@ -360,7 +361,7 @@ fn causes(md: &mut String, metrics: &mut serde_json::Map<String, Value>, ctx: &C
             continue;
         };
         let Some(dir) = &first.dir else { continue };
-        let net = Network::load(dir, &Device::Cpu)?;
+        let net = RunDir::new(dir).load_network(&Device::Cpu)?;
         let test = ctx.mnist.test.take(ctx.evidence_test_len());
         let mut pts = Vec::new();
         for &b in &shifts {

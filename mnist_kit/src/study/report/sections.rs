@@ -11,13 +11,13 @@ use super::super::claims::{self as claim_rows, Claims, study_questions};
 use super::super::findings::{diff_text, findings_with, mdd_text};
 use super::super::plan::{self, Group, Tuning, TuningState};
 use super::super::stats::{Comparison, Verdict, show_p};
+use super::context::{Ctx, finite};
 use super::export::{BestModels, experiment_json};
-use super::{Ctx, finite};
 use crate::Result;
 use crate::analysis::ConfusionMatrix;
 use crate::data::explore::split_stats;
-use crate::models::Network;
 use crate::plot;
+use crate::train::RunDir;
 use crate::train::{History, evaluate};
 
 pub(crate) fn intro(md: &mut String, ctx: &Ctx, groups: &[Group]) {
@@ -493,7 +493,7 @@ pub(crate) fn best_model(md: &mut String, ctx: &Ctx, best: &BestModels) -> Resul
         b.test_loss
     );
     let Some(dir) = &b.dir else { return Ok(()) };
-    let net = Network::load(dir, &candle_core::Device::Cpu)?;
+    let net = RunDir::new(dir).load_network(&candle_core::Device::Cpu)?;
     let test = match b.experiment.train.test_limit {
         Some(n) => ctx.mnist.test.take(n),
         None => ctx.mnist.test.clone(),

@@ -3,6 +3,8 @@
 //! (whichever is longer) after an untimed warm-up, over several rounds (median and spread),
 //! with the thread count, the process's peak resident memory and the CPU.
 
+pub mod speedrun;
+
 use std::time::Instant;
 
 use candle_core::Device;

@@ -1,0 +1,18 @@
+//! What a notebook or a script usually needs, in one import: `use mnist_kit::prelude::*;`.
+
+pub use crate::analysis::{
+    ConfusionMatrix, Variant, attention_maps, least_confident_correct, load_digit,
+    most_confident_mistakes, predict_digit, prediction, robustness, robustness_table, saliency,
+    synthetic_digit, weight_histogram, weight_table,
+};
+pub use crate::data::{Mnist, Normalization, Split, explore};
+pub use crate::display::Table;
+pub use crate::models::{Model, ModelConfig, Network};
+pub use crate::plot::{self, Figure, ImageGrid};
+pub use crate::study::{self, StudyConfig};
+pub use crate::train::{
+    EarlyStopping, History, Learner, OptimizerConfig, OptimizerKind, Schedule, TrainConfig,
+    TrainData, Trainer, evaluate,
+};
+pub use crate::{Error, Result};
+pub use candle_core::Device;

@@ -1,0 +1,297 @@
+//! One training step, in the pieces PyTorch's example names: the loss, then backward and the
+//! optimizer step ([`Learner::backward_step`]), plus the per-step gradient statistics
+//! ([`GradStats`]) that Part 2 of the study reads.
+//!
+//! A loop written by hand with them trains exactly as [`Trainer`](super::Trainer) does:
+//!
+//! ```no_run
+//! use mnist_kit::candle::Device;
+//! use mnist_kit::data::{BatchOptions, Mnist, Normalization};
+//! use mnist_kit::models::Network;
+//! use mnist_kit::train::{Learner, OptimizerConfig, evaluate, step::loss};
+//!
+//! let mnist = Mnist::load_default()?;
+//! let net = Network::preset("dense128", 42, &Device::Cpu)?;
+//! let mut learner = Learner::new(&net, OptimizerConfig::default())?;
+//! let opts = BatchOptions { batch_size: 64, shuffle: true, seed: 42, normalization: Normalization::Standard };
+//! for epoch in 0..2 {
+//!     for batch in mnist.train.batches(net.input_spec(), opts, epoch, &Device::Cpu)? {
+//!         let batch = batch?;
+//!         let logits = net.forward_t(&batch.images, true)?;
+//!         let loss = loss(&logits, &batch.labels, 0.0)?;
+//!         learner.backward_step(&loss, 1e-3)?;
+//!     }
+//!     let test = evaluate(&net, &mnist.test, 1000, Normalization::Standard)?;
+//!     println!("epoch {}: test accuracy {:.2}%", epoch + 1, 100.0 * test.accuracy);
+//! }
+//! # Ok::<(), mnist_kit::Error>(())
+//! ```
+
+use candle_core::Tensor;
+use candle_core::backprop::GradStore;
+use rayon::prelude::*;
+
+use super::optim::{CHUNK, MIN_CHUNKS_PER_TASK, Optimizer, OptimizerConfig, Overwrite};
+use crate::models::Network;
+use crate::models::layers::{Param, ParamKind};
+use crate::ops::cpu::storage_slice;
+use crate::{Error, Result};
+
+/// Mean cross-entropy of `logits` (batch x classes) against `labels` (u32 class indices),
+/// with the targets smoothed by `label_smoothing` (0 = plain cross-entropy; 0.1 puts 0.1 of
+/// each target's mass evenly over the classes, as PyTorch's `label_smoothing`).
+pub fn loss(logits: &Tensor, labels: &Tensor, label_smoothing: f64) -> Result<Tensor> {
+    let ce = candle_nn::loss::cross_entropy(logits, labels)?;
+    if label_smoothing == 0.0 {
+        return Ok(ce);
+    }
+    // -mean over classes of log p: the cross-entropy against the uniform target.
+    let log_p = candle_nn::ops::log_softmax(logits, 1)?;
+    let uniform = log_p.mean(1)?.mean(0)?.neg()?;
+    Ok(((ce * (1.0 - label_smoothing))? + (uniform * label_smoothing)?)?)
+}
+
+/// What [`Learner::step`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The new weights are in the network.
+    Applied,
+    /// The gradient observer refused the step (a non-finite gradient); nothing changed.
+    Refused,
+    /// A new weight is not finite; the network keeps the weights it had.
+    NonFiniteWeights,
+}
+
+/// An optimizer bound to one network's trainable weights: `backward_step(&loss, lr)` does
+/// what `loss.backward(); optimizer.step()` does in PyTorch.
+///
+/// The learner keeps a host copy of every trainable weight, where the optimizer works; the
+/// new values go into the network's variables in place after each step.
+#[derive(Debug, Clone)]
+pub struct Learner {
+    opt: Optimizer,
+    trainable: Vec<Param>,
+    weights: Vec<Vec<f32>>,
+}
+
+impl Learner {
+    /// A fresh optimizer (`config`) for the trainable weights of `net`.
+    pub fn new(net: &Network, config: OptimizerConfig) -> Result<Self> {
+        Learner::with_optimizer(net, Optimizer::new(net, config))
+    }
+
+    /// Binds an existing optimizer (its state, e.g. read from a checkpoint) to `net`.
+    pub fn with_optimizer(net: &Network, opt: Optimizer) -> Result<Self> {
+        let mut l = Learner {
+            opt,
+            trainable: Vec::new(),
+            weights: Vec::new(),
+        };
+        l.bind(net)?;
+        Ok(l)
+    }
+
+    /// Binds to `net` (a rebuilt copy of the network, say), reading its current weights; the
+    /// optimizer state stays.
+    pub fn bind(&mut self, net: &Network) -> Result<()> {
+        self.trainable = net
+            .params()
+            .iter()
+            .filter(|p| p.trainable())
+            .cloned()
+            .collect();
+        self.weights = self
+            .trainable
+            .iter()
+            .map(|p| Ok(p.var.flatten_all()?.to_vec1::<f32>()?))
+            .collect::<Result<_>>()?;
+        Ok(())
+    }
+
+    /// The optimizer (its step count and state).
+    pub fn optimizer(&self) -> &Optimizer {
+        &self.opt
+    }
+    /// The optimizer, to load a checkpointed state into.
+    pub fn optimizer_mut(&mut self) -> &mut Optimizer {
+        &mut self.opt
+    }
+    /// The trainable parameters, in the optimizer's order.
+    pub fn params(&self) -> &[Param] {
+        &self.trainable
+    }
+    /// The current weights, flat, in the order of [`Learner::params`].
+    pub fn weights(&self) -> &[Vec<f32>] {
+        &self.weights
+    }
+    /// L2 norm of all trainable weights together.
+    pub fn weight_norm(&self) -> f64 {
+        self.weights
+            .iter()
+            .flatten()
+            .map(|&w| f64::from(w).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    }
+
+    /// Backpropagates `loss` and takes one optimizer step at learning rate `lr`. Fails, with
+    /// the weights unchanged, when a new weight would not be finite.
+    pub fn backward_step(&mut self, loss: &Tensor, lr: f64) -> Result<()> {
+        match self.step(&loss.backward()?, lr, |_| true)? {
+            Outcome::Applied => Ok(()),
+            _ => Err(Error::invalid(
+                "optimizer step",
+                format!(
+                    "step {}: a new weight is not finite (the weights keep their last values); \
+                     try a lower learning rate",
+                    self.opt.steps()
+                ),
+            )),
+        }
+    }
+
+    /// One optimizer step from `grads`: `observe` sees every trainable parameter's gradient
+    /// first (flat, where backprop left it; a parameter without a gradient reads as zeros)
+    /// and may refuse the step by returning false.
+    pub fn step(
+        &mut self,
+        grads: &GradStore,
+        lr: f64,
+        mut observe: impl FnMut(&[&[f32]]) -> bool,
+    ) -> Result<Outcome> {
+        let tensors = self
+            .trainable
+            .iter()
+            .map(|p| {
+                grads
+                    .get(p.var.as_tensor())
+                    .map(Tensor::contiguous)
+                    .transpose()
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let held: Vec<_> = tensors
+            .iter()
+            .map(|g| g.as_ref().map(Tensor::storage_and_layout))
+            .collect();
+        let zeros = if held.iter().any(Option::is_none) {
+            vec![0f32; self.weights.iter().map(Vec::len).max().unwrap_or(0)]
+        } else {
+            Vec::new()
+        };
+        let flat = held
+            .iter()
+            .zip(&self.weights)
+            .map(|(h, w)| match h {
+                Some((s, l)) => storage_slice(s, l, "gradient"),
+                None => Ok(&zeros[..w.len()]),
+            })
+            .collect::<candle_core::Result<Vec<&[f32]>>>()?;
+        if !observe(&flat) {
+            return Ok(Outcome::Refused);
+        }
+        if !self.opt.step(&mut self.weights, &flat, lr)? {
+            // The variables still hold the pre-step weights: the last good ones.
+            return Ok(Outcome::NonFiniteWeights);
+        }
+        drop(flat);
+        drop(held);
+        for (p, w) in self.trainable.iter().zip(&self.weights) {
+            p.var.as_tensor().inplace_op1(&Overwrite(w))?;
+        }
+        Ok(Outcome::Applied)
+    }
+}
+
+/// Per-step gradient statistics over one epoch: the mean gradient, the gradient noise (mean
+/// squared norm minus the squared norm of the mean) and each weight's mean gradient norm.
+#[derive(Debug, Clone)]
+pub struct GradStats {
+    sum: Vec<Vec<f64>>,
+    sq: f64,
+    layer_norm_sum: Vec<f64>,
+    names: Vec<(String, bool)>,
+    steps: usize,
+}
+
+/// What [`GradStats::finish`] reports for one epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GradSummary {
+    /// Mean squared gradient norm minus the squared norm of the mean gradient.
+    pub noise: f64,
+    /// Norm of the mean gradient.
+    pub mean_norm: f64,
+    /// Mean gradient norm of each weight (biases and BatchNorm parameters left out).
+    pub layer_norms: Vec<(String, f64)>,
+}
+
+impl GradStats {
+    /// Empty statistics for the parameters of `learner`.
+    pub fn new(learner: &Learner) -> Self {
+        GradStats {
+            sum: learner.weights.iter().map(|w| vec![0.0; w.len()]).collect(),
+            sq: 0.0,
+            layer_norm_sum: vec![0.0; learner.trainable.len()],
+            names: learner
+                .trainable
+                .iter()
+                .map(|p| (p.name.clone(), p.kind == ParamKind::Weight))
+                .collect(),
+            steps: 0,
+        }
+    }
+
+    /// Adds one step's gradients; false when their norm is not finite.
+    pub fn add(&mut self, grads: &[&[f32]]) -> bool {
+        let mut sq = 0f64;
+        for ((acc, g), norm) in self.sum.iter_mut().zip(grads).zip(&mut self.layer_norm_sum) {
+            let layer_sq = accumulate(acc, g);
+            *norm += layer_sq.sqrt();
+            sq += layer_sq;
+        }
+        self.sq += sq;
+        self.steps += 1;
+        sq.is_finite()
+    }
+
+    /// The epoch's statistics over `steps` steps (the epoch's batch count).
+    pub fn finish(&self, steps: usize) -> GradSummary {
+        let steps = steps.max(1) as f64;
+        let mean_sq: f64 = self.sum.iter().flatten().map(|s| (s / steps).powi(2)).sum();
+        GradSummary {
+            noise: (self.sq / steps - mean_sq).max(0.0),
+            mean_norm: mean_sq.sqrt(),
+            layer_norms: self
+                .names
+                .iter()
+                .zip(&self.layer_norm_sum)
+                .filter(|((_, weight), _)| *weight)
+                .map(|((name, _), s)| (name.clone(), s / steps))
+                .collect(),
+        }
+    }
+}
+
+/// `acc += g` (in f64) and returns `sum(g^2)`: the per-step gradient statistics, in fixed
+/// chunks on the rayon pool, their partial sums added in order (the same on any thread count).
+fn accumulate(acc: &mut [f64], g: &[f32]) -> f64 {
+    let partial: Vec<f64> = acc
+        .par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .with_min_len(MIN_CHUNKS_PER_TASK)
+        .map(|(acc, g)| accumulate_chunk(acc, g))
+        .collect();
+    partial.iter().sum()
+}
+
+crate::ops::simd::multiversion! {
+    /// `acc += g` and `sum(g^2)` of one chunk, in order.
+    fn accumulate_chunk(acc: &mut [f64], g: &[f32]) -> f64 {
+        let mut sq = 0f64;
+        for (a, &v) in acc.iter_mut().zip(g) {
+            let v = f64::from(v);
+            *a += v;
+            sq += v * v;
+        }
+        sq
+    }
+}
