@@ -310,3 +310,61 @@ fn the_plain_resnet_has_no_shortcut_and_the_residual_one_uses_it() {
         "residual: the image still gets through"
     );
 }
+
+#[test]
+fn kit_layers_compose_as_candle_modules() {
+    use candle_nn::{Module, ModuleT};
+    use mnist_kit::models::layers::{Conv2d, Linear};
+    let net = Network::preset("dense128", 7, &Device::Cpu).unwrap();
+    let w = net.tensors();
+    let layer = |n: &str| {
+        Linear::from_tensors(
+            w[&format!("{n}.weight")].clone(),
+            w[&format!("{n}.bias")].clone(),
+        )
+        .unwrap()
+    };
+    let seq = candle_nn::seq()
+        .add(layer("fc1"))
+        .add(candle_nn::Activation::Relu)
+        .add(layer("out"));
+    let x = Tensor::rand(0f32, 1f32, (5, 784), &Device::Cpu).unwrap();
+    let by_seq = seq.forward(&x).unwrap();
+    let by_net = x.apply_t(&net, false).unwrap();
+    assert_eq!(
+        by_seq.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        by_net.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        "a seq() of the network's own layers is the network"
+    );
+    assert_eq!(ModuleT::forward_t(&net, &x, true).unwrap().dims(), &[5, 10]);
+
+    // A kit convolution next to candle's own, on the same kernel.
+    let lenet = Network::preset("lenet5", 7, &Device::Cpu).unwrap();
+    let t = lenet.tensors();
+    let conv = Conv2d::from_tensors(
+        t["conv1.weight"].clone(),
+        Some(t["conv1.bias"].clone()),
+        1,
+        0,
+    )
+    .unwrap();
+    let img = Tensor::rand(0f32, 1f32, (2, 1, 32, 32), &Device::Cpu).unwrap();
+    let ours = img.apply(&conv).unwrap();
+    let theirs = img
+        .conv2d(&t["conv1.weight"], 0, 1, 1, 1)
+        .unwrap()
+        .broadcast_add(&t["conv1.bias"].reshape((1, 6, 1, 1)).unwrap())
+        .unwrap();
+    let diff = (ours - theirs)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(diff < 1e-5, "kit conv vs candle conv: {diff}");
+    // Bad shapes are errors, not panics.
+    assert!(Linear::from_tensors(t["conv1.weight"].clone(), t["conv1.bias"].clone()).is_err());
+    assert!(Conv2d::from_tensors(t["conv1.weight"].clone(), None, 0, 0).is_err());
+}

@@ -103,6 +103,58 @@ struct ConvBlock {
 }
 
 impl ConvBlock {
+    /// Builds block `n` (layers `conv{n}`, `bn{n}`, `attention{n}`, `pool{n}`): a `kernel` x
+    /// `kernel` valid convolution from `c_in` to `c_out` channels on `side` x `side` maps, then
+    /// the optional parts. Returns the block and the side of its output.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        b: &mut Builder,
+        n: usize,
+        (c_in, c_out, kernel): (usize, usize, usize),
+        side: usize,
+        batch_norm: bool,
+        attention: bool,
+        pooling: Pooling,
+    ) -> Result<(Self, usize)> {
+        let conv = Conv2d::new(
+            b,
+            &format!("conv{n}"),
+            conv(c_in, c_out, kernel, 1, 0, true),
+            side,
+            false,
+        )?;
+        let side = side + 1 - kernel;
+        let bn = if batch_norm {
+            Some(BatchNorm::new(
+                b,
+                &format!("bn{n}"),
+                c_out,
+                &[c_out, side, side],
+            )?)
+        } else {
+            None
+        };
+        let attention = if attention {
+            Some(SpatialAttention::new(
+                b,
+                &format!("attention{n}"),
+                c_out,
+                side,
+            )?)
+        } else {
+            None
+        };
+        let side = side / 2;
+        pool_row(b, &format!("pool{n}"), pooling, &[c_out, side, side]);
+        let block = ConvBlock {
+            conv,
+            bn,
+            attention,
+            pooling: Some(pooling),
+        };
+        Ok((block, side))
+    }
+
     fn forward_t(
         &self,
         x: &Tensor,
@@ -144,45 +196,18 @@ impl Lenet {
     pub(crate) fn new(b: &mut Builder, c: &LenetConfig, rng: &Rng) -> Result<Self> {
         let mut side = c.input_side;
         let mut blocks = Vec::new();
-        let specs = [(1, 6), (6, 16)];
-        for (i, (c_in, c_out)) in specs.into_iter().enumerate() {
-            let n = i + 1;
-            let conv = Conv2d::new(
+        for (i, (c_in, c_out)) in [(1, 6), (6, 16)].into_iter().enumerate() {
+            let (block, out) = ConvBlock::new(
                 b,
-                &format!("conv{n}"),
-                conv(c_in, c_out, 5, 1, 0, true),
+                i + 1,
+                (c_in, c_out, 5),
                 side,
-                false,
+                c.batch_norm,
+                c.attention,
+                c.pooling,
             )?;
-            side -= 4;
-            let bn = if c.batch_norm {
-                Some(BatchNorm::new(
-                    b,
-                    &format!("bn{n}"),
-                    c_out,
-                    &[c_out, side, side],
-                )?)
-            } else {
-                None
-            };
-            let attention = if c.attention {
-                Some(SpatialAttention::new(
-                    b,
-                    &format!("attention{n}"),
-                    c_out,
-                    side,
-                )?)
-            } else {
-                None
-            };
-            side /= 2;
-            pool_row(b, &format!("pool{n}"), c.pooling, &[c_out, side, side]);
-            blocks.push(ConvBlock {
-                conv,
-                bn,
-                attention,
-                pooling: Some(c.pooling),
-            });
+            blocks.push(block);
+            side = out;
         }
         let mut fcs = Vec::new();
         let mut features = 16 * side * side;
@@ -265,33 +290,17 @@ impl SimpleCnn {
         let mut side = 28;
         let mut blocks = Vec::new();
         for (i, (c_in, c_out)) in [(1, 32), (32, 64)].into_iter().enumerate() {
-            let n = i + 1;
-            let conv = Conv2d::new(
+            let (block, out) = ConvBlock::new(
                 b,
-                &format!("conv{n}"),
-                conv(c_in, c_out, 3, 1, 0, true),
+                i + 1,
+                (c_in, c_out, 3),
                 side,
+                c.batch_norm,
                 false,
+                c.pooling,
             )?;
-            side -= 2;
-            let bn = if c.batch_norm {
-                Some(BatchNorm::new(
-                    b,
-                    &format!("bn{n}"),
-                    c_out,
-                    &[c_out, side, side],
-                )?)
-            } else {
-                None
-            };
-            side /= 2;
-            pool_row(b, &format!("pool{n}"), c.pooling, &[c_out, side, side]);
-            blocks.push(ConvBlock {
-                conv,
-                bn,
-                attention: None,
-                pooling: Some(c.pooling),
-            });
+            blocks.push(block);
+            side = out;
         }
         let features = 64 * side * side;
         b.op("flatten", "Flatten", &[features]);

@@ -176,6 +176,22 @@ impl Linear {
         Ok(Linear { weight, bias })
     }
 
+    /// A layer from its weight `(out, in)` and bias `(out,)`, e.g. taken from a trained
+    /// network's [`Network::tensors`](super::Network::tensors).
+    pub fn from_tensors(weight: Tensor, bias: Tensor) -> Result<Self> {
+        let (out, _) = weight.dims2()?;
+        if bias.dims() != [out] {
+            return Err(Error::invalid(
+                "linear layer",
+                format!("bias {:?} for a weight {:?}", bias.dims(), weight.dims()),
+            ));
+        }
+        Ok(Linear {
+            weight: ensure_f32(&weight)?,
+            bias: ensure_f32(&bias)?,
+        })
+    }
+
     /// Applies the layer to `(N, in)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         ops::linear(x, &self.weight, &self.bias, false)
@@ -264,6 +280,33 @@ impl Conv2d {
             bias,
             stride: s.stride,
             padding: s.padding,
+        })
+    }
+
+    /// A convolution from its kernel `(O, C, K, K)` and optional bias `(O,)`.
+    pub fn from_tensors(
+        weight: Tensor,
+        bias: Option<Tensor>,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Self> {
+        let (o, _, kh, kw) = weight.dims4()?;
+        if kh != kw || stride == 0 || bias.as_ref().is_some_and(|b| b.dims() != [o]) {
+            return Err(Error::invalid(
+                "conv layer",
+                format!(
+                    "kernel {:?}, bias {:?}, stride {stride}: square kernels, an (O,) bias and a \
+                     stride of at least 1",
+                    weight.dims(),
+                    bias.as_ref().map(|b| b.dims().to_vec())
+                ),
+            ));
+        }
+        Ok(Conv2d {
+            weight: ensure_f32(&weight)?,
+            bias: bias.as_ref().map(ensure_f32).transpose()?,
+            stride,
+            padding,
         })
     }
 

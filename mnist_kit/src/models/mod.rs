@@ -2,6 +2,7 @@
 
 mod arch;
 pub mod config;
+mod interop;
 pub mod layers;
 pub mod network;
 pub mod summary;
