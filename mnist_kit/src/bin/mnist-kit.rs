@@ -50,62 +50,10 @@ enum Command {
         json: bool,
     },
     /// Run the study (every experiment, seeded) and write the report to results/.
-    Study {
-        /// Small data and few epochs (also set by MNIST_KIT_QUICK=1).
-        #[arg(long)]
-        quick: bool,
-        /// Output directory.
-        #[arg(long, default_value = "results")]
-        out: PathBuf,
-        /// Run only this experiment or group (exact name), or a pattern with * wildcards
-        /// ("lenet5*"); finished runs of the others still join the report.
-        #[arg(long)]
-        only: Option<String>,
-        /// Redo runs that already finished.
-        #[arg(long)]
-        force: bool,
-        /// Training seeds for every experiment (default: the plan's per family, 10 for the
-        /// MLPs, 5 for the LeNet-5 family, 3 for the ResNets; 1 with --quick).
-        #[arg(long)]
-        seeds: Option<usize>,
-        /// Base seed: the validation split's and the first training seed.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// Runs trained at the same time, one thread each (default: the logical CPUs; the
-        /// results are the same for any value).
-        #[arg(long)]
-        jobs: Option<usize>,
-        /// Run every N-th run of the plan only, I from 0 to N-1 (`--shard 0/4`): N processes
-        /// sharing --out split the study; `--report` then writes the report. A shard writes no
-        /// report.
-        #[arg(long, value_parser = parse_shard)]
-        shard: Option<(usize, usize)>,
-        /// Train nothing: write the report from the runs finished in --out (after sharded
-        /// runs).
-        #[arg(long)]
-        report: bool,
-        /// Dataset directory (default: $MNIST_DATA_DIR, else the bundled data/mnist).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-    },
+    Study(StudyArgs),
     /// Write an MNIST-C corrupted copy of the dataset as the four IDX files: training files
     /// unchanged, test images corrupted.
-    Corrupt {
-        /// The corruption (shot_noise, impulse_noise, glass_blur, motion_blur, shear, scale,
-        /// rotate, brightness, translate, stripe, fog, spatter, dotted_line, zigzag,
-        /// canny_edges), or `all` for one subdirectory of DIR each.
-        #[arg(long)]
-        kind: String,
-        /// Output directory.
-        #[arg(long)]
-        out: PathBuf,
-        /// Seed of the corruptions' randomness (default: the study's).
-        #[arg(long, default_value_t = mnist_kit::data::corrupt::DEFAULT_SEED)]
-        seed: u64,
-        /// Dataset directory (default: $MNIST_DATA_DIR, else the bundled data/mnist).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-    },
+    Corrupt(CorruptArgs),
     /// Classify images of handwritten digits (PNG, JPEG, BMP, GIF, WebP) with a trained run.
     Predict {
         /// Run directory (default: results/models/robust, the study's model for real
@@ -120,50 +68,9 @@ enum Command {
         images: Vec<PathBuf>,
     },
     /// A local web page where a model reads the digit you draw (and its JSON API).
-    Serve {
-        /// Run directory to serve by default (else results/models/robust, else
-        /// results/models/best).
-        #[arg(long)]
-        run: Option<PathBuf>,
-        /// Interface to listen on (127.0.0.1: this machine only).
-        #[arg(long, default_value = "127.0.0.1")]
-        host: String,
-        /// Port (0: any free port).
-        #[arg(long, default_value_t = 8080)]
-        port: u16,
-        /// The study's results directory, whose models are listed.
-        #[arg(long, default_value = "results")]
-        results: PathBuf,
-        /// Another host name to answer to (repeatable); by default only the bound address,
-        /// localhost, 127.0.0.1 and [::1], so a web page that rebinds its own name to this
-        /// machine cannot use the API.
-        #[arg(long)]
-        allow_host: Vec<String>,
-    },
+    Serve(ServeArgs),
     /// Training and inference throughput and peak memory of a model.
-    Bench {
-        /// Model name (see `mnist-kit models`) or a JSON model config file.
-        #[arg(long, default_value = "lenet5")]
-        model: String,
-        #[arg(long, default_value_t = 64)]
-        batch_size: usize,
-        /// Training batches per pass (each phase times at least 3 passes and 2 s, after an
-        /// untimed pass).
-        #[arg(long, default_value_t = 200)]
-        batches: usize,
-        /// Rounds of the whole measurement; the result is their median, with the spread.
-        #[arg(long, default_value_t = 1)]
-        rounds: usize,
-        /// Threads (default: RAYON_NUM_THREADS, else the logical CPUs).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Dataset directory (default: $MNIST_DATA_DIR, else the bundled data/mnist).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Bench(BenchArgs),
     /// Train a model and write a run directory.
     Train(Box<TrainArgs>),
     /// Time to 99 %: train the speedrun recipe (a small CNN, one-cycle, label smoothing,
@@ -182,6 +89,111 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct StudyArgs {
+    /// Small data and few epochs (also set by MNIST_KIT_QUICK=1).
+    #[arg(long)]
+    quick: bool,
+    /// Output directory.
+    #[arg(long, default_value = "results")]
+    out: PathBuf,
+    /// Run only this experiment or group (exact name), or a pattern with * wildcards
+    /// ("lenet5*"); finished runs of the others still join the report.
+    #[arg(long)]
+    only: Option<String>,
+    /// Redo runs that already finished.
+    #[arg(long)]
+    force: bool,
+    /// Training seeds for every experiment (default: the plan's per family, 10 for the
+    /// MLPs, 5 for the LeNet-5 family, 3 for the ResNets; 1 with --quick).
+    #[arg(long)]
+    seeds: Option<usize>,
+    /// Base seed: the validation split's and the first training seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Runs trained at the same time, one thread each (default: the logical CPUs; the
+    /// results are the same for any value).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Run every N-th run of the plan only, I from 0 to N-1 (`--shard 0/4`): N processes
+    /// sharing --out split the study; `--report` then writes the report. A shard writes no
+    /// report.
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<(usize, usize)>,
+    /// Train nothing: write the report from the runs finished in --out (after sharded
+    /// runs).
+    #[arg(long)]
+    report: bool,
+    /// Dataset directory (default: $MNIST_DATA_DIR, else the bundled data/mnist).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Run directory to serve by default (else results/models/robust, else
+    /// results/models/best).
+    #[arg(long)]
+    run: Option<PathBuf>,
+    /// Interface to listen on (127.0.0.1: this machine only).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port (0: any free port).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// The study's results directory, whose models are listed.
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
+    /// Another host name to answer to (repeatable); by default only the bound address,
+    /// localhost, 127.0.0.1 and [::1], so a web page that rebinds its own name to this
+    /// machine cannot use the API.
+    #[arg(long)]
+    allow_host: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Model name (see `mnist-kit models`) or a JSON model config file.
+    #[arg(long, default_value = "lenet5")]
+    model: String,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Training batches per pass (each phase times at least 3 passes and 2 s, after an
+    /// untimed pass).
+    #[arg(long, default_value_t = 200)]
+    batches: usize,
+    /// Rounds of the whole measurement; the result is their median, with the spread.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// Threads (default: RAYON_NUM_THREADS, else the logical CPUs).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Dataset directory (default: $MNIST_DATA_DIR, else the bundled data/mnist).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct CorruptArgs {
+    /// The corruption (shot_noise, impulse_noise, glass_blur, motion_blur, shear, scale,
+    /// rotate, brightness, translate, stripe, fog, spatter, dotted_line, zigzag,
+    /// canny_edges), or `all` for one subdirectory of DIR each.
+    #[arg(long)]
+    kind: String,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Seed of the corruptions' randomness (default: the study's).
+    #[arg(long, default_value_t = mnist_kit::data::corrupt::DEFAULT_SEED)]
+    seed: u64,
+    /// Dataset directory (default: $MNIST_DATA_DIR, else the bundled data/mnist).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -379,145 +391,10 @@ fn run(cli: Cli) -> Result<()> {
             });
             predict(&run, json, &images)
         }
-        Command::Corrupt {
-            kind,
-            out,
-            seed,
-            data_dir,
-        } => {
-            use mnist_kit::data::corrupt::{Corruption, write_dataset};
-            let mnist = Mnist::load_from(data_dir.as_deref())?;
-            let kinds: Vec<(Corruption, PathBuf)> = if kind.trim() == "all" {
-                Corruption::ALL
-                    .into_iter()
-                    .map(|k| (k, out.join(k.name())))
-                    .collect()
-            } else {
-                vec![(kind.parse()?, out.clone())]
-            };
-            for (k, dir) in kinds {
-                write_dataset(&mnist, k, seed, &dir)?;
-                println!("{}: {}", k.name(), dir.display());
-            }
-            Ok(())
-        }
-        Command::Serve {
-            run,
-            host,
-            port,
-            results,
-            allow_host,
-        } => {
-            // A server's memory spikes with large uploads: hand freed pages back to the OS
-            // (mimalloc's default delay), which training keeps instead (see `main`).
-            // SAFETY: sets a process-wide allocator option; the server has not started yet.
-            unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10) };
-            let cfg = mnist_kit::serve::ServeConfig {
-                host,
-                port,
-                run,
-                results,
-                allow_hosts: allow_host,
-                ..Default::default()
-            };
-            let server = mnist_kit::serve::Server::bind(&cfg)?;
-            let (models, default) = server.models();
-            println!(
-                "serving {} model(s) (default {}) on http://{}/ (Ctrl-C stops)",
-                models.len(),
-                default.as_deref().unwrap_or("none"),
-                server.addr()
-            );
-            server.run();
-            Ok(())
-        }
-        Command::Study {
-            quick,
-            out,
-            only,
-            force,
-            seeds,
-            seed,
-            jobs,
-            shard,
-            report,
-            data_dir,
-        } => {
-            let mnist = Mnist::load_from(data_dir.as_deref())?;
-            let quick = quick || mnist_kit::study::quick_from_env();
-            let cfg = mnist_kit::study::StudyConfig {
-                out,
-                only,
-                force,
-                seed,
-                seeds_override: seeds.or(quick.then_some(1)),
-                ..mnist_kit::study::StudyConfig::new(quick)
-            };
-            let cfg = mnist_kit::study::StudyConfig {
-                jobs: jobs.unwrap_or(cfg.jobs),
-                shard,
-                ..cfg
-            };
-            let started = std::time::Instant::now();
-            let all = if report {
-                mnist_kit::study::run::collect_finished(&cfg)?
-            } else {
-                mnist_kit::study::run_study(&mnist, &cfg)?
-            };
-            if let Some((i, n)) = shard {
-                println!(
-                    "shard {i}/{n} done ({} runs of the plan finished in {}); write the report \
-                     with `mnist-kit study --report` once every shard is done",
-                    all.len(),
-                    cfg.out.display()
-                );
-                return Ok(());
-            }
-            mnist_kit::study::write_report(&mnist, &cfg, &all, started)?;
-            println!("report written to {}", cfg.out.join("REPORT.md").display());
-            Ok(())
-        }
-        Command::Bench {
-            model,
-            batch_size,
-            batches,
-            rounds,
-            threads,
-            data_dir,
-            json,
-        } => {
-            let mnist = Mnist::load_from(data_dir.as_deref())?;
-            let cfg = mnist_kit::bench::BenchConfig {
-                batch_size,
-                train_batches: batches,
-                rounds,
-                threads,
-                ..Default::default()
-            };
-            let r = mnist_kit::bench::bench(&mnist, &model, cfg)?;
-            if json {
-                println!("{}", to_json(&r)?);
-            } else {
-                let [tl, th] = r.train_images_per_sec_spread;
-                let [il, ih] = r.infer_images_per_sec_spread;
-                println!(
-                    "{} batch {}: train {:.0} img/s ({tl:.0}-{th:.0}), inference {:.0} img/s \
-                     ({il:.0}-{ih:.0}, batch 1000), {} rounds on {} threads, peak RSS {:.0} MB; \
-                     {} ({} CPUs, {} kernels)",
-                    r.model,
-                    r.batch_size,
-                    r.train_images_per_sec,
-                    r.infer_images_per_sec,
-                    r.rounds,
-                    r.threads,
-                    r.peak_rss_mb,
-                    r.cpu.model,
-                    r.cpu.logical_cpus,
-                    r.cpu.isa
-                );
-            }
-            Ok(())
-        }
+        Command::Corrupt(args) => corrupt(args),
+        Command::Serve(args) => serve(args),
+        Command::Study(args) => study(args),
+        Command::Bench(args) => bench(args),
         Command::Eval {
             run,
             data_dir,
@@ -533,6 +410,153 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn study(a: StudyArgs) -> Result<()> {
+    let StudyArgs {
+        quick,
+        out,
+        only,
+        force,
+        seeds,
+        seed,
+        jobs,
+        shard,
+        report,
+        data_dir,
+    } = a;
+    let mnist = Mnist::load_from(data_dir.as_deref())?;
+    let quick = quick || mnist_kit::study::quick_from_env();
+    let cfg = mnist_kit::study::StudyConfig {
+        out,
+        only,
+        force,
+        seed,
+        seeds_override: seeds.or(quick.then_some(1)),
+        ..mnist_kit::study::StudyConfig::new(quick)
+    };
+    let cfg = mnist_kit::study::StudyConfig {
+        jobs: jobs.unwrap_or(cfg.jobs),
+        shard,
+        ..cfg
+    };
+    let started = std::time::Instant::now();
+    let all = if report {
+        mnist_kit::study::run::collect_finished(&cfg)?
+    } else {
+        mnist_kit::study::run_study(&mnist, &cfg)?
+    };
+    if let Some((i, n)) = shard {
+        println!(
+            "shard {i}/{n} done ({} runs of the plan finished in {}); write the report \
+             with `mnist-kit study --report` once every shard is done",
+            all.len(),
+            cfg.out.display()
+        );
+        return Ok(());
+    }
+    mnist_kit::study::write_report(&mnist, &cfg, &all, started)?;
+    println!("report written to {}", cfg.out.join("REPORT.md").display());
+    Ok(())
+}
+
+fn serve(a: ServeArgs) -> Result<()> {
+    let ServeArgs {
+        run,
+        host,
+        port,
+        results,
+        allow_host,
+    } = a;
+    // A server's memory spikes with large uploads: hand freed pages back to the OS
+    // (mimalloc's default delay), which training keeps instead (see `main`).
+    // SAFETY: sets a process-wide allocator option; the server has not started yet.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10) };
+    let cfg = mnist_kit::serve::ServeConfig {
+        host,
+        port,
+        run,
+        results,
+        allow_hosts: allow_host,
+        ..Default::default()
+    };
+    let server = mnist_kit::serve::Server::bind(&cfg)?;
+    let (models, default) = server.models();
+    println!(
+        "serving {} model(s) (default {}) on http://{}/ (Ctrl-C stops)",
+        models.len(),
+        default.as_deref().unwrap_or("none"),
+        server.addr()
+    );
+    server.run();
+    Ok(())
+}
+
+fn bench(a: BenchArgs) -> Result<()> {
+    let BenchArgs {
+        model,
+        batch_size,
+        batches,
+        rounds,
+        threads,
+        data_dir,
+        json,
+    } = a;
+    let mnist = Mnist::load_from(data_dir.as_deref())?;
+    let cfg = mnist_kit::bench::BenchConfig {
+        batch_size,
+        train_batches: batches,
+        rounds,
+        threads,
+        ..Default::default()
+    };
+    let r = mnist_kit::bench::bench(&mnist, &model, cfg)?;
+    if json {
+        println!("{}", to_json(&r)?);
+    } else {
+        let [tl, th] = r.train_images_per_sec_spread;
+        let [il, ih] = r.infer_images_per_sec_spread;
+        println!(
+            "{} batch {}: train {:.0} img/s ({tl:.0}-{th:.0}), inference {:.0} img/s \
+             ({il:.0}-{ih:.0}, batch 1000), {} rounds on {} threads, peak RSS {:.0} MB; \
+             {} ({} CPUs, {} kernels)",
+            r.model,
+            r.batch_size,
+            r.train_images_per_sec,
+            r.infer_images_per_sec,
+            r.rounds,
+            r.threads,
+            r.peak_rss_mb,
+            r.cpu.model,
+            r.cpu.logical_cpus,
+            r.cpu.isa
+        );
+    }
+    Ok(())
+}
+
+fn corrupt(a: CorruptArgs) -> Result<()> {
+    let CorruptArgs {
+        kind,
+        out,
+        seed,
+        data_dir,
+    } = a;
+    use mnist_kit::data::corrupt::{Corruption, write_dataset};
+    let mnist = Mnist::load_from(data_dir.as_deref())?;
+    let kinds: Vec<(Corruption, PathBuf)> = if kind.trim() == "all" {
+        Corruption::ALL
+            .into_iter()
+            .map(|k| (k, out.join(k.name())))
+            .collect()
+    } else {
+        vec![(kind.parse()?, out.clone())]
+    };
+    for (k, dir) in kinds {
+        write_dataset(&mnist, k, seed, &dir)?;
+        println!("{}: {}", k.name(), dir.display());
+    }
+    Ok(())
 }
 
 fn speedrun(a: SpeedrunArgs) -> Result<()> {
