@@ -4,6 +4,7 @@
 pub mod confusion;
 pub mod custom_digit;
 pub mod predictions;
+pub mod real_digits;
 pub mod robustness;
 pub mod saliency;
 pub mod synthetic;

@@ -73,6 +73,19 @@ enum Command {
     Bench(BenchArgs),
     /// Train a model and write a run directory.
     Train(Box<TrainArgs>),
+    /// Read the real-world digits (data/real-digits: printed and handwriting typefaces,
+    /// photo-like shots, digits drawn on the serve page) with trained runs.
+    RealDigits {
+        /// Run directories (default: results/models/robust and results/models/best).
+        #[arg(long)]
+        run: Vec<PathBuf>,
+        /// The set's directory (default: $MNIST_KIT_REAL_DIGITS, else data/real-digits).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// One JSON object per run and line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Time to 99 %: train the speedrun recipe (a small CNN, one-cycle, label smoothing,
     /// test-time shifts) once per seed, each timed from loading the data to the last test
     /// prediction.
@@ -380,6 +393,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Train(args) => train(*args),
         Command::Speedrun(args) => speedrun(args),
+        Command::RealDigits { run, dir, json } => real_digits(run, dir, json),
         Command::Predict { run, json, images } => {
             let run = run.unwrap_or_else(|| {
                 let robust = PathBuf::from("results/models/robust");
@@ -555,6 +569,53 @@ fn corrupt(a: CorruptArgs) -> Result<()> {
     for (k, dir) in kinds {
         write_dataset(&mnist, k, seed, &dir)?;
         println!("{}: {}", k.name(), dir.display());
+    }
+    Ok(())
+}
+
+fn real_digits(runs: Vec<PathBuf>, dir: Option<PathBuf>, json: bool) -> Result<()> {
+    use mnist_kit::analysis::real_digits::RealDigits;
+    let set = match dir {
+        Some(d) => RealDigits::load(d)?,
+        None => RealDigits::load_default()?,
+    };
+    let runs = if runs.is_empty() {
+        ["results/models/robust", "results/models/best"]
+            .into_iter()
+            .map(PathBuf::from)
+            .filter(|p| p.exists())
+            .collect()
+    } else {
+        runs
+    };
+    for run in runs {
+        let r = load_run(&run, &Device::Cpu)?;
+        let score = set.score(&r.net, r.train.normalization)?;
+        if json {
+            println!(
+                "{}",
+                to_json(&serde_json::json!({
+                    "run": run.display().to_string(),
+                    "model": r.net.name(),
+                    "all": score.all,
+                    "subsets": score.subsets,
+                }))?
+            );
+        } else {
+            let parts: Vec<String> = score
+                .subsets
+                .iter()
+                .map(|s| format!("{} {:.1}% of {}", s.subset, 100.0 * s.accuracy, s.n))
+                .collect();
+            println!(
+                "{} ({}): {:.1}% of {} ({})",
+                run.display(),
+                r.net.name(),
+                100.0 * score.all.accuracy,
+                score.all.n,
+                parts.join(", ")
+            );
+        }
     }
     Ok(())
 }

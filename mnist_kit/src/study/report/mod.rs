@@ -1,6 +1,7 @@
 //! The study's report, one file per job: [`write_report`] (this file) reads every finished run
 //! once and hands the sections what they need (`context`); `sections` writes the design, the
-//! architectures and every group; `robustness` the MNIST-C benchmark and the robust model;
+//! architectures and every group; `robustness` the MNIST-C benchmark and the robust model; `real_digits` the
+//! real-world digits;
 //! `inspect` the weights, parameter counts and curves; `export` `metrics.json`, the tables
 //! and the model directories; `figures` saves figures next to the report.
 //!
@@ -12,6 +13,7 @@ mod context;
 mod export;
 mod figures;
 mod inspect;
+mod real_digits;
 mod robustness;
 mod sections;
 
@@ -85,6 +87,7 @@ pub fn write_report(
     }
     metrics.insert("groups".into(), Value::Object(groups_json));
     robustness::section(&mut md, &mut metrics, &ctx, &best)?;
+    real_digits::section(&mut md, &mut metrics, &ctx, &best)?;
     sections::claims(&mut md, &mut metrics, &ctx)?;
     inspect::weights(&mut md, &ctx)?;
     inspect::parameters(&mut md, &ctx)?;

@@ -1,0 +1,152 @@
+//! The report's real-world digits: every robustness-scored experiment, every seed, and the two
+//! copied-out models, on `data/real-digits` (printed and handwriting typefaces, photo-like
+//! shots, digits drawn on the serve page).
+
+use std::fmt::Write as _;
+
+use candle_core::Device;
+use serde_json::{Value, json};
+
+use super::super::aggregate::Replicates;
+use super::context::{Ctx, finite};
+use super::export::BestModels;
+use crate::Result;
+use crate::analysis::real_digits::{RealDigits, RealDigitsScore};
+use crate::train::RunDir;
+
+pub(crate) fn section(
+    md: &mut String,
+    metrics: &mut serde_json::Map<String, Value>,
+    ctx: &Ctx,
+    best: &BestModels,
+) -> Result<()> {
+    let Ok(set) = RealDigits::load_default() else {
+        let _ = writeln!(
+            md,
+            "\n_No real-world digits found (data/real-digits or $MNIST_KIT_REAL_DIGITS)._\n"
+        );
+        return Ok(());
+    };
+    let scored: Vec<&Replicates> = ctx
+        .reps
+        .iter()
+        .filter(|r| {
+            r.runs
+                .iter()
+                .all(|x| !x.corruptions.is_empty() && x.dir.is_some())
+        })
+        .collect();
+    let subsets = set.subsets();
+    let _ = writeln!(md, "\n## Real-world digits\n");
+    let counts: Vec<String> = subsets
+        .iter()
+        .map(|s| {
+            let n = set.digits.iter().filter(|d| &d.subset == s).count();
+            format!("{n} {s}")
+        })
+        .collect();
+    let _ = writeln!(
+        md,
+        "{} images that are not MNIST ({}), built by `data/real-digits/build.py`: the ten \
+         digits in printed typefaces; in typefaces made from people's handwriting; those \
+         handwriting digits as a phone photo of paper gives them (off-white paper lit from one \
+         side, blue or grey ink, tilt, blur, sensor noise, JPEG); and digits drawn with the \
+         mouse on the `mnist-kit serve` page and saved with its Save button. Each goes through \
+         the preprocessing a user's image gets (`mnist-kit predict`). Mean accuracy over seeds, \
+         with the lowest and highest seed.\n",
+        set.len(),
+        counts.join(", ")
+    );
+    let _ = write!(md, "| model | seeds | all |");
+    for s in &subsets {
+        let _ = write!(md, " {s} |");
+    }
+    let _ = writeln!(md, "\n|---|---:|---:|{}", "---:|".repeat(subsets.len()));
+    let mut json_all = serde_json::Map::new();
+    for r in &scored {
+        let scores = r
+            .runs
+            .iter()
+            .filter_map(|x| x.dir.as_ref())
+            .map(|d| {
+                let net = RunDir::new(d.as_path()).load_network(&Device::Cpu)?;
+                set.score(&net, r.runs[0].experiment.train.normalization)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        row(md, r.name(), &scores, &subsets);
+        json_all.insert(r.name().to_string(), to_json(&scores, &subsets));
+    }
+    for (label, run) in [
+        ("models/best", best.best.as_ref()),
+        ("models/robust", best.robust().map(|c| &c.0)),
+    ] {
+        let Some(dir) = run.and_then(|r| r.dir.as_ref()) else {
+            continue;
+        };
+        let net = RunDir::new(dir.as_path()).load_network(&Device::Cpu)?;
+        let score = set.score(&net, Default::default())?;
+        let name = format!(
+            "`{label}` ({} seed {})",
+            run.map_or("", |r| r.name()),
+            run.map_or(0, |r| r.seed())
+        );
+        row(md, &name, std::slice::from_ref(&score), &subsets);
+        json_all.insert(label.to_string(), to_json(&[score], &subsets));
+    }
+    metrics.insert("real_digits".into(), Value::Object(json_all));
+    Ok(())
+}
+
+fn accuracies(scores: &[RealDigitsScore], subset: Option<&str>) -> Vec<f64> {
+    scores
+        .iter()
+        .map(|s| match subset {
+            None => s.all.accuracy,
+            Some(name) => s
+                .subsets
+                .iter()
+                .find(|x| x.subset == name)
+                .map_or(f64::NAN, |x| x.accuracy),
+        })
+        .collect()
+}
+
+fn cell(v: &[f64]) -> String {
+    let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (lo, hi) = v
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        });
+    if v.len() > 1 {
+        format!("{:.1} ({:.1}-{:.1})", 100.0 * mean, 100.0 * lo, 100.0 * hi)
+    } else {
+        format!("{:.1}", 100.0 * mean)
+    }
+}
+
+fn row(md: &mut String, name: &str, scores: &[RealDigitsScore], subsets: &[String]) {
+    let _ = write!(
+        md,
+        "| {name} | {} | {} |",
+        scores.len(),
+        cell(&accuracies(scores, None))
+    );
+    for s in subsets {
+        let _ = write!(md, " {} |", cell(&accuracies(scores, Some(s))));
+    }
+    let _ = writeln!(md);
+}
+
+fn to_json(scores: &[RealDigitsScore], subsets: &[String]) -> Value {
+    let entry = |v: Vec<f64>| {
+        let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+        json!({ "mean": finite(mean), "per_seed": v })
+    };
+    let mut m = serde_json::Map::new();
+    m.insert("all".into(), entry(accuracies(scores, None)));
+    for s in subsets {
+        m.insert(s.clone(), entry(accuracies(scores, Some(s))));
+    }
+    Value::Object(m)
+}
