@@ -16,6 +16,7 @@
 
 pub mod aggregate;
 pub mod claims;
+pub mod describe;
 pub mod evidence;
 pub mod findings;
 pub mod plan;
@@ -33,6 +34,7 @@ use crate::{Error, Result};
 
 pub use aggregate::{Metric, Replicates, by_experiment, comparison, histories};
 pub use claims::{Claim, Claims, claims, study_questions};
+pub use describe::configs;
 pub use evidence::Evidence;
 pub use findings::{Findings, findings, findings_with};
 pub use plan::{Group, groups, plan, selects};
