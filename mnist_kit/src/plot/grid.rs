@@ -174,10 +174,26 @@ impl ImageGrid {
             Err(e) => println!("cannot show image grid: {e}"),
         }
         if crate::display::png_mode()
-            && let Ok(png) = self.to_png()
+            && let Ok(png) = self.captioned_png().or_else(|_| self.to_png())
         {
             crate::display::png(&png);
         }
+    }
+
+    /// The grid with its title and every tile's caption as a PNG, drawn by a headless
+    /// Chromium (see [`super::export::StaticExporter`]); an error when there is none. For
+    /// executed notebooks read on a git host, where the HTML captions do not show.
+    pub fn captioned_png(&self) -> Result<Vec<u8>> {
+        let exporter = super::export::StaticExporter::find()
+            .ok_or_else(|| Error::invalid("image grid", "no headless Chromium for the PNG"))?;
+        let signed = self.tiles.iter().any(|t| t.pixels.iter().any(|&v| v < 0.0));
+        let scale = if signed {
+            super::images::TileScale::Diverging
+        } else {
+            super::images::TileScale::Ink
+        };
+        let fig = super::images::tiles(&self.title.replace(' ', "_"), self, scale);
+        Ok(exporter.render(&fig)?.1)
     }
 }
 

@@ -653,16 +653,36 @@ pub fn gradient_flow(name: &str, runs: &[(String, Vec<&History>)]) -> Figure {
 /// A histogram from equal bins given by their lower edges and counts, as
 /// [`crate::analysis::weights::weight_histogram`] returns them.
 pub fn histogram(name: &str, x_title: &str, lower_edges: &[f64], counts: &[u64]) -> Figure {
+    histogram_bars(name, x_title, lower_edges, counts, false)
+}
+
+/// [`histogram`] with a logarithmic count axis: for counts that span orders of magnitude,
+/// such as MNIST's pixel values, where the zeros outnumber every ink level by a hundred.
+pub fn histogram_log(name: &str, x_title: &str, lower_edges: &[f64], counts: &[u64]) -> Figure {
+    histogram_bars(name, x_title, lower_edges, counts, true)
+}
+
+fn histogram_bars(
+    name: &str,
+    x_title: &str,
+    lower_edges: &[f64],
+    counts: &[u64],
+    log: bool,
+) -> Figure {
     let width = lower_edges.windows(2).next().map_or(1.0, |w| w[1] - w[0]);
     let centres: Vec<f64> = lower_edges.iter().map(|e| e + 0.5 * width).collect();
     let mut plot = Plot::new();
     plot.add_trace(Bar::new(centres, counts.to_vec()).width(width));
+    let mut y = Axis::new().title(title(if log { "count (log scale)" } else { "count" }));
+    if log {
+        y = y.type_(plotly::layout::AxisType::Log);
+    }
     plot.set_layout(
         Layout::new()
             .title(title(name))
             .bar_gap(0.0)
             .x_axis(Axis::new().title(title(x_title)))
-            .y_axis(Axis::new().title(title("count"))),
+            .y_axis(y),
     );
     Figure::new(name.replace(' ', "_"), plot)
 }

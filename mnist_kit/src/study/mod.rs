@@ -19,6 +19,7 @@ pub mod claims;
 pub mod describe;
 pub mod evidence;
 pub mod findings;
+pub mod notebook;
 pub mod plan;
 pub mod report;
 pub mod run;
@@ -37,6 +38,7 @@ pub use claims::{Claim, Claims, claims, study_questions};
 pub use describe::configs;
 pub use evidence::Evidence;
 pub use findings::{Findings, findings, findings_with};
+pub use notebook::{claims_of, dots, ensembles, questions_of};
 pub use plan::{Group, groups, plan, selects};
 pub use report::write_report;
 pub use run::{
