@@ -30,7 +30,7 @@ fn two_seeds_write_per_seed_runs_aggregates_and_verdicts() {
     let cfg = quick(dir.path(), "part2-dropout", 2);
     let results = run_study(&mnist, &cfg).unwrap();
     assert_eq!(results.len(), 6, "three settings, two seeds each");
-    for name in ["dropout-0", "dropout-0.1", "dropout-0.3"] {
+    for name in ["part2-base", "dropout-0.1", "dropout-0.3"] {
         for seed in [42, 43] {
             let d = dir
                 .path()
@@ -291,4 +291,43 @@ fn runs_side_by_side_give_the_numbers_of_runs_alone() {
         std::fs::read(d.join("runs/lenet5-regularized/seed-43/weights.safetensors")).unwrap()
     };
     assert_eq!(w(a.path()), w(b.path()));
+}
+
+#[test]
+fn shards_split_the_runs_and_together_give_what_one_process_gives() {
+    let mnist = Mnist::load_default().unwrap();
+    let (alone, shared) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let one = run_study(&mnist, &quick(alone.path(), "part2-dropout", 2)).unwrap();
+    assert_eq!(one.len(), 6);
+    // The first shard trains every other run and returns those; the second finds them done.
+    for (i, returned) in [(0, 3), (1, 6)] {
+        let cfg = StudyConfig {
+            shard: Some((i, 2)),
+            ..quick(shared.path(), "part2-dropout", 2)
+        };
+        assert_eq!(run_study(&mnist, &cfg).unwrap().len(), returned);
+    }
+    let both = collect_finished(&quick(shared.path(), "part2-dropout", 2)).unwrap();
+    let key = |r: &mnist_kit::study::ExperimentResult| (r.name().to_string(), r.seed());
+    for r in &one {
+        let s = both
+            .iter()
+            .find(|b| key(b) == key(r))
+            .unwrap_or_else(|| panic!("{:?} missing from the shards", key(r)));
+        assert_eq!(s.test_accuracy, r.test_accuracy, "{:?}", key(r));
+        let file = |root: &std::path::Path| {
+            std::fs::read(
+                root.join("runs")
+                    .join(r.name())
+                    .join(format!("seed-{}", r.seed()))
+                    .join("weights.safetensors"),
+            )
+            .unwrap()
+        };
+        assert!(
+            file(alone.path()) == file(shared.path()),
+            "{:?}: other weights",
+            key(r)
+        );
+    }
 }

@@ -285,3 +285,51 @@ fn quick_training_learns_real_digits() {
         assert_eq!(df.height(), 2);
     }
 }
+
+#[test]
+fn a_loop_written_by_hand_trains_the_trainers_weights_bit_for_bit() {
+    use mnist_kit::data::BatchOptions;
+    use mnist_kit::models::Model;
+    use mnist_kit::train::{Learner, Schedule, step::loss};
+    let m = mnist();
+    let cfg = TrainConfig {
+        schedule: Schedule::Cosine { min_factor: 0.01 },
+        ..quick(2)
+    };
+    let data = TrainData::new(&m, &cfg).unwrap();
+
+    let by_trainer = Network::preset("dense128", cfg.seed, &Device::Cpu).unwrap();
+    Trainer::new(&by_trainer, cfg.clone())
+        .unwrap()
+        .fit(&data)
+        .unwrap();
+
+    let by_hand = Network::preset("dense128", cfg.seed, &Device::Cpu).unwrap();
+    let mut learner = Learner::new(&by_hand, cfg.optimizer).unwrap();
+    let opts = BatchOptions {
+        batch_size: cfg.batch_size,
+        shuffle: true,
+        seed: cfg.seed,
+        normalization: cfg.normalization,
+    };
+    for epoch in 0..cfg.epochs {
+        let lr = cfg.schedule.lr(cfg.lr, epoch, cfg.epochs);
+        for batch in data
+            .train
+            .batches(by_hand.input_spec(), opts, epoch, &Device::Cpu)
+            .unwrap()
+        {
+            let batch = batch.unwrap();
+            let logits = by_hand.forward_t(&batch.images, true).unwrap();
+            let l = loss(&logits, &batch.labels, cfg.label_smoothing).unwrap();
+            learner.backward_step(&l, lr).unwrap();
+        }
+    }
+    assert_eq!(weights(&by_hand), weights(&by_trainer));
+    let fresh = Network::preset("dense128", cfg.seed, &Device::Cpu).unwrap();
+    assert_ne!(
+        weights(&fresh),
+        weights(&by_trainer),
+        "training moved the weights"
+    );
+}

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::custom_digit::{Digit, digit_input, load_digit, most_likely};
 use crate::data::Normalization;
+use crate::display::Table;
 use crate::models::{Model, Network};
 use crate::{Error, Result};
 
@@ -185,6 +186,47 @@ impl RealDigits {
             subsets: self.subsets().iter().map(|s| tally(Some(s))).collect(),
             predictions,
         })
+    }
+    /// Every model of `models` (a name and a network) on the set: one row per model, its
+    /// accuracy on each subset and on all (percent).
+    pub fn score_table(
+        &self,
+        models: &[(&str, &Network)],
+        normalization: Normalization,
+    ) -> Result<Table> {
+        let subsets = self.subsets();
+        let mut rows: Vec<Vec<f64>> = vec![Vec::new(); subsets.len() + 1];
+        for (_, net) in models {
+            let score = self.score(net, normalization)?;
+            for (col, s) in rows
+                .iter_mut()
+                .zip(score.subsets.iter().chain([&score.all]))
+            {
+                col.push(100.0 * s.accuracy);
+            }
+        }
+        let mut cols = vec![polars::prelude::Column::new(
+            "model".into(),
+            models
+                .iter()
+                .map(|(n, _)| n.to_string())
+                .collect::<Vec<_>>(),
+        )];
+        let counts = subsets
+            .iter()
+            .map(|s| self.digits.iter().filter(|d| &d.subset == s).count())
+            .chain([self.len()]);
+        let names = subsets.iter().map(String::as_str).chain(["all"]);
+        for ((name, n), values) in names.zip(counts).zip(rows) {
+            cols.push(polars::prelude::Column::new(
+                format!("{name} ({n}) %").into(),
+                values,
+            ));
+        }
+        Ok(Table::new(
+            "accuracy on the real-world digits",
+            polars::prelude::DataFrame::new_infer_height(cols)?,
+        ))
     }
 }
 

@@ -38,7 +38,7 @@ pub use claims::{Claim, Claims, claims, study_questions};
 pub use describe::configs;
 pub use evidence::Evidence;
 pub use findings::{Findings, findings, findings_with};
-pub use notebook::{claims_of, dots, ensembles, questions_of};
+pub use notebook::{claims_of, corruptions, dots, ensembles, findings_on, questions_of};
 pub use plan::{Group, groups, plan, selects};
 pub use report::write_report;
 pub use run::{

@@ -6,8 +6,10 @@ use polars::prelude::*;
 use super::aggregate::{Metric, Replicates, by_experiment, ensemble};
 use super::claims::{Claims, claims, study_questions};
 use super::evidence::Evidence;
+use super::findings::{Findings, findings_with};
 use super::{ExperimentResult, StudyConfig};
 use crate::data::Mnist;
+use crate::data::corrupt::Corruption;
 use crate::display::Table;
 use crate::{Result, plot};
 
@@ -89,4 +91,86 @@ pub fn ensembles(mnist: &Mnist, cfg: &StudyConfig, runs: &[ExperimentResult]) ->
         "ensemble gain (points)" => gain,
     )?;
     Ok(Table::new("seed ensembles on the test set", frame))
+}
+
+/// [`findings`](super::findings()) of `runs` on another metric than test accuracy (MNIST-C
+/// accuracy, the train-validation gap, ...), paired over the test images where the metric has
+/// them.
+pub fn findings_on(mnist: &Mnist, runs: &[ExperimentResult], metric: Metric) -> Result<Findings> {
+    let evidence = Evidence::new(mnist, runs)?;
+    Ok(findings_with(&evidence, runs, metric))
+}
+
+/// Accuracy under each MNIST-C corruption of every experiment in `runs` that was scored on
+/// them: one row per experiment, the clean test accuracy, the MNIST-C mean and the 15
+/// corruptions (percent, mean over seeds), and the class a model collapsed onto, if one took
+/// more than half of its predictions under some corruption (pooled over seeds).
+pub fn corruptions(runs: &[ExperimentResult]) -> Result<Table> {
+    let reps: Vec<Replicates> = by_experiment(runs)
+        .into_iter()
+        .filter(|r| r.runs.iter().all(|x| !x.corruptions.is_empty()))
+        .collect();
+    let pct = |r: &Replicates, m: Metric| r.summary(m).map(|s| 100.0 * s.mean);
+    let mut cols = vec![
+        Column::new(
+            "experiment".into(),
+            reps.iter()
+                .map(|r| r.name().to_string())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "clean".into(),
+            reps.iter()
+                .map(|r| pct(r, Metric::TestAccuracy))
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "MNIST-C".into(),
+            reps.iter()
+                .map(|r| pct(r, Metric::MnistC))
+                .collect::<Vec<_>>(),
+        ),
+    ];
+    for k in Corruption::ALL {
+        cols.push(Column::new(
+            k.label().into(),
+            reps.iter()
+                .map(|r| pct(r, Metric::Corrupted(k)))
+                .collect::<Vec<_>>(),
+        ));
+    }
+    let collapse: Vec<String> = reps.iter().map(collapses).collect();
+    cols.push(Column::new("collapses onto".into(), collapse));
+    Ok(Table::new(
+        "accuracy under MNIST-C (%, mean over seeds)",
+        DataFrame::new_infer_height(cols)?,
+    ))
+}
+
+/// `"8 under fog (97 %), ..."`: the corruptions under which one class took more than half of
+/// `r`'s predictions, pooled over its seeds.
+fn collapses(r: &Replicates) -> String {
+    let mut out = Vec::new();
+    for k in Corruption::ALL {
+        let mut pooled = [0u64; 10];
+        for run in &r.runs {
+            if let Some(c) = run.corruptions.iter().find(|c| c.corruption == k.name()) {
+                for (p, n) in pooled.iter_mut().zip(c.predicted) {
+                    *p += n;
+                }
+            }
+        }
+        let total: u64 = pooled.iter().sum();
+        if let Some((class, &n)) = pooled.iter().enumerate().max_by_key(|(_, n)| **n)
+            && total > 0
+            && 2 * n > total
+        {
+            out.push(format!(
+                "{class} under {} ({:.0} %)",
+                k.label(),
+                100.0 * n as f64 / total as f64
+            ));
+        }
+    }
+    out.join(", ")
 }

@@ -306,7 +306,7 @@ pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(
 /// let cfg = study::StudyConfig::for_notebooks();
 /// let dropout = study::run_matching(&mnist, "part2-dropout", &cfg)?;
 /// study::comparison("dropout", &dropout)?; // mean ± std over seeds, shown as a table
-/// study::findings(&dropout); // verdicts: which differences are real
+/// study::findings(&mnist, &dropout)?; // verdicts: which differences are real
 /// # Ok::<(), mnist_kit::Error>(())
 /// ```
 pub fn run_matching(
