@@ -6,7 +6,7 @@ use mnist_kit::study::findings::comparisons;
 use mnist_kit::study::run::{collect_finished, with_seed};
 use mnist_kit::study::stats::Verdict;
 use mnist_kit::study::{
-    Metric, StudyConfig, by_experiment, plan, run_dir, run_experiment, run_study,
+    Metric, StudyConfig, by_experiment, plan, run_dir, run_experiment, run_study, write_report,
 };
 use mnist_kit::train::{TrainData, Trainer};
 
@@ -28,8 +28,14 @@ fn two_seeds_write_per_seed_runs_aggregates_and_verdicts() {
     let mnist = Mnist::load_default().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = quick(dir.path(), "part2-dropout", 2);
+    let started = std::time::Instant::now();
     let results = run_study(&mnist, &cfg).unwrap();
     assert_eq!(results.len(), 6, "three settings, two seeds each");
+    assert!(
+        !dir.path().join("REPORT.md").exists(),
+        "run_study trains; its caller writes the report"
+    );
+    write_report(&mnist, &cfg, &results, started).unwrap();
     for name in ["part2-base", "dropout-0.1", "dropout-0.3"] {
         for seed in [42, 43] {
             let d = dir
@@ -108,10 +114,14 @@ fn two_seeds_write_per_seed_runs_aggregates_and_verdicts() {
         .split("\n## ")
         .next()
         .unwrap();
-    let rows: Vec<&str> = claims.lines().filter(|l| l.starts_with("| 002")).collect();
-    assert_eq!(rows.len(), 3, "the three dropout claims: {claims}");
+    let rows: Vec<&str> = claims
+        .lines()
+        .filter(|l| l.starts_with("| 002 Task 5"))
+        .collect();
+    // The three dropout lines, the first tested on the gap and on validation accuracy.
+    assert_eq!(rows.len(), 4, "the dropout claims: {claims}");
     for row in rows {
-        let row = row.trim_end_matches(" |");
+        let row = row.trim_end_matches(" |").trim_end_matches("**");
         assert!(
             row.ends_with("confirmed")
                 || row.ends_with("contradicted")

@@ -81,7 +81,7 @@ impl Claims {
         let c = &self.0;
         let df = polars::df!(
             "source" => c.iter().map(|x| x.source.clone()).collect::<Vec<_>>(),
-            "claim" => c.iter().map(|x| quoted(x)).collect::<Vec<_>>(),
+            "claim" => c.iter().map(quoted).collect::<Vec<_>>(),
             "tested" => c.iter().map(|x| x.tested.clone()).collect::<Vec<_>>(),
             "measured" => c.iter().map(|x| x.measured.clone()).collect::<Vec<_>>(),
             "verdict" => c.iter().map(|x| x.verdict.as_str().to_string()).collect::<Vec<_>>(),
@@ -962,7 +962,7 @@ fn confused_pairs(c: &Context) -> Option<(String, ClaimVerdict)> {
     if pairs.is_empty() {
         return None;
     }
-    pairs.sort_by(|a, b| b.1.cmp(&a.1));
+    pairs.sort_by_key(|p| std::cmp::Reverse(p.1));
     let top: Vec<(usize, usize)> = pairs.iter().take(5).map(|(p, _)| *p).collect();
     let both = top.contains(&(4, 9)) && top.contains(&(3, 5));
     Some((

@@ -105,6 +105,7 @@ impl Evidence {
                             .filter(|s| !s.resampled.is_empty())
                     })
                     .collect();
+                let images = self.test_labels.len() as u32;
                 each.map(|each| {
                     let n = each.len() as f64;
                     let reps = each[0].resampled.len();
@@ -113,7 +114,13 @@ impl Evidence {
                         resampled: (0..reps)
                             .map(|i| each.iter().map(|s| s.resampled[i]).sum::<f64>() / n)
                             .collect(),
-                        wrong: Vec::new(),
+                        // McNemar on the pooled 15 x 10,000 corrupted images: corruption k's
+                        // image i is image k * 10,000 + i (still sorted).
+                        wrong: each
+                            .iter()
+                            .zip(0u32..)
+                            .flat_map(|(s, k)| s.wrong.iter().map(move |&i| k * images + i))
+                            .collect(),
                     }
                 })
             }

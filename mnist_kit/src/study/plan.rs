@@ -740,8 +740,8 @@ pub fn groups() -> Vec<Group> {
         about: format!(
             "784-128-10 with each optimizer at the learning rate that scored best on \
              validation in its grid ({} epochs, one seed, widened until the winner is inside \
-             it), then {part2_words}'s length at that constant rate (AdamW: decoupled decay \
-             0.01).",
+             it), then {PART2_EPOCHS} epochs at batch 64 at that constant rate, as the rest \
+             of Part 2 (AdamW: decoupled decay 0.01).",
             Tuning::part2(false, 0).grid_epochs
         ),
         members: Tuning::part2(false, 0).names(),

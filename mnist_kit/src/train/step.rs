@@ -7,7 +7,7 @@
 //! ```no_run
 //! use mnist_kit::candle::Device;
 //! use mnist_kit::data::{BatchOptions, Mnist, Normalization};
-//! use mnist_kit::models::Network;
+//! use mnist_kit::models::{Model, Network};
 //! use mnist_kit::train::{Learner, OptimizerConfig, evaluate, step::loss};
 //!
 //! let mnist = Mnist::load_default()?;
