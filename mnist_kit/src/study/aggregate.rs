@@ -303,6 +303,31 @@ impl Replicates {
         let n = self.runs.len().max(1) as f64;
         self.runs.iter().map(|r| r.train_seconds).sum::<f64>() / n
     }
+    /// How often each class was predicted under corruption `k`, pooled over the seeds scored
+    /// on it.
+    pub fn pooled_predictions(&self, k: crate::data::corrupt::Corruption) -> [u64; 10] {
+        let mut pooled = [0u64; 10];
+        for run in &self.runs {
+            if let Some(c) = run.corruptions.iter().find(|c| c.corruption == k.name()) {
+                for (p, n) in pooled.iter_mut().zip(c.predicted) {
+                    *p += n;
+                }
+            }
+        }
+        pooled
+    }
+}
+
+/// The most predicted class of a histogram and the share of predictions it took (0 for an
+/// empty one): above one half a model has collapsed onto it.
+pub fn top_share(counts: &[u64; 10]) -> (u8, f64) {
+    let total: u64 = counts.iter().sum();
+    let (top, n) = counts
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, n)| **n)
+        .map_or((0, 0), |(c, n)| (c, *n));
+    (top as u8, n as f64 / total.max(1) as f64)
 }
 
 /// Groups per-seed results by experiment, in order of first appearance.

@@ -97,18 +97,12 @@ pub fn findings_with<R: Borrow<ExperimentResult>>(
 ) -> Findings {
     let reps = by_experiment(results);
     let mut out = Vec::new();
-    let show = |r: &Replicates| {
-        r.summary(metric)
-            .map(|s| metric.show(&s))
-            .unwrap_or_default()
-    };
-    let unit = if metric.is_percent() { " %" } else { "" };
-    if reps.len() == 1 {
-        let r = &reps[0];
+    if let [r] = reps.as_slice() {
         out.push(format!(
-            "**{}** reached {}{unit} {} over {}.",
+            "**{}** reached {}{} {} over {}.",
             r.name(),
-            show(r),
+            shown(r, metric),
+            unit(metric),
             metric.label(),
             seeds_phrase(&reps)
         ));
@@ -116,127 +110,162 @@ pub fn findings_with<R: Borrow<ExperimentResult>>(
     let mut ranked: Vec<&Replicates> = reps.iter().collect();
     let mean = |r: &Replicates| r.summary(metric).map_or(0.0, |s| s.mean);
     ranked.sort_by(|a, b| mean(b).total_cmp(&mean(a)));
-    let ranking = || {
-        ranked
-            .iter()
-            .map(|r| format!("{} {}{unit}", r.name(), show(r)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let cs = comparisons(evidence, results, metric);
     let (won, tied): (Vec<&Comparison>, Vec<&Comparison>) = cs
         .iter()
         .partition(|c| c.verdict != Verdict::NotDistinguishable);
     if won.len() <= 3 {
-        for c in &won {
-            let Some(((w, sw), (l, sl))) = c.oriented() else {
-                continue;
-            };
-            let o = if c.a == w { (*c).clone() } else { c.flipped() };
-            let mcnemar = o
-                .paired
-                .filter(|p| p.mcnemar_p.is_finite())
-                .map(|p| format!("; McNemar {}", super::stats::show_p(p.mcnemar_p)))
-                .unwrap_or_default();
-            out.push(format!(
-                "**{w}** beats **{l}** on {} ({} vs {}, difference {}{}{mcnemar}).",
-                metric.label(),
-                metric.show(sw),
-                metric.show(sl),
-                diff_text(&o, metric),
-                if metric.is_percent() { " points" } else { "" },
-            ));
-        }
+        out.extend(won.iter().filter_map(|c| beats_sentence(c, metric)));
     } else {
-        // Many verdicts: one sentence per winner, best first.
-        for w in &ranked {
+        out.extend(winners_sentences(&won, &ranked, metric));
+    }
+    if !tied.is_empty() {
+        out.push(undecided_sentence(
+            &tied,
+            won.is_empty(),
+            &reps,
+            &ranked,
+            metric,
+        ));
+    }
+    out.extend(reps.iter().filter_map(early_stop_sentence));
+    Findings(out)
+}
+
+fn shown(r: &Replicates, metric: Metric) -> String {
+    r.summary(metric)
+        .map(|s| metric.show(&s))
+        .unwrap_or_default()
+}
+
+fn unit(metric: Metric) -> &'static str {
+    if metric.is_percent() { " %" } else { "" }
+}
+
+/// "**A** beats **B** on ... (a vs b, difference ...; McNemar ...)."
+fn beats_sentence(c: &Comparison, metric: Metric) -> Option<String> {
+    let ((w, sw), (l, sl)) = c.oriented()?;
+    let o = if c.a == w { c.clone() } else { c.flipped() };
+    let mcnemar = o
+        .paired
+        .filter(|p| p.mcnemar_p.is_finite())
+        .map(|p| format!("; McNemar {}", super::stats::show_p(p.mcnemar_p)))
+        .unwrap_or_default();
+    Some(format!(
+        "**{w}** beats **{l}** on {} ({} vs {}, difference {}{}{mcnemar}).",
+        metric.label(),
+        metric.show(sw),
+        metric.show(sl),
+        diff_text(&o, metric),
+        if metric.is_percent() { " points" } else { "" },
+    ))
+}
+
+/// Many verdicts: one sentence per winner, best first.
+fn winners_sentences(won: &[&Comparison], ranked: &[&Replicates], metric: Metric) -> Vec<String> {
+    let unit = unit(metric);
+    ranked
+        .iter()
+        .filter_map(|w| {
             let beaten: Vec<String> = won
                 .iter()
                 .filter(|c| c.winner() == Some(w.name()))
                 .filter_map(|c| c.oriented())
                 .map(|(_, (loser, s))| format!("{loser} ({}{unit})", metric.show(s)))
                 .collect();
-            if beaten.is_empty() {
-                continue;
-            }
-            out.push(format!(
-                "**{}** ({}{unit}) beats {} on {}.",
-                w.name(),
-                show(w),
-                beaten.join(", "),
-                metric.label()
-            ));
-        }
-    }
-    if !tied.is_empty() {
-        let pairs: Vec<String> = tied
-            .iter()
-            .map(|c| {
+            (!beaten.is_empty()).then(|| {
                 format!(
-                    "{} vs {} ({}, detectable {})",
-                    c.a,
-                    c.b,
-                    diff_text(c, metric),
-                    mdd_text(c, metric)
+                    "**{}** ({}{unit}) beats {} on {}.",
+                    w.name(),
+                    shown(w, metric),
+                    beaten.join(", "),
+                    metric.label()
                 )
             })
-            .collect();
-        if won.is_empty() && tied.len() > 6 {
-            let most = tied
-                .iter()
-                .filter_map(|c| c.paired.map(|p| p.mdd80))
-                .fold(0f64, f64::max);
-            out.push(format!(
-                "No setting beats another with {} (all {} pairs' 95 % intervals include zero; \
-                 the design could have detected differences of {}{} and more); {}: {}.",
-                seeds_phrase(&reps),
-                tied.len(),
-                if metric.is_percent() {
-                    format!("{:.2}", 100.0 * most)
-                } else {
-                    format!("{most:.4}")
-                },
-                if metric.is_percent() { " points" } else { "" },
-                metric.label(),
-                ranking()
-            ));
-        } else {
-            out.push(format!(
-                "{} cannot be told apart with {} (difference{}, 95 % interval; the smallest \
-                 difference detectable with 80 % power): {}.",
-                if tied.len() == 1 {
-                    "One pair".to_string()
-                } else {
-                    format!("{} pairs", tied.len())
-                },
-                seeds_phrase(&reps),
-                if metric.is_percent() {
-                    " in points"
-                } else {
-                    ""
-                },
-                pairs.join("; ")
-            ));
-        }
-    }
-    for r in &reps {
-        let stops: Vec<String> = r
-            .runs
+        })
+        .collect()
+}
+
+/// The pairs that cannot be told apart, with their intervals and detectable differences (or,
+/// when nothing was decided among many, one sentence with the ranking).
+fn undecided_sentence(
+    tied: &[&Comparison],
+    nothing_won: bool,
+    reps: &[Replicates],
+    ranked: &[&Replicates],
+    metric: Metric,
+) -> String {
+    let points = if metric.is_percent() { " points" } else { "" };
+    if nothing_won && tied.len() > 6 {
+        let most = tied
             .iter()
-            .filter_map(|x| x.history.stopped_epoch.map(|s| (s, x.history.best_epoch)))
-            .map(|(s, b)| match b {
-                Some(b) => format!("{s} (best {b})"),
-                None => s.to_string(),
-            })
-            .collect();
-        if !stops.is_empty() {
-            out.push(format!(
-                "{} stopped early at epoch {} of {}; the best epoch's weights were restored.",
-                r.name(),
-                stops.join(", "),
-                r.first().map_or(0, |f| f.experiment.train.epochs)
-            ));
-        }
+            .filter_map(|c| c.paired.map(|p| p.mdd80))
+            .fold(0f64, f64::max);
+        let ranking = ranked
+            .iter()
+            .map(|r| format!("{} {}{}", r.name(), shown(r, metric), unit(metric)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return format!(
+            "No setting beats another with {} (all {} pairs' 95 % intervals include zero; \
+             the design could have detected differences of {}{points} and more); {}: {ranking}.",
+            seeds_phrase(reps),
+            tied.len(),
+            if metric.is_percent() {
+                format!("{:.2}", 100.0 * most)
+            } else {
+                format!("{most:.4}")
+            },
+            metric.label(),
+        );
     }
-    Findings(out)
+    let pairs: Vec<String> = tied
+        .iter()
+        .map(|c| {
+            format!(
+                "{} vs {} ({}, detectable {})",
+                c.a,
+                c.b,
+                diff_text(c, metric),
+                mdd_text(c, metric)
+            )
+        })
+        .collect();
+    format!(
+        "{} cannot be told apart with {} (difference{}, 95 % interval; the smallest \
+         difference detectable with 80 % power): {}.",
+        if tied.len() == 1 {
+            "One pair".to_string()
+        } else {
+            format!("{} pairs", tied.len())
+        },
+        seeds_phrase(reps),
+        if metric.is_percent() {
+            " in points"
+        } else {
+            ""
+        },
+        pairs.join("; ")
+    )
+}
+
+/// "X stopped early at epoch 7 (best 4), ... of 30; ..." when some seed stopped early.
+fn early_stop_sentence(r: &Replicates) -> Option<String> {
+    let stops: Vec<String> = r
+        .runs
+        .iter()
+        .filter_map(|x| x.history.stopped_epoch.map(|s| (s, x.history.best_epoch)))
+        .map(|(s, b)| match b {
+            Some(b) => format!("{s} (best {b})"),
+            None => s.to_string(),
+        })
+        .collect();
+    (!stops.is_empty()).then(|| {
+        format!(
+            "{} stopped early at epoch {} of {}; the best epoch's weights were restored.",
+            r.name(),
+            stops.join(", "),
+            r.first().map_or(0, |f| f.experiment.train.epochs)
+        )
+    })
 }

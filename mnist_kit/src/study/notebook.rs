@@ -3,7 +3,7 @@
 
 use polars::prelude::*;
 
-use super::aggregate::{Metric, Replicates, by_experiment, ensemble};
+use super::aggregate::{Metric, Replicates, by_experiment, ensemble, top_share};
 use super::claims::{Claims, claims, study_questions};
 use super::evidence::Evidence;
 use super::findings::{Findings, findings_with};
@@ -152,23 +152,12 @@ pub fn corruptions(runs: &[ExperimentResult]) -> Result<Table> {
 fn collapses(r: &Replicates) -> String {
     let mut out = Vec::new();
     for k in Corruption::ALL {
-        let mut pooled = [0u64; 10];
-        for run in &r.runs {
-            if let Some(c) = run.corruptions.iter().find(|c| c.corruption == k.name()) {
-                for (p, n) in pooled.iter_mut().zip(c.predicted) {
-                    *p += n;
-                }
-            }
-        }
-        let total: u64 = pooled.iter().sum();
-        if let Some((class, &n)) = pooled.iter().enumerate().max_by_key(|(_, n)| **n)
-            && total > 0
-            && 2 * n > total
-        {
+        let (class, share) = top_share(&r.pooled_predictions(k));
+        if share > 0.5 {
             out.push(format!(
                 "{class} under {} ({:.0} %)",
                 k.label(),
-                100.0 * n as f64 / total as f64
+                100.0 * share
             ));
         }
     }

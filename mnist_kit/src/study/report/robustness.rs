@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use candle_core::{D, Device};
 use serde_json::{Value, json};
 
-use super::super::aggregate::{Metric, Replicates, returned_val_accuracy};
+use super::super::aggregate::{Metric, Replicates, returned_val_accuracy, top_share};
 use super::super::run::corrupted_test_sets;
 use super::context::{Ctx, finite};
 use super::export::BestModels;
@@ -63,6 +63,27 @@ pub(crate) fn section(
         )?
     );
 
+    let (json_rob, collapses) = corruption_table(md, ctx, &scored)?;
+    collapse_list(md, ctx, &collapses)?;
+    metrics.insert("robustness".into(), Value::Object(json_rob));
+    architectures_on_mnist_c(md, metrics, ctx)?;
+    causes(md, metrics, ctx)?;
+    robust_model(md, best)?;
+    Ok(())
+}
+
+/// A model that collapsed under one corruption: (experiment, corruption, class, share,
+/// predictions per class pooled over seeds).
+type Collapse = (String, Corruption, u8, f64, [u64; 10]);
+
+/// The table of accuracy per corruption (mean over seeds, collapses in bold), written to the
+/// report and to `tables/robustness.csv`; returns the JSON of `metrics.robustness` and the
+/// collapses.
+fn corruption_table(
+    md: &mut String,
+    ctx: &Ctx,
+    scored: &[&Replicates],
+) -> Result<(serde_json::Map<String, Value>, Vec<Collapse>)> {
     // The table: mean accuracy per corruption over seeds.
     let kinds = Corruption::ALL;
     let _ = write!(md, "| experiment | clean | MNIST-C |");
@@ -72,8 +93,8 @@ pub(crate) fn section(
     let _ = writeln!(md, "\n|---|---:|---:|{}", "---:|".repeat(kinds.len()));
     let mut csv = String::from("experiment,seed,corruption,accuracy,top_class,top_class_share\n");
     let mut json_rob = serde_json::Map::new();
-    let mut collapses: Vec<(String, Corruption, u8, f64, [u64; 10])> = Vec::new();
-    for r in &scored {
+    let mut collapses: Vec<Collapse> = Vec::new();
+    for r in scored {
         let cell = |m: Metric| {
             r.summary(m)
                 .map(|s| format!("{:.1}", 100.0 * s.mean))
@@ -91,34 +112,26 @@ pub(crate) fn section(
             let m = Metric::Corrupted(k);
             let mean = r.summary(m).map_or(f64::NAN, |s| s.mean);
             // The predicted-class histogram pooled over seeds.
-            let mut pooled = [0u64; 10];
+            let pooled = r.pooled_predictions(k);
+            let (top, share) = top_share(&pooled);
             let mut shares = Vec::new();
-            for run in &r.runs {
-                if let Some(c) = run.corruptions.iter().find(|c| c.corruption == k.name()) {
-                    for (p, n) in pooled.iter_mut().zip(c.predicted) {
-                        *p += n;
-                    }
-                    let (top, share) = c.top_class();
-                    shares.push(share);
-                    let _ = writeln!(
-                        csv,
-                        "{},{},{},{:.6},{top},{share:.6}",
-                        r.name(),
-                        run.seed(),
-                        k.name(),
-                        c.accuracy
-                    );
-                }
+            for (run, c) in r.runs.iter().filter_map(|run| {
+                let c = run.corruptions.iter().find(|c| c.corruption == k.name())?;
+                Some((run, c))
+            }) {
+                let (top, share) = c.top_class();
+                shares.push(share);
+                let _ = writeln!(
+                    csv,
+                    "{},{},{},{:.6},{top},{share:.6}",
+                    r.name(),
+                    run.seed(),
+                    k.name(),
+                    c.accuracy
+                );
             }
-            let total: u64 = pooled.iter().sum();
-            let (top, n) = pooled
-                .iter()
-                .enumerate()
-                .max_by_key(|(_, n)| **n)
-                .map_or((0, 0), |(c, n)| (c, *n));
-            let share = n as f64 / total.max(1) as f64;
             if share > COLLAPSE {
-                collapses.push((r.name().to_string(), k, top as u8, share, pooled));
+                collapses.push((r.name().to_string(), k, top, share, pooled));
             }
             let collapsed = share > COLLAPSE;
             let _ = write!(
@@ -151,6 +164,11 @@ pub(crate) fn section(
         json_rob.insert(r.name().to_string(), Value::Object(entry));
     }
     ctx.table("robustness.csv", &csv)?;
+    Ok((json_rob, collapses))
+}
+
+/// The note under the table and the list of collapses, with the worst one's histogram.
+fn collapse_list(md: &mut String, ctx: &Ctx, collapses: &[Collapse]) -> Result<()> {
     let _ = writeln!(
         md,
         "\nAccuracies in percent, mean over seeds. **Bold**: the model collapsed, one class took \
@@ -166,7 +184,7 @@ pub(crate) fn section(
             md,
             "Collapses (one class took more than half of the predictions):\n\n| experiment | corruption | class | share | predictions per class (0-9, pooled over seeds) |\n|---|---|---:|---:|---|"
         );
-        for (name, k, top, share, pooled) in &collapses {
+        for (name, k, top, share, pooled) in collapses {
             let _ = writeln!(
                 md,
                 "| {name} | {} | {top} | {:.0} % | {:?} |",
@@ -195,9 +213,16 @@ pub(crate) fn section(
             );
         }
     }
-    metrics.insert("robustness".into(), Value::Object(json_rob));
+    Ok(())
+}
 
-    // Architectures compared on MNIST-C.
+/// The architectures of the comparison compared on MNIST-C accuracy, paired as every
+/// comparison of the report.
+fn architectures_on_mnist_c(
+    md: &mut String,
+    metrics: &mut serde_json::Map<String, Value>,
+    ctx: &Ctx,
+) -> Result<()> {
     let arch: Vec<&Replicates> = super::super::plan::ARCHITECTURES
         .iter()
         .filter_map(|n| ctx.find(n))
@@ -230,8 +255,6 @@ pub(crate) fn section(
             Value::Array(cs.iter().map(comparison_json).collect()),
         );
     }
-    causes(md, metrics, ctx)?;
-    robust_model(md, best)?;
     Ok(())
 }
 
