@@ -111,8 +111,14 @@ impl Figure {
                 plotly_js()
             ));
         }
+        // Unique across the cells of a session: evcxr links every cell with its own copy of
+        // this crate's statics, so the counter alone restarts at 0 in each cell, and a page
+        // with two divs of one id draws only the first.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         html.push_str(&self.plot.to_inline_html(Some(&format!(
-            "mnist-kit-{}-{}-{}",
+            "mnist-kit-{}-{}-{nanos}-{}",
             self.name,
             std::process::id(),
             SHOWN.fetch_add(1, Ordering::SeqCst)
@@ -871,6 +877,18 @@ mod tests {
         let second = f.notebook_html();
         assert!(first.len() > 1_000_000, "plotly.js injected the first time");
         assert!(second.len() < 100_000, "and not again");
+        let id = |h: &str| {
+            h.split("id=\"mnist-kit-")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .map(str::to_string)
+        };
+        assert!(id(&second).is_some());
+        assert_ne!(
+            id(&first),
+            id(&second),
+            "each display draws into its own div"
+        );
         let cm = ConfusionMatrix::new(&[0, 1, 1], &[0, 1, 0]).unwrap();
         let h: serde_json::Value =
             serde_json::from_str(&confusion_heatmap("t", &cm).to_json()).unwrap();
