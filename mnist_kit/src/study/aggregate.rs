@@ -303,6 +303,10 @@ impl Replicates {
         let n = self.runs.len().max(1) as f64;
         self.runs.iter().map(|r| r.train_seconds).sum::<f64>() / n
     }
+    /// True when every seed was scored on the MNIST-C corruptions.
+    pub fn scored_on_mnist_c(&self) -> bool {
+        self.runs.iter().all(|x| !x.corruptions.is_empty())
+    }
     /// How often each class was predicted under corruption `k`, pooled over the seeds scored
     /// on it.
     pub fn pooled_predictions(&self, k: crate::data::corrupt::Corruption) -> [u64; 10] {
@@ -318,8 +322,11 @@ impl Replicates {
     }
 }
 
+/// The share of predictions above which a model has collapsed onto one class.
+pub const COLLAPSE: f64 = 0.5;
+
 /// The most predicted class of a histogram and the share of predictions it took (0 for an
-/// empty one): above one half a model has collapsed onto it.
+/// empty one): above [`COLLAPSE`] a model has collapsed onto it.
 pub fn top_share(counts: &[u64; 10]) -> (u8, f64) {
     let total: u64 = counts.iter().sum();
     let (top, n) = counts

@@ -3,7 +3,7 @@
 
 use polars::prelude::*;
 
-use super::aggregate::{Metric, Replicates, by_experiment, ensemble, top_share};
+use super::aggregate::{COLLAPSE, Metric, Replicates, by_experiment, ensemble, top_share};
 use super::claims::{Claims, claims, study_questions};
 use super::evidence::Evidence;
 use super::findings::{Findings, findings_with};
@@ -108,7 +108,7 @@ pub fn findings_on(mnist: &Mnist, runs: &[ExperimentResult], metric: Metric) -> 
 pub fn corruptions(runs: &[ExperimentResult]) -> Result<Table> {
     let reps: Vec<Replicates> = by_experiment(runs)
         .into_iter()
-        .filter(|r| r.runs.iter().all(|x| !x.corruptions.is_empty()))
+        .filter(Replicates::scored_on_mnist_c)
         .collect();
     let pct = |r: &Replicates, m: Metric| r.summary(m).map(|s| 100.0 * s.mean);
     let mut cols = vec![
@@ -153,7 +153,7 @@ fn collapses(r: &Replicates) -> String {
     let mut out = Vec::new();
     for k in Corruption::ALL {
         let (class, share) = top_share(&r.pooled_predictions(k));
-        if share > 0.5 {
+        if share > COLLAPSE {
             out.push(format!(
                 "{class} under {} ({:.0} %)",
                 k.label(),

@@ -30,11 +30,7 @@ pub(crate) fn section(
     let scored: Vec<&Replicates> = ctx
         .reps
         .iter()
-        .filter(|r| {
-            r.runs
-                .iter()
-                .all(|x| !x.corruptions.is_empty() && x.dir.is_some())
-        })
+        .filter(|r| r.scored_on_mnist_c() && r.runs.iter().all(|x| x.dir.is_some()))
         .collect();
     let subsets = set.subsets();
     let _ = writeln!(md, "\n## Real-world digits\n");

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use candle_core::{D, Device};
 use serde_json::{Value, json};
 
-use super::super::aggregate::{Metric, Replicates, returned_val_accuracy, top_share};
+use super::super::aggregate::{COLLAPSE, Metric, Replicates, returned_val_accuracy, top_share};
 use super::super::run::corrupted_test_sets;
 use super::context::{Ctx, finite};
 use super::export::BestModels;
@@ -24,20 +24,13 @@ const GOAL_CLEAN: f64 = 0.995;
 const GOAL_MNIST_C: f64 = 0.97;
 const GOAL_WORST: f64 = 0.90;
 
-/// The share of predictions above which a model has collapsed onto one class.
-const COLLAPSE: f64 = 0.5;
-
 pub(crate) fn section(
     md: &mut String,
     metrics: &mut serde_json::Map<String, Value>,
     ctx: &Ctx,
     best: &BestModels,
 ) -> Result<()> {
-    let scored: Vec<&Replicates> = ctx
-        .reps
-        .iter()
-        .filter(|r| r.runs.iter().all(|x| !x.corruptions.is_empty()))
-        .collect();
+    let scored: Vec<&Replicates> = ctx.reps.iter().filter(|r| r.scored_on_mnist_c()).collect();
     if scored.is_empty() {
         return Ok(());
     }
