@@ -22,14 +22,14 @@
 //! | [`error`] | the one error type, with the file or value it is about |
 //! | [`display`] | HTML tables, escaping, PNG encoding and base64: notebook output |
 //! | [`fsutil`] | atomic file writes |
-//! | [`ops`] | the CPU kernels: the kit's GEMM with its fixed summation order, convolution, BatchNorm |
+//! | [`ops`] | the CPU kernels: the kit's GEMM with its fixed summation order, convolution, BatchNorm, the per-layer timing hooks |
 //! | [`data`] | IDX files, splits, batches, augmentation, MNIST-C corruptions |
 //! | [`models`] | layers, the zoo's architectures, [`models::Network`], summaries |
 //! | [`train`] | the loss and optimizer step, the [`train::Trainer`], evaluation, run directories |
-//! | [`analysis`] | confusion matrices, predictions, robustness, saliency, weights, your own digits |
+//! | [`bench`] | throughput, the per-layer profile, and time to accuracy (the speedrun) |
+//! | [`analysis`] | confusion matrices, predictions, robustness, saliency, weights, your own digits, abstention |
 //! | [`plot`] | plotly figures and image grids |
 //! | [`study`] | the study's plan, runs, statistics, findings, claims and report |
-//! | [`bench`] | throughput and time to accuracy (the speedrun) |
 //! | `serve` | the draw-a-digit page and its JSON API (feature `cli`) |
 //!
 //! [candle]: https://github.com/huggingface/candle

@@ -6,7 +6,8 @@ use mnist_kit::study::findings::comparisons;
 use mnist_kit::study::run::{collect_finished, with_seed};
 use mnist_kit::study::stats::Verdict;
 use mnist_kit::study::{
-    Metric, StudyConfig, by_experiment, plan, run_dir, run_experiment, run_study, write_report,
+    Metric, StudyConfig, by_experiment, plan, run_dir, run_experiment, run_study, staging_dir,
+    write_report,
 };
 use mnist_kit::train::{TrainData, Trainer};
 
@@ -175,9 +176,14 @@ fn an_interrupted_run_resumes_from_its_last_epoch_bit_for_bit() {
     let full = run_experiment(&mnist, &e, whole.path()).unwrap();
 
     // The same run, "killed" after its first epoch: a trainer that stops there leaves the
-    // checkpoint an interrupted study run leaves; the config it was started with says 2.
+    // checkpoint an interrupted study run leaves in its staging directory; the config it was
+    // started with says 2. The run's own directory holds an older finished run meanwhile
+    // (as a clone holds the committed one): it stays untouched until the new run is done.
     let cut = tempfile::tempdir().unwrap();
-    let dir = run_dir(cut.path(), &e);
+    let committed = run_dir(cut.path(), &e);
+    std::fs::create_dir_all(&committed).unwrap();
+    std::fs::write(committed.join("result.json"), b"{\"committed\": true}").unwrap();
+    let dir = staging_dir(&committed);
     let one = mnist_kit::train::TrainConfig {
         epochs: 1,
         ..e.train.clone()
@@ -203,6 +209,11 @@ fn an_interrupted_run_resumes_from_its_last_epoch_bit_for_bit() {
 
     let before = mnist_kit::train::History::read_json(dir.join("history.json")).unwrap();
     assert_eq!(before.len(), 1);
+    assert_eq!(
+        std::fs::read(committed.join("result.json")).unwrap(),
+        b"{\"committed\": true}",
+        "the interrupted run left the committed one alone"
+    );
 
     let resumed = run_experiment(&mnist, &e, cut.path()).unwrap();
     assert_eq!(resumed.epochs, 2);
@@ -229,9 +240,16 @@ fn an_interrupted_run_resumes_from_its_last_epoch_bit_for_bit() {
     assert_eq!(resumed.test_loss.to_bits(), full.test_loss.to_bits());
     let w = |d: &std::path::Path| std::fs::read(d.join("weights.safetensors")).unwrap();
     assert_eq!(
-        w(&dir),
+        w(&committed),
         w(&run_dir(whole.path(), &e)),
         "same weights, bit for bit"
+    );
+    assert!(!dir.exists(), "the staging directory became the run's");
+    assert!(
+        !std::fs::read_to_string(committed.join("result.json"))
+            .unwrap()
+            .contains("committed"),
+        "the finished run replaced the old one"
     );
 }
 

@@ -43,6 +43,25 @@ pub struct BenchResult {
     pub peak_rss_mb: f64,
     /// The machine: CPU model and the instruction set the kit's kernels ran on.
     pub cpu: CpuInfo,
+    /// Where a training step's time goes, layer by layer (`bench --profile`; empty otherwise).
+    #[serde(default)]
+    pub layers: Vec<LayerTime>,
+}
+
+/// One row of the per-layer profile of a training step (batch [`BenchConfig::batch_size`],
+/// Adam): a layer of the network (its forward, and the backward of the ops it made), or one of
+/// the step's other parts: `optimizer step`, `other forward` (the loss and candle's own ops
+/// between layers) and `other backward` (their gradients, and the autograd's bookkeeping).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerTime {
+    /// Layer name as in `mnist-kit summary` (`conv1`, `stage2.0.bn1`, ...), or the part.
+    pub name: String,
+    /// Milliseconds per batch in the forward pass (training mode).
+    pub forward_ms: f64,
+    /// Milliseconds per batch in the backward pass (and the optimizer step, for its row).
+    pub backward_ms: f64,
+    /// Share of the whole step, forward and backward together.
+    pub share: f64,
 }
 
 /// The CPU a measurement ran on.
@@ -80,6 +99,8 @@ pub struct BenchConfig {
     pub rounds: usize,
     /// Threads (`None`: the current rayon pool, `RAYON_NUM_THREADS` or the logical CPUs).
     pub threads: Option<usize>,
+    /// Also time each layer of a training step ([`BenchResult::layers`]).
+    pub profile: bool,
 }
 
 impl Default for BenchConfig {
@@ -90,6 +111,7 @@ impl Default for BenchConfig {
             infer_images: 10_000,
             rounds: 1,
             threads: None,
+            profile: false,
         }
     }
 }
@@ -116,7 +138,13 @@ fn bench_rounds(mnist: &Mnist, model: &str, cfg: BenchConfig) -> Result<BenchRes
         train.push(train_rate(mnist, model, cfg)?);
         infer.push(infer_rate(mnist, &net, cfg)?);
     }
+    let layers = if cfg.profile {
+        profile_layers(mnist, model, cfg)?
+    } else {
+        Vec::new()
+    };
     Ok(BenchResult {
+        layers,
         model: net.name().to_string(),
         batch_size: cfg.batch_size,
         train_images_per_sec: median(&train),
@@ -161,6 +189,99 @@ fn train_rate(mnist: &Mnist, model: &str, cfg: BenchConfig) -> Result<f64> {
         return Err(Error::invalid("bench", "no epoch was timed"));
     }
     Ok(images / seconds)
+}
+
+/// The per-layer profile: [`BenchConfig::train_batches`] training steps of a fresh network
+/// (Adam, the training mode), after 5 untimed ones, with the hooks of [`crate::ops::profile`]
+/// on; each row in milliseconds per batch, largest share first.
+pub fn profile_layers(mnist: &Mnist, model: &str, cfg: BenchConfig) -> Result<Vec<LayerTime>> {
+    use crate::ops::profile::{self, Phase};
+    use crate::train::step::loss;
+    use crate::train::{Learner, OptimizerConfig};
+    let net = Network::preset(model, 0, &Device::Cpu)?;
+    let mut learner = Learner::new(&net, OptimizerConfig::default())?;
+    let steps = cfg.train_batches.max(1);
+    let warm = 5;
+    let split = mnist.train.take(cfg.batch_size * (steps + warm));
+    let opts = BatchOptions {
+        batch_size: cfg.batch_size,
+        shuffle: true,
+        seed: 0,
+        ..Default::default()
+    };
+    let batches: Vec<_> = split
+        .batches(net.input_spec(), opts, 0, &Device::Cpu)?
+        .collect::<Result<_>>()?;
+    let (mut fwd, mut bwd, mut opt) = (0.0, 0.0, 0.0);
+    let mut timed = 0usize;
+    // On a rayon worker, as the trainer runs its steps.
+    rayon::scope(|_| -> Result<()> {
+        for (i, b) in batches.iter().enumerate() {
+            if i == warm {
+                profile::enable(true);
+            }
+            let t0 = Instant::now();
+            let l = loss(&net.forward_t(&b.images, true)?, &b.labels, 0.0)?;
+            let t1 = Instant::now();
+            let grads = l.backward()?;
+            let t2 = Instant::now();
+            learner.step(&grads, 1e-3, |_| true)?;
+            let t3 = Instant::now();
+            if i >= warm {
+                timed += 1;
+                fwd += (t1 - t0).as_secs_f64();
+                bwd += (t2 - t1).as_secs_f64();
+                opt += (t3 - t2).as_secs_f64();
+            }
+        }
+        Ok(())
+    })?;
+    let times = profile::take();
+    profile::enable(false);
+    let per = 1e3 / timed.max(1) as f64;
+    let total = (fwd + bwd + opt) * per;
+    let mut rows: Vec<LayerTime> = Vec::new();
+    let (mut layer_fwd, mut layer_bwd) = (0.0, 0.0);
+    for ((name, phase), (secs, _)) in times {
+        let ms = secs * per;
+        let row = match rows.iter_mut().position(|r| r.name == *name) {
+            Some(i) => &mut rows[i],
+            None => {
+                rows.push(LayerTime {
+                    name: name.to_string(),
+                    forward_ms: 0.0,
+                    backward_ms: 0.0,
+                    share: 0.0,
+                });
+                let n = rows.len() - 1;
+                &mut rows[n]
+            }
+        };
+        match phase {
+            Phase::Forward => {
+                row.forward_ms += ms;
+                layer_fwd += ms;
+            }
+            Phase::Backward => {
+                row.backward_ms += ms;
+                layer_bwd += ms;
+            }
+        }
+    }
+    let part = |name: &str, f: f64, b: f64| LayerTime {
+        name: name.into(),
+        forward_ms: f.max(0.0),
+        backward_ms: b.max(0.0),
+        share: 0.0,
+    };
+    rows.push(part("optimizer step", 0.0, opt * per));
+    rows.push(part("other forward", fwd * per - layer_fwd, 0.0));
+    rows.push(part("other backward", 0.0, bwd * per - layer_bwd));
+    for r in &mut rows {
+        r.share = (r.forward_ms + r.backward_ms) / total.max(1e-12);
+    }
+    rows.sort_by(|a, b| (b.forward_ms + b.backward_ms).total_cmp(&(a.forward_ms + a.backward_ms)));
+    Ok(rows)
 }
 
 /// Inference images/s at batch 1000 over the test images: one untimed pass, then passes until

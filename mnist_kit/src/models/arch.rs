@@ -12,6 +12,7 @@ use super::layers::{
 };
 use crate::Result;
 use crate::data::NUM_CLASSES;
+use crate::ops::profile;
 
 type Rng = Arc<Mutex<ChaCha8Rng>>;
 
@@ -74,7 +75,8 @@ impl Mlp {
         })
     }
 
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    /// The input of the output layer (the last hidden layer's activations).
+    pub fn features_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut h = x.flatten_from(1)?;
         for (lin, bn, drop) in &self.hidden {
             h = match bn {
@@ -84,7 +86,12 @@ impl Mlp {
             };
             h = drop.forward_t(&h, train)?;
         }
-        self.out.forward(&h)
+        Ok(h)
+    }
+
+    /// The output layer.
+    pub fn head(&self) -> &Linear {
+        &self.out
     }
 
     /// The first hidden layer (its rows are 28x28 "templates").
@@ -100,6 +107,7 @@ struct ConvBlock {
     bn: Option<BatchNorm>,
     attention: Option<SpatialAttention>,
     pooling: Option<Pooling>,
+    pool_name: Arc<str>,
 }
 
 impl ConvBlock {
@@ -151,6 +159,7 @@ impl ConvBlock {
             bn,
             attention,
             pooling: Some(pooling),
+            pool_name: format!("pool{n}").into(),
         };
         Ok((block, side))
     }
@@ -174,7 +183,10 @@ impl ConvBlock {
             h = scaled;
         }
         match self.pooling {
-            Some(p) => pool(&h, p),
+            Some(p) => {
+                let _t = profile::layer(&self.pool_name);
+                pool(&h, p)
+            }
             None => Ok(h),
         }
     }
@@ -224,6 +236,7 @@ impl Lenet {
                 bn,
                 attention: None,
                 pooling: None,
+                pool_name: "pool3".into(),
             });
             features = 120;
             b.op("flatten", "Flatten", &[features]);
@@ -249,8 +262,9 @@ impl Lenet {
         })
     }
 
-    /// Logits and the attention maps (empty without attention).
-    pub fn forward_with_maps(&self, x: &Tensor, train: bool) -> Result<(Tensor, Vec<Tensor>)> {
+    /// The input of the output layer (the 84 features of F6) and the attention maps (empty
+    /// without attention).
+    pub fn features_with_maps(&self, x: &Tensor, train: bool) -> Result<(Tensor, Vec<Tensor>)> {
         let mut maps = Vec::new();
         let mut h = x.clone();
         for block in &self.blocks {
@@ -267,7 +281,12 @@ impl Lenet {
             };
             h = drop.forward_t(&a, train)?;
         }
-        Ok((self.out.forward(&h)?, maps))
+        Ok((h, maps))
+    }
+
+    /// The output layer.
+    pub fn head(&self) -> &Linear {
+        &self.out
     }
 
     /// The first convolution (6 filters of 5x5).
@@ -314,13 +333,18 @@ impl SimpleCnn {
         })
     }
 
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    /// The input of the output layer (the flattened feature maps).
+    pub fn features_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut h = x.clone();
         for block in &self.blocks {
             h = block.forward_t(&h, self.activation, train, &mut Vec::new())?;
         }
-        let h = self.dropout.forward_t(&h.flatten_from(1)?, train)?;
-        self.out.forward(&h)
+        self.dropout.forward_t(&h.flatten_from(1)?, train)
+    }
+
+    /// The output layer.
+    pub fn head(&self) -> &Linear {
+        &self.out
     }
 
     /// The first convolution (32 filters of 3x3).
@@ -338,6 +362,7 @@ struct BasicBlock {
     bn2: BatchNorm,
     shortcut: Option<(Conv2d, BatchNorm)>,
     residual: bool,
+    add_name: Arc<str>,
 }
 
 impl BasicBlock {
@@ -390,6 +415,7 @@ impl BasicBlock {
             bn2,
             shortcut,
             residual,
+            add_name: format!("{name}.add").into(),
         })
     }
 
@@ -404,6 +430,7 @@ impl BasicBlock {
             Some((c, bn)) => bn.forward_t(&c.forward(x)?, train)?,
             None => x.clone(),
         };
+        let _t = profile::layer(&self.add_name);
         if a == Activation::Relu {
             crate::ops::add_relu(&h, &skip)
         } else {
@@ -462,7 +489,8 @@ impl ResNet {
         })
     }
 
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    /// The input of the output layer (the globally pooled channels).
+    pub fn features_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut h = bn_activate(
             &self.stem_bn,
             &self.stem.forward(x)?,
@@ -472,8 +500,12 @@ impl ResNet {
         for block in &self.blocks {
             h = block.forward_t(&h, self.activation, train)?;
         }
-        let h = self.dropout.forward_t(&global_avg_pool(&h)?, train)?;
-        self.out.forward(&h)
+        self.dropout.forward_t(&global_avg_pool(&h)?, train)
+    }
+
+    /// The output layer.
+    pub fn head(&self) -> &Linear {
+        &self.out
     }
 
     /// The stem convolution.

@@ -11,6 +11,7 @@ use rand_distr::{Distribution, Normal};
 
 use super::config::{Activation, Pooling};
 use super::summary::LayerInfo;
+use crate::ops::profile;
 use crate::{Error, Result, ops};
 
 /// What a parameter is, which decides whether weight decay / L2 applies by default.
@@ -152,6 +153,7 @@ impl Builder {
 /// Fully connected layer `y = x W^T + b`, W of shape `(out, in)`.
 #[derive(Debug, Clone)]
 pub struct Linear {
+    name: Arc<str>,
     weight: Tensor,
     bias: Tensor,
 }
@@ -173,7 +175,11 @@ impl Linear {
             true,
             format!("({inputs}+1)*{outputs} = {}", (inputs + 1) * outputs),
         );
-        Ok(Linear { weight, bias })
+        Ok(Linear {
+            name: name.into(),
+            weight,
+            bias,
+        })
     }
 
     /// A layer from its weight `(out, in)` and bias `(out,)`, e.g. taken from a trained
@@ -187,6 +193,7 @@ impl Linear {
             ));
         }
         Ok(Linear {
+            name: "linear".into(),
             weight: ensure_f32(&weight)?,
             bias: ensure_f32(&bias)?,
         })
@@ -194,11 +201,13 @@ impl Linear {
 
     /// Applies the layer to `(N, in)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let _t = profile::layer(&self.name);
         ops::linear(x, &self.weight, &self.bias, false)
     }
 
     /// `relu(layer(x))`, one fused op where the device allows.
     pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
+        let _t = profile::layer(&self.name);
         ops::linear(x, &self.weight, &self.bias, true)
     }
 
@@ -211,6 +220,7 @@ impl Linear {
 /// 2-D convolution with square kernels.
 #[derive(Debug, Clone)]
 pub struct Conv2d {
+    name: Arc<str>,
     weight: Tensor,
     bias: Option<Tensor>,
     stride: usize,
@@ -276,6 +286,7 @@ impl Conv2d {
             formula,
         );
         Ok(Conv2d {
+            name: name.into(),
             weight,
             bias,
             stride: s.stride,
@@ -303,6 +314,7 @@ impl Conv2d {
             ));
         }
         Ok(Conv2d {
+            name: "conv".into(),
             weight: ensure_f32(&weight)?,
             bias: bias.as_ref().map(ensure_f32).transpose()?,
             stride,
@@ -317,6 +329,7 @@ impl Conv2d {
 
     /// Applies the convolution, with `max(0, .)` fused in when `relu` (one op on the CPU).
     pub fn forward_relu(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        let _t = profile::layer(&self.name);
         let opts = ops::ConvOptions {
             stride: self.stride,
             padding: self.padding,
@@ -336,6 +349,7 @@ impl Conv2d {
 /// momentum 0.1 (unbiased variance), running statistics in evaluation.
 #[derive(Debug, Clone)]
 pub struct BatchNorm {
+    name: Arc<str>,
     weight: Tensor,
     bias: Tensor,
     running_mean: Var,
@@ -388,6 +402,7 @@ impl BatchNorm {
             ),
         );
         Ok(BatchNorm {
+            name: name.into(),
             weight,
             bias,
             running_mean,
@@ -420,6 +435,7 @@ impl BatchNorm {
     /// [`BatchNorm::forward_t`] followed by `max(0, .)` when `relu`, fused into one op on the
     /// CPU.
     pub fn forward_relu_t(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
+        let _t = profile::layer(&self.name);
         let c = x.dim(1)?;
         if train {
             let (y, mean, var) =
@@ -453,6 +469,7 @@ impl BatchNorm {
 /// Inverted dropout with masks drawn from the network's seeded RNG.
 #[derive(Debug, Clone)]
 pub struct Dropout {
+    name: Arc<str>,
     p: f32,
     rng: Arc<Mutex<ChaCha8Rng>>,
 }
@@ -470,6 +487,7 @@ impl Dropout {
             b.op(name, &format!("Dropout(p={p})"), shape);
         }
         Dropout {
+            name: name.into(),
             p,
             rng: rng.clone(),
         }
@@ -481,6 +499,7 @@ impl Dropout {
         if !train || self.p <= 0.0 {
             return Ok(x.clone());
         }
+        let _t = profile::layer(&self.name);
         let keep = 1.0 - self.p;
         let scale = 1.0 / keep;
         let n = x.elem_count();
@@ -508,6 +527,7 @@ impl Dropout {
 /// sigmoid, and the input scaled by `1 + map` (residual attention, Wang et al. 2017).
 #[derive(Debug, Clone)]
 pub struct SpatialAttention {
+    name: Arc<str>,
     conv: Conv2d,
 }
 
@@ -527,12 +547,16 @@ impl SpatialAttention {
             "SpatialAttention (x * (1 + sigmoid map))",
             &[channels, side, side],
         );
-        Ok(SpatialAttention { conv })
+        Ok(SpatialAttention {
+            name: name.into(),
+            conv,
+        })
     }
 
     /// Returns `x * (1 + map)` and the attention map `(N, 1, H, W)` in `[0, 1]` (the same in
     /// training and evaluation).
     pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let _t = profile::layer(&self.name);
         let pooled = ops::channel_mean_max(x)?;
         let map = candle_nn::ops::sigmoid(&self.conv.forward(&pooled)?)?;
         // Residual form: the map amplifies (up to 2x) instead of gating, so at initialisation

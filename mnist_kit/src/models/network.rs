@@ -173,11 +173,8 @@ impl Network {
     /// Logits and the spatial attention maps, one `(N, 1, H, W)` tensor per attention module
     /// (empty for models without attention).
     pub fn forward_with_attention(&self, xs: &Tensor) -> Result<(Tensor, Vec<Tensor>)> {
-        let xs = ensure_f32(xs)?;
-        match &self.arch {
-            Arch::Lenet(m) => m.forward_with_maps(&xs, false),
-            _ => Ok((self.forward_t(&xs, false)?, Vec::new())),
-        }
+        let (_, logits, maps) = self.parts(xs, false)?;
+        Ok((logits, maps))
     }
 
     /// The first layer's weight: conv kernels `(O, 1, K, K)` or dense rows `(H, side*side)`
@@ -348,13 +345,33 @@ fn kind_name(config: &ModelConfig) -> String {
 
 impl Model for Network {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(self.parts(xs, train)?.1)
+    }
+}
+
+impl Network {
+    /// Features (the output layer's input), logits and attention maps of one forward pass.
+    fn parts(&self, xs: &Tensor, train: bool) -> Result<(Tensor, Tensor, Vec<Tensor>)> {
         let xs = ensure_f32(xs)?;
-        match &self.arch {
-            Arch::Mlp(m) => m.forward_t(&xs, train),
-            Arch::Lenet(m) => Ok(m.forward_with_maps(&xs, train)?.0),
-            Arch::SimpleCnn(m) => m.forward_t(&xs, train),
-            Arch::ResNet(m) => m.forward_t(&xs, train),
-        }
+        let (features, head, maps) = match &self.arch {
+            Arch::Mlp(m) => (m.features_t(&xs, train)?, m.head(), Vec::new()),
+            Arch::Lenet(m) => {
+                let (f, maps) = m.features_with_maps(&xs, train)?;
+                (f, m.head(), maps)
+            }
+            Arch::SimpleCnn(m) => (m.features_t(&xs, train)?, m.head(), Vec::new()),
+            Arch::ResNet(m) => (m.features_t(&xs, train)?, m.head(), Vec::new()),
+        };
+        let logits = head.forward(&features)?;
+        Ok((features, logits, maps))
+    }
+
+    /// The penultimate features (the output layer's input, `(N, F)`) and the logits of one
+    /// evaluation-mode pass: what a distance to the training digits in feature space is measured
+    /// on ([`crate::analysis::abstain`]).
+    pub fn features_and_logits(&self, xs: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (f, l, _) = self.parts(xs, false)?;
+        Ok((f, l))
     }
 }
 

@@ -9,6 +9,7 @@ pub(crate) mod cpu;
 mod dense;
 mod direct;
 pub mod gemm;
+pub mod profile;
 pub mod simd;
 
 use candle_core::{DType, Tensor};
@@ -105,7 +106,7 @@ pub fn conv2d_with(
     {
         let op = direct::SingleMapConv { pad: padding };
         let (w, b) = (weight.contiguous()?, b.contiguous()?);
-        return Ok(x.contiguous()?.apply_op3(&w, &b, op)?);
+        return Ok(x.contiguous()?.apply_op3(&w, &b, profile::tagged(op))?);
     }
     if fast(x) {
         let zeros;
@@ -123,7 +124,7 @@ pub fn conv2d_with(
         };
         return Ok(x
             .contiguous()?
-            .apply_op3(&weight.contiguous()?, &bias, op)?);
+            .apply_op3(&weight.contiguous()?, &bias, profile::tagged(op))?);
     }
     let y = add_bias(x.conv2d(weight, padding, stride, 1, 1)?, bias)?;
     Ok(if relu { y.relu()? } else { y })
@@ -137,7 +138,7 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor, relu: bool) -> Result<
         return Ok(x.contiguous()?.apply_op3(
             &weight.contiguous()?,
             &bias.contiguous()?,
-            dense::Linear { act },
+            profile::tagged(dense::Linear { act }),
         )?);
     }
     let y = x.matmul(&weight.t()?)?.broadcast_add(bias)?;
@@ -171,9 +172,11 @@ pub fn batch_norm_train(
         relu,
         stats: stats.clone(),
     };
-    let y = x
-        .contiguous()?
-        .apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
+    let y = x.contiguous()?.apply_op3(
+        &gamma.contiguous()?,
+        &beta.contiguous()?,
+        profile::tagged(op),
+    )?;
     let (mean, var) =
         stats.lock().ok().and_then(|s| s.clone()).ok_or_else(|| {
             crate::Error::invalid("batch norm", "statistics missing after forward")
@@ -216,13 +219,14 @@ pub fn batch_norm_eval(
         shift.push(b[i] - m[i] * g[i] * inv);
     }
     Ok(x.contiguous()?
-        .apply_op1(bn::BatchNormEval { scale, shift, relu })?)
+        .apply_op1(profile::tagged(bn::BatchNormEval { scale, shift, relu }))?)
 }
 
 /// `max(0, a + b)` (the end of a residual block): one op on the CPU.
 pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if fast(a) && fast(b) {
-        Ok(a.contiguous()?.apply_op2(&b.contiguous()?, bn::AddRelu)?)
+        Ok(a.contiguous()?
+            .apply_op2(&b.contiguous()?, profile::tagged(bn::AddRelu))?)
     } else {
         Ok((a + b)?.relu()?)
     }
@@ -233,7 +237,8 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// first channel holding it.
 pub fn channel_mean_max(x: &Tensor) -> Result<Tensor> {
     if fast(x) {
-        Ok(x.contiguous()?.apply_op1(attention::ChannelMeanMax)?)
+        Ok(x.contiguous()?
+            .apply_op1(profile::tagged(attention::ChannelMeanMax))?)
     } else {
         reference::channel_mean_max(x)
     }
@@ -243,7 +248,7 @@ pub fn channel_mean_max(x: &Tensor) -> Result<Tensor> {
 pub fn scale_pixels(x: &Tensor, map: &Tensor) -> Result<Tensor> {
     if fast(x) && fast(map) {
         Ok(x.contiguous()?
-            .apply_op2(&map.contiguous()?, attention::ScalePixels)?)
+            .apply_op2(&map.contiguous()?, profile::tagged(attention::ScalePixels))?)
     } else {
         reference::scale_pixels(x, map)
     }
@@ -252,7 +257,8 @@ pub fn scale_pixels(x: &Tensor, map: &Tensor) -> Result<Tensor> {
 /// Max pooling with a square window and stride equal to the window.
 pub fn max_pool2d(x: &Tensor, size: usize) -> Result<Tensor> {
     if fast(x) {
-        Ok(x.contiguous()?.apply_op1(cpu::MaxPool::new(size))?)
+        Ok(x.contiguous()?
+            .apply_op1(profile::tagged(cpu::MaxPool::new(size)))?)
     } else {
         Ok(x.max_pool2d(size)?)
     }

@@ -179,22 +179,6 @@ impl ImageGrid {
             crate::display::png(&png);
         }
     }
-
-    /// The grid with its title and every tile's caption as a PNG, drawn by a headless
-    /// Chromium (see [`super::export::StaticExporter`]); an error when there is none. For
-    /// executed notebooks read on a git host, where the HTML captions do not show.
-    pub fn captioned_png(&self) -> Result<Vec<u8>> {
-        let exporter = super::export::StaticExporter::find()
-            .ok_or_else(|| Error::invalid("image grid", "no headless Chromium for the PNG"))?;
-        let signed = self.tiles.iter().any(|t| t.pixels.iter().any(|&v| v < 0.0));
-        let scale = if signed {
-            super::images::TileScale::Diverging
-        } else {
-            super::images::TileScale::Ink
-        };
-        let fig = super::images::tiles(&self.title.replace(' ', "_"), self, scale);
-        Ok(exporter.render(&fig)?.1)
-    }
 }
 
 /// Encodes a grayscale image as PNG; `name` says which image in errors.

@@ -9,10 +9,10 @@ use plotly::layout::{Annotation, Axis, Layout, Margin};
 
 use super::grid::{ImageGrid, Tile, range};
 use super::{Figure, Raw};
-use crate::Result;
 use crate::analysis::attention_maps;
 use crate::data::{Normalization, Split};
 use crate::models::Network;
+use crate::{Error, Result};
 
 /// How tile values map to colours.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -129,6 +129,24 @@ fn square(
     let width = left + right + (cell * w as f64).round() as usize;
     let height = top + bottom + (cell * h).round() as usize;
     (width as u32, height as u32)
+}
+
+impl ImageGrid {
+    /// The grid with its title and every tile's caption as a PNG, drawn by a headless
+    /// Chromium (see [`super::export::StaticExporter`]); an error when there is none. For
+    /// executed notebooks read on a git host, where the HTML captions do not show.
+    pub fn captioned_png(&self) -> Result<Vec<u8>> {
+        let exporter = super::export::StaticExporter::find()
+            .ok_or_else(|| Error::invalid("image grid", "no headless Chromium for the PNG"))?;
+        let signed = self.tiles.iter().any(|t| t.pixels.iter().any(|&v| v < 0.0));
+        let scale = if signed {
+            TileScale::Diverging
+        } else {
+            TileScale::Ink
+        };
+        let fig = tiles(&self.title.replace(' ', "_"), self, scale);
+        Ok(exporter.render(&fig)?.1)
+    }
 }
 
 /// The grid as a figure: its tiles in one picture, each caption above its tile, `scale`

@@ -43,6 +43,7 @@ pub use plan::{Group, groups, plan, selects};
 pub use report::write_report;
 pub use run::{
     finished, fit_seeds, load_network, run_dir, run_experiment, run_matching, run_named, run_study,
+    staging_dir,
 };
 
 /// Environment variable that turns on quick mode for notebooks and the CLI.

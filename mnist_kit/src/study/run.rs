@@ -93,7 +93,10 @@ pub fn run_experiment(mnist: &Mnist, e: &Experiment, runs: &Path) -> Result<Expe
 /// names the experiment and seed and the progress bar stays off.
 fn run_one(mnist: &Mnist, e: &Experiment, runs: &Path, shared: bool) -> Result<ExperimentResult> {
     let started = Instant::now();
-    let dir = RunDir::new(run_dir(runs, e));
+    // Train into a staging directory; the run's directory is replaced only when it is done,
+    // so a stopped study leaves every committed run as it was.
+    let final_dir = run_dir(runs, e);
+    let dir = RunDir::new(staging_dir(&final_dir));
     let data = TrainData::new(mnist, &e.train)?;
     let mut trainer = trainer_for(e, &dir)?;
     if shared {
@@ -129,10 +132,38 @@ fn run_one(mnist: &Mnist, e: &Experiment, runs: &Path, shared: bool) -> Result<E
             .map(|p| (p.truth, p.predicted, p.count))
             .collect(),
         history,
-        dir: Some(dir.path().to_path_buf()),
+        dir: Some(final_dir.clone()),
     };
     write_json(&dir.file(RunDir::RESULT), &result)?;
+    replace_dir(dir.path(), &final_dir)?;
     Ok(result)
+}
+
+/// Where a run of `final_dir` trains until it is finished: `seed-S.partial` beside it (an
+/// interrupted run resumes from there).
+pub fn staging_dir(final_dir: &Path) -> PathBuf {
+    let mut name = final_dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    final_dir.with_file_name(name)
+}
+
+/// Puts the finished `staged` directory in the place of `dst`: the old one is renamed aside,
+/// the new one renamed in (each an atomic rename), then the old one removed.
+fn replace_dir(staged: &Path, dst: &Path) -> Result<()> {
+    let mut old_name = dst.file_name().unwrap_or_default().to_os_string();
+    old_name.push(".old");
+    let old = dst.with_file_name(old_name);
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    }
+    if dst.exists() {
+        std::fs::rename(dst, &old).map_err(|e| Error::io(dst, e))?;
+    }
+    std::fs::rename(staged, dst).map_err(|e| Error::io(staged, e))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    }
+    Ok(())
 }
 
 /// The trainer of `e` in `dir`: resumed from its last completed epoch when an interrupted run
@@ -437,13 +468,15 @@ fn run_all(mnist: &Mnist, plan: &[Experiment], cfg: &StudyConfig) -> Result<Vec<
             if cfg.quick { ", quick" } else { "" }
         );
     };
+    let progress = Progress::new(todo.iter().map(|(_, e)| cost(e)).collect());
     let done = |r: &ExperimentResult| {
         println!(
-            "{} seed {}: test accuracy {:.2}% in {:.0} s",
+            "{} seed {}: test accuracy {:.2}% in {:.0} s; {}",
             r.name(),
             r.seed(),
             100.0 * r.test_accuracy,
-            r.train_seconds
+            r.train_seconds,
+            progress.finished(cost(&r.experiment))
         );
     };
     if workers == 1 {
@@ -506,6 +539,64 @@ fn run_all(mnist: &Mnist, plan: &[Experiment], cfg: &StudyConfig) -> Result<Vec<
         .into_iter()
         .map(|s| s.ok_or_else(|| Error::invalid("study", "a run did not finish")))
         .collect()
+}
+
+/// The study's overall progress: runs done of the total, time so far, and time left from the
+/// plan's cost estimates of the runs still to do.
+struct Progress {
+    total: usize,
+    total_cost: f64,
+    started: Instant,
+    done: std::sync::Mutex<(usize, f64)>,
+}
+
+impl Progress {
+    fn new(costs: Vec<f64>) -> Self {
+        Progress {
+            total: costs.len(),
+            total_cost: costs.iter().sum(),
+            started: Instant::now(),
+            done: std::sync::Mutex::new((0, 0.0)),
+        }
+    }
+
+    /// Counts a finished run of estimated cost `cost`; the progress line.
+    fn finished(&self, cost: f64) -> String {
+        let (n, c) = match self.done.lock() {
+            Ok(mut d) => {
+                d.0 += 1;
+                d.1 += cost;
+                *d
+            }
+            Err(_) => (0, 0.0),
+        };
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let left = if c > 0.0 {
+            elapsed * (self.total_cost - c).max(0.0) / c
+        } else {
+            f64::NAN
+        };
+        format!(
+            "[{n}/{} runs, {:.0} % of the work] {} elapsed, about {} left",
+            self.total,
+            100.0 * c / self.total_cost.max(1e-12),
+            clock(elapsed),
+            clock(left)
+        )
+    }
+}
+
+/// `1h 05m`, `4m 10s` or `12s`.
+fn clock(seconds: f64) -> String {
+    if !seconds.is_finite() {
+        return "?".into();
+    }
+    let s = seconds.round() as u64;
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m {s:02}s"),
+        (h, m, _) => format!("{h}h {m:02}m"),
+    }
 }
 
 /// Waits until every seed of `plan` has finished in `cfg.out/runs` (other shards run some of
