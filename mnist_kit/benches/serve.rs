@@ -1,46 +1,73 @@
-//! Latency of `mnist-kit serve` under load: 1,000 predict requests from 16 concurrent clients
-//! on loopback, with a LeNet-5 trained for one epoch (every answer with its saliency map),
-//! once with a new connection per request and once with keep-alive connections (as a browser
-//! keeps one). Prints p50/p90/p99/max latency, throughput and errors for each.
+//! Latency of `mnist-kit serve` under load, on loopback: predict requests of real test digits
+//! (PNG) against the served default (`results/models/robust` with its calibration when the
+//! study's models are there, else a LeNet-5 trained here for one epoch), as
+//! - 4 clients over keep-alive connections (as a few open pages keep one each), plain answers;
+//! - the same, each answer with its SmoothGrad saliency map (`?saliency=1`, what the page asks
+//!   for when "show where it looked" is on);
+//! - 16 clients over keep-alive, and 16 with a new connection per request, plain answers.
+//!
+//! Prints p50/p90/p99/max latency, throughput and errors for each.
 //!
 //! `cargo bench --bench serve` (a benchmark, not a test: timings depend on the machine).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use mnist_kit::data::Mnist;
 use mnist_kit::serve::{ServeConfig, Server};
 
 const REQUESTS: usize = 1000;
-const CLIENTS: usize = 16;
 
 fn main() -> mnist_kit::Result<()> {
     let mnist = Mnist::load_default()?;
-    let dir = std::env::temp_dir().join(format!("mnist_kit-serve-bench-{}", std::process::id()));
-    support::trained_lenet(&mnist, &dir)?;
+    let scratch =
+        std::env::temp_dir().join(format!("mnist_kit-serve-bench-{}", std::process::id()));
+    let robust = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../results/models/robust"
+    ));
+    let run = if robust.join("weights.safetensors").exists() {
+        robust
+    } else {
+        support::trained_lenet(&mnist, &scratch)?;
+        scratch.clone()
+    };
     let handle = Server::bind(&ServeConfig {
         port: 0,
-        run: Some(dir.clone()),
-        results: dir.join("none"),
+        run: Some(run.clone()),
+        results: scratch.join("none"),
         ..Default::default()
     })?
     .spawn();
     let addr = handle.addr();
+    println!(
+        "model {} on {} ({} CPUs, {} kernels)",
+        run.display(),
+        mnist_kit::bench::cpu_name(),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        mnist_kit::ops::simd::active().name(),
+    );
     // PNGs of real test digits, as a browser would send them.
     let bodies: Vec<Vec<u8>> = (0..32).map(|i| support::png(&mnist, i)).collect();
-    let post = |body: &[u8]| support::request(addr, "POST", "/api/predict", body).map(|r| r.0);
-    let _ = post(&bodies[0]); // load the model
-    for keep_alive in [false, true] {
+    let post = |path: &str, body: &[u8]| support::request(addr, "POST", path, body).map(|r| r.0);
+    let _ = post("/api/predict", &bodies[0]); // load the model
+    for (clients, keep_alive, path) in [
+        (4, true, "/api/predict"),
+        (4, true, "/api/predict?saliency=1"),
+        (16, true, "/api/predict"),
+        (16, false, "/api/predict"),
+    ] {
         let started = Instant::now();
-        let per = REQUESTS / CLIENTS;
+        let per = REQUESTS / clients;
         let results: Vec<(f64, bool)> = std::thread::scope(|s| {
-            let workers: Vec<_> = (0..CLIENTS)
+            let workers: Vec<_> = (0..clients)
                 .map(|c| {
                     let (bodies, post) = (&bodies, &post);
                     s.spawn(move || {
-                        let n = per + usize::from(c < REQUESTS % CLIENTS);
+                        let n = per + usize::from(c < REQUESTS % clients);
                         let mut conn = keep_alive
                             .then(|| support::KeepAlive::connect(addr).ok())
                             .flatten();
@@ -49,8 +76,8 @@ fn main() -> mnist_kit::Result<()> {
                                 let body = &bodies[(c + k) % bodies.len()];
                                 let t = Instant::now();
                                 let status = match conn.as_mut() {
-                                    Some(conn) => conn.post("/api/predict", body),
-                                    None => post(body),
+                                    Some(conn) => conn.post(path, body),
+                                    None => post(path, body),
                                 };
                                 (
                                     t.elapsed().as_secs_f64() * 1e3,
@@ -72,17 +99,14 @@ fn main() -> mnist_kit::Result<()> {
         let q = |p: f64| ms[((ms.len() as f64 * p).ceil() as usize).clamp(1, ms.len()) - 1];
         let errors = results.iter().filter(|r| !r.1).count();
         println!(
-            "{} requests, {CLIENTS} clients ({}), {} ({} CPUs, {} kernels): p50 {:.1} ms, p90 \
-             {:.1} ms, p99 {:.1} ms, max {:.1} ms, {:.0} requests/s, {errors} errors",
+            "{} requests {path}, {clients} clients ({}): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} \
+             ms, max {:.1} ms, {:.0} requests/s, {errors} errors",
             results.len(),
             if keep_alive {
                 "keep-alive"
             } else {
                 "a connection per request"
             },
-            mnist_kit::bench::cpu_name(),
-            std::thread::available_parallelism().map_or(1, |n| n.get()),
-            mnist_kit::ops::simd::active().name(),
             q(0.5),
             q(0.9),
             q(0.99),
@@ -91,6 +115,6 @@ fn main() -> mnist_kit::Result<()> {
         );
     }
     handle.stop();
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
 }

@@ -39,6 +39,9 @@ pub enum Error {
     /// An image that cannot be decoded or used as a digit.
     #[error("{source_name}: {reason}")]
     Image { source_name: String, reason: String },
+    /// An image with no ink to read: blank paper, an empty pad.
+    #[error("{source_name}: no digit found: {reason}")]
+    Blank { source_name: String, reason: String },
     /// JSON (de)serialization of configs, histories and reports.
     #[error("{context}: {source}")]
     Json {

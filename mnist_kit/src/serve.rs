@@ -7,11 +7,13 @@
 //! - `GET /api/models`: the runs the server can use (`results/models/robust`,
 //!   `results/models/best` and every finished run with weights in `results/runs/`), and the
 //!   default one.
-//! - `POST /api/predict[?model=NAME]` with a PNG, JPEG, BMP, GIF or WebP body: `{"digit",
-//!   "probabilities", "input", "saliency", "model"}`, after the same MNIST preprocessing as
-//!   `mnist-kit predict`.
-//! - Errors are JSON `{"error": ...}`: 400 for a body that is not an image or has no digit
-//!   (or a malformed request), 403 for a `Host` the server does not answer to, 404 for an
+//! - `POST /api/predict[?model=NAME][&saliency=1]` with a PNG, JPEG, BMP, GIF or WebP body:
+//!   `{"digit", "probabilities", "confidence", "abstain", "input", "model"}`, after the same
+//!   MNIST preprocessing as `mnist-kit predict`; with `"reason"` and `"runner_up"` when the
+//!   model abstains (a blank image, ink unlike a digit's, or a confidence under the run's
+//!   calibrated floor: see [`crate::analysis::abstain`]), and `"saliency"` when asked for.
+//! - Errors are JSON `{"error": ...}`: 400 for a body that is not an image (or a malformed
+//!   request), 403 for a `Host` the server does not answer to, 404 for an
 //!   unknown model or path, 405 for a wrong method, 408 for a client that is too slow, 413
 //!   for a body over [`MAX_BODY`] bytes or an image over [`MAX_PIXELS`] pixels, 503 when
 //!   [`ServeConfig::queue`] predictions already wait.
@@ -51,7 +53,7 @@ use candle_core::Device;
 use serde_json::{Value, json};
 use tower::Service;
 
-use crate::analysis::{digit_from_bytes, digit_saliency, image_size};
+use crate::analysis::{Answer, Calibration, answer, digit_from_bytes, digit_saliency, image_size};
 use crate::data::Normalization;
 use crate::models::Network;
 use crate::study::ExperimentResult;
@@ -121,7 +123,17 @@ struct Entry {
 struct Models {
     entries: BTreeMap<String, Entry>,
     default: Option<String>,
-    loaded: Mutex<BTreeMap<String, Arc<(Network, Normalization)>>>,
+    loaded: Mutex<BTreeMap<String, Arc<Served>>>,
+}
+
+/// A loaded model: the network, its input scaling and its calibration (when the run has one).
+pub struct Served {
+    /// The network.
+    pub net: Network,
+    /// The input scaling it was trained with.
+    pub normalization: Normalization,
+    /// Its `calibration.json`, if any: without one the server never abstains on confidence.
+    pub calibration: Option<Calibration>,
 }
 
 impl Models {
@@ -186,10 +198,7 @@ impl Models {
         }
     }
 
-    fn get(
-        &self,
-        name: Option<&str>,
-    ) -> std::result::Result<(String, Arc<(Network, Normalization)>), Reply> {
+    fn get(&self, name: Option<&str>) -> std::result::Result<(String, Arc<Served>), Reply> {
         let name = match name.or(self.default.as_deref()) {
             Some(n) => n.to_string(),
             None => {
@@ -210,7 +219,13 @@ impl Models {
         }
         let run = load_run(&entry.dir, &Device::Cpu)
             .map_err(|e| Reply::error(500, &format!("cannot load {name}: {e}")))?;
-        let model = Arc::new((run.net, run.train.normalization));
+        let calibration = Calibration::load(&entry.dir)
+            .map_err(|e| Reply::error(500, &format!("cannot load {name}: {e}")))?;
+        let model = Arc::new(Served {
+            net: run.net,
+            normalization: run.train.normalization,
+            calibration,
+        });
         if let Ok(mut l) = self.loaded.lock() {
             l.insert(name.clone(), model.clone());
         }
@@ -262,13 +277,11 @@ impl IntoResponse for Reply {
     }
 }
 
-/// The answer to one predict request (what `POST /api/predict` returns).
-pub fn predict_reply(
-    net: &Network,
-    normalization: Normalization,
-    model: &str,
-    body: &[u8],
-) -> Reply {
+/// The answer to one predict request (what `POST /api/predict` returns): `digit`,
+/// `probabilities` (calibrated when the run has a calibration), `confidence`, `abstain` and,
+/// when abstaining, `reason` and `runner_up`; `input` (the 28x28 image the model saw) and, when
+/// `saliency` is asked for, the SmoothGrad map (16 more forward and backward passes).
+pub fn predict_reply(model: &Served, name: &str, body: &[u8], saliency: bool) -> Reply {
     match image_size(body, "request body") {
         Ok((w, h)) if u64::from(w) * u64::from(h) > MAX_PIXELS => {
             return Reply::error(
@@ -281,21 +294,51 @@ pub fn predict_reply(
     }
     let digit = match digit_from_bytes(body, "request body") {
         Ok(d) => d,
+        Err(Error::Blank { reason, .. }) => {
+            return Reply::ok(answer_json(
+                &Answer::blank(format!("blank: {reason}")),
+                name,
+            ));
+        }
         Err(e) => return Reply::error(400, &e.to_string()),
     };
-    match digit_saliency(net, &digit, normalization) {
-        Ok((probs, saliency)) => {
-            let best = crate::analysis::most_likely(&probs);
-            Reply::ok(json!({
-                "digit": best,
-                "probabilities": probs,
-                "input": digit.pixels,
-                "saliency": saliency,
-                "model": model,
-            }))
+    let a = match answer(
+        &model.net,
+        &digit,
+        model.normalization,
+        model.calibration.as_ref(),
+    ) {
+        Ok(a) => a,
+        Err(e) => return Reply::error(500, &e.to_string()),
+    };
+    let mut body = answer_json(&a, name);
+    body["input"] = json!(digit.pixels);
+    if saliency {
+        match digit_saliency(&model.net, &digit, model.normalization) {
+            Ok((_, map)) => body["saliency"] = json!(map),
+            Err(e) => return Reply::error(500, &e.to_string()),
         }
-        Err(e) => Reply::error(500, &e.to_string()),
     }
+    Reply::ok(body)
+}
+
+/// The JSON of an answer (shared by `/api/predict` and `mnist-kit predict --json`).
+pub fn answer_json(a: &Answer, model: &str) -> Value {
+    let mut v = json!({
+        "digit": a.digit,
+        "probabilities": a.probabilities,
+        "confidence": a.confidence,
+        "abstain": a.abstain,
+        "model": model,
+    });
+    if let Some(r) = &a.reason {
+        v["reason"] = json!(r);
+        v["runner_up"] = json!(a.runner_up);
+    }
+    if let Some((d, limit)) = a.distance {
+        v["feature_distance"] = json!({ "value": d, "limit": limit });
+    }
+    v
 }
 
 /// What the handlers share.
@@ -353,7 +396,12 @@ async fn predict(
     let state = s.clone();
     let work = tokio::task::spawn_blocking(move || {
         match state.models.get(q.get("model").map(String::as_str)) {
-            Ok((name, model)) => predict_reply(&model.0, model.1, &name, &body),
+            Ok((name, model)) => {
+                let saliency = q
+                    .get("saliency")
+                    .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
+                predict_reply(&model, &name, &body, saliency)
+            }
             Err(reply) => reply,
         }
     });

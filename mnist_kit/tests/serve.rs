@@ -8,6 +8,84 @@ use mnist_kit::data::Mnist;
 use mnist_kit::serve::{ServeConfig, Server};
 use support::{png, trained_lenet};
 
+/// A 280x280 black pad with nothing drawn on it.
+fn blank_png() -> Vec<u8> {
+    let img = image::GrayImage::new(280, 280);
+    let mut out = Vec::new();
+    image::DynamicImage::ImageLuma8(img)
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+/// Seeded noise over a 280x280 pad: ink everywhere, nothing like a digit.
+fn noise_png() -> Vec<u8> {
+    let mut state = 12345u32;
+    let img = image::GrayImage::from_fn(280, 280, |_, _| {
+        state = state.wrapping_mul(1664525).wrapping_add(1013904223);
+        image::Luma([(state >> 24) as u8])
+    });
+    let mut out = Vec::new();
+    image::DynamicImage::ImageLuma8(img)
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+#[test]
+fn a_calibrated_model_abstains_on_noise_and_answers_digits() {
+    use mnist_kit::analysis::Calibration;
+    use mnist_kit::train::load_run;
+    let mnist = Mnist::load_default().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let run = root.path().join("calibrated");
+    trained_lenet(&mnist, &run).unwrap();
+    let loaded = load_run(&run, &mnist_kit::candle::Device::Cpu).unwrap();
+    let (_, val) = mnist.train.split_validation(2000, 7).unwrap();
+    let cal = Calibration::fit(
+        &loaded.net,
+        &val,
+        &mnist.train,
+        loaded.train.normalization,
+        0.01,
+    )
+    .unwrap();
+    // The floor leaves about the asked share of validation digits under it.
+    assert!(cal.fit.abstain_rate <= 0.011, "{:?}", cal.fit);
+    assert!(cal.temperature > 0.2 && cal.temperature < 5.0, "{cal:?}");
+    assert!(cal.fit.nll.1 <= cal.fit.nll.0 + 1e-9, "{:?}", cal.fit);
+    cal.save(&run).unwrap();
+    assert_eq!(Calibration::load(&run).unwrap(), Some(cal));
+
+    let handle = Server::bind(&ServeConfig {
+        port: 0,
+        run: Some(run),
+        results: root.path().join("no-results"),
+        ..Default::default()
+    })
+    .unwrap()
+    .spawn();
+    let addr = handle.addr();
+    let (status, body) = http(addr, "POST", "/api/predict", &noise_png());
+    assert_eq!(status, 200, "{body}");
+    let out = json(&body);
+    assert_eq!(out["abstain"], true, "{body}");
+    assert!(
+        out["reason"].as_str().unwrap().starts_with("not a digit"),
+        "{body}"
+    );
+    assert_eq!(out["probabilities"].as_array().unwrap().len(), 10);
+    assert!(out["digit"].is_u64() && out["runner_up"].is_u64(), "{body}");
+    // Clear test digits are answered.
+    let answered = (0..20)
+        .filter(|&i| {
+            json(&http(addr, "POST", "/api/predict", &png(&mnist, i)).1)["abstain"] == false
+        })
+        .count();
+    assert!(answered >= 18, "{answered} of 20 test digits answered");
+    handle.stop();
+}
+
 fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
     support::request(addr, method, path, body).unwrap()
 }
@@ -47,9 +125,11 @@ fn the_api_reads_digits_and_refuses_bad_input() {
     let picks = [0usize, 1, 2, 3, 4, 5, 6, 7];
     let mut right = 0;
     for &i in &picks {
-        let (status, body) = http(addr, "POST", "/api/predict", &png(&mnist, i));
+        let (status, body) = http(addr, "POST", "/api/predict?saliency=1", &png(&mnist, i));
         assert_eq!(status, 200, "{body}");
         let out = json(&body);
+        assert_eq!(out["abstain"], false, "{body}");
+        assert!(out["confidence"].as_f64().unwrap() > 0.1);
         let probs: Vec<f64> = out["probabilities"]
             .as_array()
             .unwrap()
@@ -97,6 +177,19 @@ fn the_api_reads_digits_and_refuses_bad_input() {
     assert_eq!(http(addr, "GET", "/nothing", b"").0, 404);
     let (status, body) = http(addr, "POST", "/api/predict", b"");
     assert_eq!(status, 400, "an empty body: {body}");
+    // Saliency only when asked for.
+    let out = json(&http(addr, "POST", "/api/predict", &png(&mnist, 0)).1);
+    assert!(out.get("saliency").is_none(), "{out}");
+    // A blank image is an answer, not an error: "not sure", with the reason.
+    let (status, body) = http(addr, "POST", "/api/predict", &blank_png());
+    assert_eq!(status, 200, "{body}");
+    let out = json(&body);
+    assert_eq!(out["abstain"], true, "{body}");
+    assert!(out["digit"].is_null(), "{body}");
+    assert!(
+        out["reason"].as_str().unwrap().starts_with("blank"),
+        "{body}"
+    );
 
     // Concurrent clients get the same answers as one client.
     let one = json(&http(addr, "POST", "/api/predict", &png(&mnist, 9)).1);

@@ -178,9 +178,13 @@ pub fn preprocess(img: &DynamicImage, name: &str) -> Result<Digit> {
     // Background removal: subtract the border level, stretch so the strongest ink is 1.
     let bg = border_median(&lum, w, h).min(percentile(&lum, 0.5));
     let ink = percentile(&lum, 0.995).max(lum.iter().cloned().fold(0.0, f32::max) * 0.9);
+    let blank = |reason: &str| Error::Blank {
+        source_name: name.to_string(),
+        reason: reason.to_string(),
+    };
     if ink - bg < 0.1 {
-        return Err(bad(
-            "no digit found: the image is blank (no contrast between ink and background)",
+        return Err(blank(
+            "the image is blank (no contrast between ink and background)",
         ));
     }
     let mut v: Vec<f32> = lum
@@ -193,8 +197,8 @@ pub fn preprocess(img: &DynamicImage, name: &str) -> Result<Digit> {
             *x = 0.0
         }
     });
-    let (r0, r1, c0, c1) = bounding_box(&v, w, h)
-        .ok_or_else(|| bad("no digit found: no ink after background removal"))?;
+    let (r0, r1, c0, c1) =
+        bounding_box(&v, w, h).ok_or_else(|| blank("no ink after background removal"))?;
     let (cw, ch) = (c1 - c0 + 1, r1 - r0 + 1);
     let crop: Vec<f32> = (r0..=r1)
         .flat_map(|r| v[r * w + c0..=r * w + c1].to_vec())

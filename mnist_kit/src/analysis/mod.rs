@@ -1,6 +1,7 @@
 //! Analysis of trained models: confusion matrices and per-class metrics, prediction analysis,
-//! weight statistics, and the user's own digits.
+//! weight statistics, the user's own digits, and when not to answer them.
 
+pub mod abstain;
 pub mod confusion;
 pub mod custom_digit;
 pub mod predictions;
@@ -11,6 +12,7 @@ pub mod synthetic;
 pub mod weights;
 
 pub use crate::train::{Evaluation, evaluate};
+pub use abstain::{Answer, Calibration, answer, expected_calibration_error};
 pub use confusion::{ClassMetrics, ConfusedPair, ConfusionMatrix};
 pub use custom_digit::{
     Digit, digit_from_bytes, image_size, load_digit, most_likely, predict_digit,

@@ -78,22 +78,7 @@ impl RealDigits {
     /// Where the set is: `$MNIST_KIT_REAL_DIGITS`, else `data/real-digits` in the current
     /// directory or one above it, else the one beside the crate.
     pub fn locate() -> Result<PathBuf> {
-        if let Some(dir) = std::env::var_os(REAL_DIGITS_ENV) {
-            return Ok(PathBuf::from(dir));
-        }
-        let mut tried = Vec::new();
-        let mut candidates: Vec<PathBuf> = Vec::new();
-        if let Ok(cwd) = std::env::current_dir() {
-            candidates.extend(cwd.ancestors().map(|a| a.join("data").join("real-digits")));
-        }
-        candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/real-digits"));
-        for dir in candidates {
-            if dir.join("printed").is_dir() {
-                return Ok(dir);
-            }
-            tried.push(dir);
-        }
-        Err(Error::DataNotFound { tried })
+        crate::data::find_up(REAL_DIGITS_ENV, "data/real-digits")
     }
 
     /// [`RealDigits::load`] from [`RealDigits::locate`].

@@ -90,6 +90,11 @@ enum Command {
     /// test-time shifts) once per seed, each timed from loading the data to the last test
     /// prediction.
     Speedrun(SpeedrunArgs),
+    /// Fit a run's calibration on its validation images (temperature scaling, the confidence
+    /// floor under which it answers "not sure", MNIST's ink range), write calibration.json
+    /// into the run, and measure abstention: the MNIST test set, data/real-digits and
+    /// data/non-digits.
+    Calibrate(CalibrateArgs),
     /// Evaluate a run directory on the test set.
     Eval {
         /// Run directory written by `train`.
@@ -102,6 +107,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct CalibrateArgs {
+    /// Run directory (default: results/models/robust, else results/models/best).
+    #[arg(long)]
+    run: Option<PathBuf>,
+    /// Share of validation digits allowed under the confidence floor.
+    #[arg(long, default_value_t = mnist_kit::analysis::abstain::DEFAULT_TARGET_ABSTAIN)]
+    target_abstain: f64,
+    /// Measure only: use the run's calibration.json as it is.
+    #[arg(long)]
+    keep: bool,
+    /// Also the expected calibration error under each MNIST-C corruption of the test set.
+    #[arg(long)]
+    mnist_c: bool,
+    /// Dataset directory (default: $MNIST_DATA_DIR, else the bundled data/mnist).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// One JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -183,6 +210,10 @@ struct BenchArgs {
     /// Threads (default: RAYON_NUM_THREADS, else the logical CPUs).
     #[arg(long)]
     threads: Option<usize>,
+    /// Also time each layer of a training step (forward and backward milliseconds per batch
+    /// and share of the step, with the optimizer step): a table, or `layers` in the JSON.
+    #[arg(long)]
+    profile: bool,
     /// Dataset directory (default: $MNIST_DATA_DIR, else the bundled data/mnist).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -394,17 +425,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train(*args),
         Command::Speedrun(args) => speedrun(args),
         Command::RealDigits { run, dir, json } => real_digits(run, dir, json),
-        Command::Predict { run, json, images } => {
-            let run = run.unwrap_or_else(|| {
-                let robust = PathBuf::from("results/models/robust");
-                if robust.exists() {
-                    robust
-                } else {
-                    PathBuf::from("results/models/best")
-                }
-            });
-            predict(&run, json, &images)
-        }
+        Command::Predict { run, json, images } => predict(&default_run(run), json, &images),
+        Command::Calibrate(args) => calibrate(args),
         Command::Corrupt(args) => corrupt(args),
         Command::Serve(args) => serve(args),
         Command::Study(args) => study(args),
@@ -513,6 +535,7 @@ fn bench(a: BenchArgs) -> Result<()> {
         batches,
         rounds,
         threads,
+        profile,
         data_dir,
         json,
     } = a;
@@ -522,6 +545,7 @@ fn bench(a: BenchArgs) -> Result<()> {
         train_batches: batches,
         rounds,
         threads,
+        profile,
         ..Default::default()
     };
     let r = mnist_kit::bench::bench(&mnist, &model, cfg)?;
@@ -545,6 +569,21 @@ fn bench(a: BenchArgs) -> Result<()> {
             r.cpu.logical_cpus,
             r.cpu.isa
         );
+        if !r.layers.is_empty() {
+            println!(
+                "{:<22} {:>11} {:>12} {:>7}",
+                "layer", "forward ms", "backward ms", "share"
+            );
+            for l in &r.layers {
+                println!(
+                    "{:<22} {:>11.3} {:>12.3} {:>6.1}%",
+                    l.name,
+                    l.forward_ms,
+                    l.backward_ms,
+                    100.0 * l.share
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -794,22 +833,44 @@ fn parse_shard(s: &str) -> std::result::Result<(usize, usize), String> {
     Ok((i, n))
 }
 
+/// The run to use when none is named: the study's model for real handwriting, else its best.
+fn default_run(run: Option<PathBuf>) -> PathBuf {
+    run.unwrap_or_else(|| {
+        let robust = PathBuf::from("results/models/robust");
+        if robust.exists() {
+            robust
+        } else {
+            PathBuf::from("results/models/best")
+        }
+    })
+}
+
 fn predict(run: &std::path::Path, json: bool, images: &[PathBuf]) -> Result<()> {
-    use mnist_kit::analysis::{load_digit, predict_digit};
-    let run = load_run(run, &Device::Cpu)?;
+    use mnist_kit::analysis::{Calibration, abstain::answer_file};
+    let loaded = load_run(run, &Device::Cpu)?;
+    let calibration = Calibration::load(run)?;
+    let model = loaded.net.name().to_string();
     let mut failed = 0;
     for path in images {
-        let outcome =
-            load_digit(path).and_then(|d| predict_digit(&run.net, &d, run.train.normalization));
-        match outcome {
-            Ok(probs) => {
-                let digit = mnist_kit::analysis::most_likely(&probs);
+        match answer_file(
+            &loaded.net,
+            path,
+            loaded.train.normalization,
+            calibration.as_ref(),
+        ) {
+            Ok(a) => {
                 if json {
-                    let v =
-                        serde_json::json!({"path": path, "digit": digit, "probabilities": probs});
+                    let mut v = mnist_kit::serve::answer_json(&a, &model);
+                    v["path"] = serde_json::json!(path);
                     println!("{}", to_json(&v)?);
                 } else {
-                    println!("{}: {digit} ({:.1}%)", path.display(), 100.0 * probs[digit]);
+                    match (a.digit, &a.reason) {
+                        (Some(d), None) => {
+                            println!("{}: {d} ({:.1}%)", path.display(), 100.0 * a.confidence)
+                        }
+                        (_, Some(r)) => println!("{}: not sure ({r})", path.display()),
+                        (None, None) => println!("{}: not sure", path.display()),
+                    }
                 }
             }
             Err(e) => {
@@ -823,6 +884,134 @@ fn predict(run: &std::path::Path, json: bool, images: &[PathBuf]) -> Result<()> 
             what: "images",
             reason: format!("{failed} of {} could not be classified", images.len()),
         });
+    }
+    Ok(())
+}
+
+fn calibrate(a: CalibrateArgs) -> Result<()> {
+    use mnist_kit::analysis::abstain::{AbstentionRow, answer_file, answer_split, non_digit_files};
+    use mnist_kit::analysis::{Calibration, real_digits::RealDigits};
+    use mnist_kit::data::corrupt::{Corruption, DEFAULT_SEED, corrupt_split};
+    let dir = default_run(a.run);
+    let run = load_run(&dir, &Device::Cpu)?;
+    let norm = run.train.normalization;
+    let mnist = Mnist::load_from(a.data_dir.as_deref())?;
+    let kept = if a.keep {
+        Calibration::load(&dir)?
+    } else {
+        None
+    };
+    let calibration = match kept {
+        Some(c) => c,
+        None => {
+            let data = TrainData::new(&mnist, &run.train)?;
+            let val = data.validation.ok_or_else(|| mnist_kit::Error::Invalid {
+                what: "calibration",
+                reason: "the run kept no validation images".into(),
+            })?;
+            let c = Calibration::fit(&run.net, &val, &data.train, norm, a.target_abstain)?;
+            c.save(&dir)?;
+            c
+        }
+    };
+    let mut rows = Vec::new();
+    let labels = mnist.test.labels();
+    let test = answer_split(&run.net, &mnist.test, norm, &calibration)?;
+    rows.push(AbstentionRow::of("mnist-test", "all", &test, Some(&labels)));
+    if a.mnist_c {
+        for k in Corruption::ALL {
+            let split = corrupt_split(&mnist.test, k, DEFAULT_SEED)?;
+            let answers = answer_split(&run.net, &split, norm, &calibration)?;
+            rows.push(AbstentionRow::of(
+                "mnist-c",
+                k.name(),
+                &answers,
+                Some(&labels),
+            ));
+        }
+    }
+    let real = RealDigits::load_default()?;
+    let mut groups: Vec<(String, Vec<_>, Vec<u8>)> = Vec::new();
+    for d in &real.digits {
+        let ans = mnist_kit::analysis::answer(&run.net, &d.digit, norm, Some(&calibration))?;
+        match groups.iter_mut().find(|g| g.0 == d.subset) {
+            Some(g) => {
+                g.1.push(ans);
+                g.2.push(d.label);
+            }
+            None => groups.push((d.subset.clone(), vec![ans], vec![d.label])),
+        }
+    }
+    let all: (Vec<_>, Vec<u8>) = groups
+        .iter()
+        .flat_map(|g| g.1.iter().cloned().zip(g.2.iter().copied()))
+        .unzip();
+    rows.push(AbstentionRow::of(
+        "real-digits",
+        "all",
+        &all.0,
+        Some(&all.1),
+    ));
+    for (subset, ans, ys) in &groups {
+        rows.push(AbstentionRow::of("real-digits", subset, ans, Some(ys)));
+    }
+    let mut non: Vec<(String, Vec<mnist_kit::analysis::Answer>)> = Vec::new();
+    for (subset, path) in non_digit_files(None)? {
+        let ans = answer_file(&run.net, &path, norm, Some(&calibration))?;
+        match non.iter_mut().find(|g| g.0 == subset) {
+            Some(g) => g.1.push(ans),
+            None => non.push((subset, vec![ans])),
+        }
+    }
+    let every: Vec<_> = non.iter().flat_map(|g| g.1.iter().cloned()).collect();
+    rows.push(AbstentionRow::of("non-digits", "all", &every, None));
+    for (subset, ans) in &non {
+        rows.push(AbstentionRow::of("non-digits", subset, ans, None));
+    }
+    if a.json {
+        println!(
+            "{}",
+            to_json(&serde_json::json!({
+                "run": dir.display().to_string(),
+                "model": run.net.name(),
+                "calibration": calibration,
+                "rows": rows,
+            }))?
+        );
+        return Ok(());
+    }
+    let f = &calibration.fit;
+    println!(
+        "{} ({}): temperature {:.3}, confidence floor {:.3}; validation ({} images) NLL {:.4} -> \
+         {:.4}, ECE {:.2}% -> {:.2}%, {:.2}% under the floor",
+        dir.display(),
+        run.net.name(),
+        calibration.temperature,
+        calibration.min_confidence,
+        f.n,
+        f.nll.0,
+        f.nll.1,
+        100.0 * f.ece.0,
+        100.0 * f.ece.1,
+        100.0 * f.abstain_rate
+    );
+    println!(
+        "{:<12} {:<14} {:>6} {:>9} {:>9} {:>7}  abstained because",
+        "set", "subset", "n", "abstain", "accuracy", "ECE"
+    );
+    let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}%", 100.0 * v));
+    for r in rows {
+        let why: Vec<String> = r.why.iter().map(|(k, n)| format!("{k:?} {n}")).collect();
+        println!(
+            "{:<12} {:<14} {:>6} {:>9} {:>9} {:>7}  {}",
+            r.set,
+            r.subset,
+            r.n,
+            pct(Some(r.abstain_rate)),
+            pct(r.accuracy),
+            pct(r.ece),
+            why.join(", ").to_lowercase()
+        );
     }
     Ok(())
 }

@@ -283,6 +283,28 @@ pub fn locate() -> Result<PathBuf> {
     Err(Error::DataNotFound { tried })
 }
 
+/// A bundled data directory: `$env` if set, else `rel` (for example `data/real-digits`) in the
+/// current directory or any ancestor, else beside this crate's sources. The error lists every
+/// path tried.
+pub(crate) fn find_up(env: &str, rel: &str) -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(env) {
+        return Ok(PathBuf::from(dir));
+    }
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        candidates.extend(cwd.ancestors().map(|a| a.join(rel)));
+    }
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel));
+    let mut tried = Vec::new();
+    for dir in candidates {
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        tried.push(dir);
+    }
+    Err(Error::DataNotFound { tried })
+}
+
 fn has_files(dir: &Path) -> bool {
     FILES
         .iter()

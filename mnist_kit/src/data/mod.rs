@@ -10,4 +10,5 @@ pub mod mnist;
 
 pub use batches::{Batch, BatchOptions, Batches, InputSpec, Layout, Normalization};
 pub use explore::{DataStats, SplitStats};
+pub(crate) use mnist::find_up;
 pub use mnist::{Mnist, NUM_CLASSES, Split};

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::super::aggregate::{COLLAPSE, Metric, Replicates, returned_val_accuracy, top_share};
 use super::super::run::corrupted_test_sets;
 use super::context::{Ctx, finite};
-use super::export::BestModels;
+use super::export::{BestModels, ROBUST_TOLERANCE, on_front};
 use super::sections::{comparison_json, comparison_table, forest_figure};
 use crate::Result;
 use crate::data::corrupt::Corruption;
@@ -436,26 +436,37 @@ fn robust_model(md: &mut String, best: &BestModels) -> Result<()> {
     let _ = writeln!(
         md,
         "`models/robust/` is **{} (seed {})**: of the runs whose validation accuracy is within \
-         0.2 points of the best ({} candidates), the one with the highest validation MNIST-C \
+         {:.1} points of the best ({} candidates), the one with the highest validation MNIST-C \
          accuracy (the 5,000 validation images under the 15 corruptions, seeded apart from the \
-         test set's): {:.2} %. `mnist-kit serve` and `mnist-kit predict` use it by default.\n",
+         test set's): {:.2} %. It is on the Pareto front of the two validation accuracies (no \
+         candidate is as good on both and better on one), as the table shows. `mnist-kit \
+         serve` and `mnist-kit predict` use it by default, with its calibration \
+         (`calibration.json`: temperature scaling and the confidence floor under which it \
+         answers \"not sure\", fit on the same validation images).\n",
         r.name(),
         r.seed(),
+        100.0 * ROBUST_TOLERANCE,
         best.candidates.len(),
         100.0 * val_c
     );
     let _ = writeln!(
         md,
-        "| candidate | seed | val accuracy % | val MNIST-C % |\n|---|---:|---:|---:|"
+        "| candidate | seed | val accuracy % | val MNIST-C % | Pareto front |\n\
+         |---|---:|---:|---:|---|"
     );
-    for (c, v) in best.candidates.iter().take(10) {
+    for (i, (c, v)) in best.candidates.iter().enumerate().take(10) {
         let _ = writeln!(
             md,
-            "| {} | {} | {:.2} | {:.2} |",
+            "| {} | {} | {:.2} | {:.2} | {} |",
             c.name(),
             c.seed(),
             100.0 * returned_val_accuracy(c).unwrap_or(f64::NAN),
-            100.0 * v
+            100.0 * v,
+            if on_front(&best.candidates, i) {
+                "yes"
+            } else {
+                ""
+            }
         );
     }
     let clean = r.test_accuracy;
