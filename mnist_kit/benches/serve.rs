@@ -1,5 +1,5 @@
 //! Latency of `mnist-kit serve` under load, on loopback: predict requests of real test digits
-//! (PNG) against the served default (`results/models/robust` with its calibration when the
+//! drawn on the page's 280x280 pad (PNG) against the served default (`results/models/robust` with its calibration when the
 //! study's models are there, else a LeNet-5 trained here for one epoch), as
 //! - 4 clients over keep-alive connections (as a few open pages keep one each), plain answers;
 //! - the same, each answer with its SmoothGrad saliency map (`?saliency=1`, what the page asks
@@ -20,6 +20,22 @@ use mnist_kit::data::Mnist;
 use mnist_kit::serve::{ServeConfig, Server};
 
 const REQUESTS: usize = 1000;
+
+/// Test digit `i` drawn on a 280x280 pad (each pixel a 10x10 block, smoothed as a brush
+/// stroke would be), as a PNG.
+fn pad_png(mnist: &Mnist, i: usize) -> Vec<u8> {
+    let pixels = mnist
+        .test
+        .image(i)
+        .map(<[u8]>::to_vec)
+        .unwrap_or(vec![0; 784]);
+    let small = image::GrayImage::from_raw(28, 28, pixels).unwrap_or_default();
+    let pad = image::imageops::resize(&small, 280, 280, image::imageops::FilterType::Triangle);
+    let mut out = Vec::new();
+    let _ = image::DynamicImage::ImageLuma8(pad)
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png);
+    out
+}
 
 fn main() -> mnist_kit::Result<()> {
     let mnist = Mnist::load_default()?;
@@ -50,8 +66,8 @@ fn main() -> mnist_kit::Result<()> {
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         mnist_kit::ops::simd::active().name(),
     );
-    // PNGs of real test digits, as a browser would send them.
-    let bodies: Vec<Vec<u8>> = (0..32).map(|i| support::png(&mnist, i)).collect();
+    // Real test digits as the page sends them: its 280x280 pad, white ink on black, as PNG.
+    let bodies: Vec<Vec<u8>> = (0..32).map(|i| pad_png(&mnist, i)).collect();
     let post = |path: &str, body: &[u8]| support::request(addr, "POST", path, body).map(|r| r.0);
     let _ = post("/api/predict", &bodies[0]); // load the model
     for (clients, keep_alive, path) in [

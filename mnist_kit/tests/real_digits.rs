@@ -10,7 +10,7 @@ fn the_set_holds_every_digit_of_every_subset_preprocessed() {
     let set = RealDigits::load_default().unwrap();
     assert_eq!(
         set.subsets(),
-        ["drawn", "handwriting", "photo", "printed"].map(String::from)
+        ["drawn", "handwriting", "photo", "printed", "uci"].map(String::from)
     );
     assert!(set.len() >= 400, "{} images", set.len());
     for subset in set.subsets() {

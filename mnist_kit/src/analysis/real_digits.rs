@@ -1,7 +1,8 @@
 //! Digits that are not MNIST: the kit's small real-world set in `data/real-digits/` (printed
 //! typefaces, handwriting typefaces, photo-like shots of them, and digits drawn with the mouse
-//! on the `mnist-kit serve` page; see `data/real-digits/build.py`), read through the same
-//! preprocessing as a user's own image.
+//! on the `mnist-kit serve` page, see `data/real-digits/build.py`; and real handwriting of the
+//! UCI optical digits, 8x8 scans of forms filled in by people, see `data/real-digits/uci.py`),
+//! read through the same preprocessing as a user's own image.
 //!
 //! ```no_run
 //! use mnist_kit::analysis::real_digits::RealDigits;
@@ -31,7 +32,7 @@ pub const REAL_DIGITS_ENV: &str = "MNIST_KIT_REAL_DIGITS";
 /// One image of the set.
 #[derive(Debug, Clone)]
 pub struct RealDigit {
-    /// Its subset (the folder): `printed`, `handwriting`, `photo` or `drawn`.
+    /// Its subset (the folder): `printed`, `handwriting`, `photo`, `drawn` or `uci`.
     pub subset: String,
     /// Where it comes from (the typeface, or `drawn-N`).
     pub source: String,

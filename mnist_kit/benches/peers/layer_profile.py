@@ -1,6 +1,6 @@
 """Per-layer profile of a PyTorch training step, to set beside `mnist-kit bench --profile`.
 
-    THREADS=1 python mnist_kit/benches/peers/profile.py <lenet5|resnet|mlp-61k|mlp-500-150> DIR [--json]
+    THREADS=1 python mnist_kit/benches/peers/layer_profile.py <lenet5|resnet|mlp-61k|mlp-500-150> DIR [--json]
 
 DIR holds the four raw (uncompressed) MNIST IDX files. The models are the ones of
 ../shared/peers/pytorch_bench.py (the kit's presets), with their layers named as the kit names
