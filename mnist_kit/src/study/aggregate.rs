@@ -163,18 +163,27 @@ impl Metric {
         )
     }
 
-    /// True when a larger value is the better one (accuracies; not losses, the gap or the
-    /// roughness). Epochs, seconds, gradient ratios and noise count as larger-is-better only
-    /// for orienting a verdict.
+    /// True when a larger value is the better one (accuracies; not the held-out losses or the
+    /// gap). Quantities without a better direction ([`Metric::has_direction`]) count as
+    /// larger-is-better only to orient a verdict, which then reads "higher" or "lower".
     pub fn higher_is_better(self) -> bool {
+        !matches!(self, Metric::TestLoss | Metric::ValLoss | Metric::Gap)
+    }
+
+    /// False for quantities where neither a higher nor a lower value is better in itself:
+    /// training losses (a lower one may be overfitting), epochs, time, gradient ratios, noise
+    /// and roughness. Their comparisons say "higher" and "lower", never "better".
+    pub fn has_direction(self) -> bool {
         !matches!(
             self,
-            Metric::TestLoss
-                | Metric::ValLoss
-                | Metric::TrainLoss
-                | Metric::Gap
+            Metric::TrainLoss
                 | Metric::FirstTrainLoss
                 | Metric::Roughness
+                | Metric::GradNoise
+                | Metric::GradFlowRatio
+                | Metric::BestEpoch
+                | Metric::Convergence
+                | Metric::SecondsPerEpoch
         )
     }
 

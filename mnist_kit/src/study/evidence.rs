@@ -121,12 +121,15 @@ impl Evidence {
                             .zip(0u32..)
                             .flat_map(|(s, k)| s.wrong.iter().map(move |&i| k * images + i))
                             .collect(),
+                        seed: None,
                     }
                 })
             }
             _ => None,
         };
-        let s = per_image.or_else(|| metric.of(r).map(Sample::of_value));
+        let s = per_image
+            .or_else(|| metric.of(r).map(Sample::of_value))
+            .map(|s| s.with_seed(r.seed()));
         if let Ok(mut cache) = self.samples.lock() {
             cache.insert(key, s.clone());
         }
@@ -174,7 +177,10 @@ impl Evidence {
         } else {
             let plain = |v: Vec<Sample>| {
                 v.into_iter()
-                    .map(|s| Sample::of_value(s.value))
+                    .map(|s| match s.seed {
+                        Some(seed) => Sample::of_value(s.value).with_seed(seed),
+                        None => Sample::of_value(s.value),
+                    })
                     .collect::<Vec<_>>()
             };
             (plain(sa), plain(sb))
@@ -196,14 +202,18 @@ impl Evidence {
         })
     }
 
-    /// The 95 % interval of `a`'s mean on `metric`, resampling its seeds and (where its
-    /// predictions carry them) the images, as the comparisons do.
+    /// The 95 % interval of `a`'s mean on `metric`, as the comparisons make theirs: Student's
+    /// t over its seeds, or with one seed a bootstrap of the test images (where its
+    /// predictions carry them).
     pub fn interval(&self, a: &Replicates, metric: Metric) -> Option<[f64; 2]> {
         let sa: Vec<Sample> = a
             .runs
             .iter()
             .filter_map(|r| self.sample(r, metric))
             .collect();
+        if sa.len() >= 2 {
+            return Some(Summary::of(&sa.iter().map(|s| s.value).collect::<Vec<_>>())?.ci95);
+        }
         let images = sa.iter().all(|s| !s.resampled.is_empty());
         let sa: Vec<Sample> = if images {
             sa
@@ -218,6 +228,7 @@ impl Evidence {
                 Vec::new()
             },
             wrong: Vec::new(),
+            seed: None,
         };
         let seed = seed_of(a.name(), "", metric);
         Some(stats::paired(&sa, &[zero], true, seed)?.diff_ci95)

@@ -142,23 +142,27 @@ fn unit(metric: Metric) -> &'static str {
     if metric.is_percent() { " %" } else { "" }
 }
 
-/// "**A** beats **B** on ... (a vs b, difference ...; McNemar ...)."
+/// "**A** beats **B** on ... (a vs b, difference ...)", or "... is higher with **A** than
+/// with **B** ..." for a quantity without a better direction.
 fn beats_sentence(c: &Comparison, metric: Metric) -> Option<String> {
     let ((w, sw), (l, sl)) = c.oriented()?;
     let o = if c.a == w { c.clone() } else { c.flipped() };
-    let mcnemar = o
-        .paired
-        .filter(|p| p.mcnemar_p.is_finite())
-        .map(|p| format!("; McNemar {}", super::stats::show_p(p.mcnemar_p)))
-        .unwrap_or_default();
-    Some(format!(
-        "**{w}** beats **{l}** on {} ({} vs {}, difference {}{}{mcnemar}).",
-        metric.label(),
+    let numbers = format!(
+        "{} vs {}, difference {}{}",
         metric.show(sw),
         metric.show(sl),
         diff_text(&o, metric),
         if metric.is_percent() { " points" } else { "" },
-    ))
+    );
+    Some(if metric.has_direction() {
+        format!("**{w}** beats **{l}** on {} ({numbers}).", metric.label())
+    } else {
+        let (hi, lo) = if sw.mean >= sl.mean { (w, l) } else { (l, w) };
+        format!(
+            "The {} is higher with **{hi}** than with **{lo}** ({numbers}).",
+            metric.label()
+        )
+    })
 }
 
 /// Many verdicts: one sentence per winner, best first.
@@ -174,8 +178,13 @@ fn winners_sentences(won: &[&Comparison], ranked: &[&Replicates], metric: Metric
                 .map(|(_, (loser, s))| format!("{loser} ({}{unit})", metric.show(s)))
                 .collect();
             (!beaten.is_empty()).then(|| {
+                let verb = if metric.has_direction() {
+                    "beats"
+                } else {
+                    "is higher than"
+                };
                 format!(
-                    "**{}** ({}{unit}) beats {} on {}.",
+                    "**{}** ({}{unit}) {verb} {} on {}.",
                     w.name(),
                     shown(w, metric),
                     beaten.join(", "),

@@ -75,23 +75,27 @@ pub(crate) fn intro(md: &mut String, ctx: &Ctx, groups: &[Group]) {
     );
     let _ = writeln!(
         md,
-        "**The verdict rule, the same everywhere.** Two settings are compared on the same \
-         images: a bootstrap ({} resamples) resamples the test images once for both (the \
-         pairing) and, within each setting, its seeds; the difference of the means gets the \
-         2.5 and 97.5 percentiles of its bootstrap distribution as a 95 % interval, which \
-         covers both the seeds' spread and the test set's own sampling error. **A beats B** \
-         when the interval lies above zero (below, for a loss), else the two **cannot be told \
-         apart**, and the row gives the smallest difference the design could have detected \
-         with 80 % power (2.80 bootstrap standard errors). There is no further correction \
-         for the number of comparisons: the rule calls at most 5 % of equal pairs (checked on \
-         simulated A/A data in `tests/stats.rs`, and by this study's own A/A control below), \
-         so among the report's comparisons a few calls on tiny differences may be chance; \
-         each verdict is checked against an exact McNemar test on the pooled per-image \
-         outcomes of matched seeds. A quantity measured once per run (a gap, an epoch, a \
-         loss) is compared the same way over its seeds alone. The same pair gets the same \
-         interval and verdict wherever it appears. Welch's p-value on the per-seed values is \
-         shown beside each verdict for reference.\n",
-        super::super::stats::BOOTSTRAP_REPS
+        "**The verdict rule, the same everywhere.** Every run is scored on the same test \
+         images, so two settings differ only by recipe and seed. With at least two seeds a \
+         side, the difference of the means gets a Student-t 95 % interval over the seeds: \
+         paired by seed when both settings ran the same seeds (runs of one seed share their \
+         initialisation and data order, and so many of their mistakes), else Welch's. With one \
+         seed a side (the learning-rate grids) a paired bootstrap of the test images ({} \
+         resamples) gives it. **A beats B** when the interval lies above zero (below, for a \
+         loss), else the two **cannot be told apart**, and the row gives the smallest \
+         difference the design could have detected with 80 % power, from the same t \
+         distribution. Quantities with no better direction (a training loss, an epoch, \
+         gradient noise) read **higher** or **lower** instead. The seed intervals are about \
+         these test images: their own sampling error is not in them. There is no further \
+         correction for the number of comparisons: each table says how many calls chance \
+         alone would make among its rows, and the table below shows the rule's false calls on \
+         this study's own A/A splits. Beside each verdict: the share of seed pairs in which \
+         A's seed scores higher (rliable's probability of improvement), Welch's p on the \
+         per-seed values, and McNemar's p on the pooled per-image outcomes of the runs matched \
+         by seed, which asks whether those particular trained models differ, not whether the \
+         recipes do. The same pair gets the same interval and verdict wherever it appears.\n\n{}",
+        super::super::stats::BOOTSTRAP_REPS,
+        verdict_calibration(ctx)
     );
     let _ = writeln!(
         md,
@@ -212,41 +216,119 @@ fn header(m: Metric) -> String {
     }
 }
 
-/// A comparison table: every pair with the difference, its interval, P(A > B), the
-/// detectable difference, the verdict, Welch's p and McNemar's check.
+/// The verdict rule on this study's own A/A splits: every experiment with enough seeds dealt
+/// into two disjoint halves of 5 (every split of 10 seeds) or 3 (126 seeded deals), each pair
+/// of halves compared as the report compares settings; the share called, per kind of quantity.
+fn verdict_calibration(ctx: &Ctx) -> String {
+    use super::super::stats::aa_calls;
+    let kinds: [(&str, &[Metric]); 3] = [
+        ("test accuracy", &[Metric::TestAccuracy]),
+        ("MNIST-C accuracy", &[Metric::MnistC]),
+        (
+            "once-per-run quantities (gap, convergence epoch, test loss)",
+            &[Metric::Gap, Metric::Convergence, Metric::TestLoss],
+        ),
+    ];
+    let mut md = String::from(
+        "**The rule on A/A splits.** Two halves of one experiment's seeds differ by chance \
+         alone; a calibrated rule calls about 5 % of them:\n\n\
+         | quantity | 5 vs 5 seeds | 3 vs 3 seeds |\n|---|---:|---:|\n",
+    );
+    for (label, metrics) in kinds {
+        let mut cells = Vec::new();
+        for half in [5usize, 3] {
+            let (mut called, mut total) = (0, 0);
+            for r in &ctx.reps {
+                for &m in metrics {
+                    let samples: Vec<_> = r
+                        .runs
+                        .iter()
+                        .filter_map(|run| ctx.evidence.sample(run, m))
+                        .map(|s| super::super::stats::Sample::of_value(s.value))
+                        .collect();
+                    if samples.len() < 2 * half {
+                        continue;
+                    }
+                    let (c, t) = aa_calls(&samples, half, 126, m.higher_is_better(), 7);
+                    called += c;
+                    total += t;
+                }
+            }
+            cells.push(if total == 0 {
+                "-".to_string()
+            } else {
+                format!(
+                    "{:.1} % ({called} of {total})",
+                    100.0 * called as f64 / total as f64
+                )
+            });
+        }
+        let _ = writeln!(md, "| {label} | {} | {} |", cells[0], cells[1]);
+    }
+    md
+}
+
+/// A comparison table: every pair with the difference, its interval and how it was made, the
+/// share of seed pairs in which A scores higher, the detectable difference, the verdict
+/// ("better" where the quantity has a better direction, else "higher"), Welch's p and McNemar's
+/// p on the matched models; then how many calls chance alone would make.
 pub(crate) fn comparison_table(cs: &[Comparison], metric: Metric) -> String {
+    use super::super::stats::Method;
     let unit = if metric.is_percent() { " (points)" } else { "" };
     let mut md = format!(
-        "| A | B | A - B{unit}, 95 % interval | P(A > B) | detectable (80 %) | verdict | Welch p | McNemar |\n|---|---|---|---:|---:|---|---:|---|\n"
+        "| A | B | A - B{unit}, 95 % interval | interval over | seed pairs with A > B | detectable (80 %) | verdict | Welch p | McNemar p, matched models |\n|---|---|---|---|---:|---:|---|---:|---:|\n"
     );
+    let mut called = 0;
     for c in cs {
         let Some(p) = c.paired else { continue };
+        let word = |name: &str, high: bool| {
+            if metric.has_direction() {
+                format!("**{name} better**")
+            } else {
+                format!("**{name} {}**", if high { "higher" } else { "lower" })
+            }
+        };
         let verdict = match c.verdict {
-            Verdict::ABetter => format!("**{} better**", c.a),
-            Verdict::BBetter => format!("**{} better**", c.b),
+            Verdict::ABetter => word(&c.a, p.diff > 0.0),
+            Verdict::BBetter => word(&c.b, p.diff < 0.0),
             Verdict::NotDistinguishable => "not distinguishable".into(),
         };
-        let mcnemar = match p.mcnemar_agrees() {
-            Some(agrees) => format!(
-                "{}{}",
-                show_p(p.mcnemar_p),
-                if agrees { "" } else { " (disagrees)" }
-            ),
-            None => "n/a".into(),
+        called += usize::from(c.verdict != Verdict::NotDistinguishable);
+        let over = match p.method {
+            Method::PairedSeeds => "seeds, paired",
+            Method::WelchSeeds => "seeds (Welch)",
+            Method::Images => "test images",
+            Method::None => "n/a",
+        };
+        let mcnemar = if p.mcnemar_p.is_nan() {
+            "n/a".to_string()
+        } else {
+            show_p(p.mcnemar_p)
+                .trim_start_matches("p = ")
+                .trim_start_matches("p ")
+                .to_string()
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {:.2} | {} | {verdict} | {} | {mcnemar} |",
+            "| {} | {} | {} | {over} | {:.0} % | {} | {verdict} | {} | {mcnemar} |",
             c.a,
             c.b,
             diff_text(c, metric),
-            p.p_improve,
+            100.0 * p.p_improve,
             mdd_text(c, metric),
             show_p(c.p)
                 .trim_start_matches("p = ")
                 .trim_start_matches("p "),
         );
     }
+    let n = cs.iter().filter(|c| c.paired.is_some()).count();
+    let _ = writeln!(
+        md,
+        "\n{n} comparison{}, {called} called; were every pair equal, chance alone would call \
+         about {:.1} of them.\n",
+        if n == 1 { "" } else { "s" },
+        0.05 * n as f64
+    );
     md
 }
 
@@ -264,6 +346,8 @@ pub(crate) fn comparison_json(c: &Comparison) -> Value {
         "mdd80": p.map(|p| p.mdd80),
         "mcnemar_p": p.map(|p| finite(p.mcnemar_p)),
         "mcnemar_agrees": p.and_then(|p| p.mcnemar_agrees()),
+        "interval_method": p.map(|p| p.method),
+        "df": p.map(|p| finite(p.df)),
     })
 }
 
