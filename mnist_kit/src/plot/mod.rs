@@ -512,8 +512,10 @@ pub fn dots(name: &str, title_text: &str, x_title: &str, rows: &[DotRow], scale:
     f
 }
 
-/// A forest plot: each comparison's difference with its 95 % interval, one row each, and a
-/// line at zero (`rows`: label, difference, low, high; scaled by `scale`).
+/// A forest plot: each comparison's difference with its 95 % interval, one row each, largest
+/// difference on top, and a line at zero (`rows`: label, difference, low, high; scaled by
+/// `scale`). Rows whose interval excludes zero (a verdict) are red, the others grey, and the
+/// legend says so.
 pub fn forest(
     name: &str,
     title_text: &str,
@@ -521,34 +523,43 @@ pub fn forest(
     rows: &[(String, f64, f64, f64)],
     scale: f64,
 ) -> Figure {
-    let mut plot = Plot::new();
+    let mut rows = rows.to_vec();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
     let labels: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
-    let d: Vec<f64> = rows.iter().map(|r| scale * r.1).collect();
-    let minus: Vec<f64> = rows.iter().map(|r| scale * (r.1 - r.2)).collect();
-    let plus: Vec<f64> = rows.iter().map(|r| scale * (r.3 - r.1)).collect();
-    let colour: Vec<String> = rows
-        .iter()
-        .map(|r| {
-            if r.2 > 0.0 || r.3 < 0.0 {
-                "#b2182b".to_string()
-            } else {
-                "#525252".to_string()
-            }
-        })
-        .collect();
-    plot.add_trace(
-        Scatter::new(d, labels.clone())
-            .name("difference, 95 % interval")
+    let mut plot = Plot::new();
+    for (called, colour, legend) in [
+        (true, "#b2182b", "interval excludes zero: a verdict"),
+        (
+            false,
+            "#737373",
+            "interval includes zero: not distinguishable",
+        ),
+    ] {
+        let part: Vec<&(String, f64, f64, f64)> = rows
+            .iter()
+            .filter(|r| (r.2 > 0.0 || r.3 < 0.0) == called)
+            .collect();
+        if part.is_empty() {
+            continue;
+        }
+        plot.add_trace(
+            Scatter::new(
+                part.iter().map(|r| scale * r.1).collect(),
+                part.iter().map(|r| r.0.clone()).collect(),
+            )
+            .name(legend)
             .mode(Mode::Markers)
-            .marker(plotly::common::Marker::new().size(10).color_array(colour))
+            .marker(plotly::common::Marker::new().size(10).color(colour))
             .error_x(
                 plotly::common::ErrorData::new(plotly::common::ErrorType::Data)
-                    .array(plus)
-                    .array_minus(minus)
+                    .array(part.iter().map(|r| scale * (r.3 - r.1)).collect())
+                    .array_minus(part.iter().map(|r| scale * (r.1 - r.2)).collect())
+                    .color(colour)
                     .thickness(2.0),
             ),
-    );
-    let height = (140 + 34 * rows.len()) as u32;
+        );
+    }
+    let height = (180 + 34 * rows.len()) as u32;
     let zero = plotly::layout::Shape::new()
         .shape_type(plotly::layout::ShapeType::Line)
         .x_ref("x")
@@ -564,7 +575,12 @@ pub fn forest(
             .height(height as usize)
             .margin(plotly::layout::Margin::new().left(260))
             .shapes(vec![zero])
-            .show_legend(false)
+            .show_legend(true)
+            .legend(
+                plotly::layout::Legend::new()
+                    .orientation(plotly::common::Orientation::Horizontal)
+                    .y(-0.12),
+            )
             .x_axis(Axis::new().title(title(x_title)).zero_line(true))
             .y_axis(
                 Axis::new()
@@ -577,11 +593,33 @@ pub fn forest(
     f
 }
 
+/// How often each digit was predicted, as bars on a categorical axis 0-9 (`counts`: ten
+/// counts), titled in words: what a collapsed model answers.
+pub fn class_counts(name: &str, title_text: &str, counts: &[u64]) -> Figure {
+    let mut plot = Plot::new();
+    let digits: Vec<String> = (0..counts.len()).map(|d| d.to_string()).collect();
+    plot.add_trace(Bar::new(digits.clone(), counts.to_vec()).name("predictions"));
+    plot.set_layout(
+        Layout::new()
+            .title(title(title_text))
+            .x_axis(
+                Axis::new()
+                    .title(title("digit predicted"))
+                    .type_(plotly::layout::AxisType::Category)
+                    .category_order(plotly::layout::CategoryOrder::Array)
+                    .category_array(digits),
+            )
+            .y_axis(Axis::new().title(title("predictions"))),
+    );
+    Figure::new(name, plot)
+}
+
 /// Points of a [`means_against`] line: `(x, mean, std)`.
 pub type MeanPoints = Vec<(f64, f64, f64)>;
 
 /// Lines of means with ± std error bars against a numeric x: `series` are `(label, [(x,
-/// mean, std)])` (the depth study's accuracy against blocks per stage).
+/// mean, std)])` (the depth study's accuracy against blocks per stage, or accuracy against a
+/// brightness shift).
 pub fn means_against(
     file: &str,
     name: &str,
@@ -601,10 +639,20 @@ pub fn means_against(
                 .error_y(plotly::common::ErrorData::new(plotly::common::ErrorType::Data).array(e)),
         );
     }
+    // Whole-number x (blocks per stage) gets a tick per number; fractions (a brightness
+    // shift) keep plotly's own ticks, or a single "0" would be all there is.
+    let whole = series
+        .iter()
+        .flat_map(|(_, pts)| pts.iter().map(|p| p.0))
+        .all(|x| x.fract() == 0.0);
+    let mut x_axis = Axis::new().title(title(x_title));
+    if whole {
+        x_axis = x_axis.dtick(1.0);
+    }
     plot.set_layout(
         Layout::new()
             .title(title(name))
-            .x_axis(Axis::new().title(title(x_title)).dtick(1.0))
+            .x_axis(x_axis)
             .y_axis(Axis::new().title(title(y_title))),
     );
     Figure::new(file, plot)
@@ -926,5 +974,45 @@ mod tests {
         );
         let title = h["layout"]["title"]["text"].as_str().unwrap();
         assert!(title.contains("20 errors of 120"), "{title}");
+    }
+}
+
+#[cfg(test)]
+mod figure_tests {
+    use super::*;
+
+    #[test]
+    fn forest_rows_are_ordered_and_the_legend_explains_the_colours() {
+        let rows = vec![
+            ("a - b".to_string(), 0.001, -0.002, 0.004),
+            ("c - d".to_string(), 0.010, 0.004, 0.016),
+            ("e - f".to_string(), -0.003, -0.006, -0.001),
+        ];
+        let json = forest("f", "t", "x", &rows, 100.0).to_json();
+        assert!(json.contains("interval excludes zero: a verdict"));
+        assert!(json.contains("interval includes zero: not distinguishable"));
+        // Largest difference on top: the category order lists rows bottom up.
+        let order = json.find("\"categoryarray\"").unwrap();
+        let tail = &json[order..];
+        assert!(tail.find("e - f").unwrap() < tail.find("a - b").unwrap());
+        assert!(tail.find("a - b").unwrap() < tail.find("c - d").unwrap());
+    }
+
+    #[test]
+    fn class_counts_use_a_category_axis_of_digits() {
+        let json =
+            class_counts("c", "What it predicts", &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]).to_json();
+        assert!(json.contains("\"type\":\"category\""), "{json}");
+        assert!(json.contains("What it predicts"));
+    }
+
+    #[test]
+    fn fractional_x_keeps_its_own_ticks() {
+        let pts: MeanPoints = vec![(0.0, 99.0, 0.0), (0.05, 98.0, 0.0), (0.2, 90.0, 0.0)];
+        let json = means_against("b", "t", "x", "y", &[("m".into(), pts)]).to_json();
+        assert!(!json.contains("\"dtick\""), "{json}");
+        let whole: MeanPoints = vec![(1.0, 99.0, 0.0), (2.0, 98.0, 0.0)];
+        let json = means_against("d", "t", "x", "y", &[("m".into(), whole)]).to_json();
+        assert!(json.contains("\"dtick\":1"), "{json}");
     }
 }

@@ -187,15 +187,19 @@ fn collapse_list(md: &mut String, ctx: &Ctx, collapses: &[Collapse]) -> Result<(
             );
         }
         if let Some((name, k, _, _, pooled)) = collapses.iter().max_by(|a, b| a.3.total_cmp(&b.3)) {
-            let edges: Vec<f64> = (0..10).map(f64::from).collect();
+            let seeds = ctx.find(name).map_or(1, |r| r.runs.len());
             let _ = writeln!(
                 md,
                 "\n{}\n",
                 ctx.sink.save(
-                    &plot::histogram(
+                    &plot::class_counts(
                         &format!("collapse_{name}_{}", k.name()),
-                        &format!("digit predicted ({name} under {})", k.label()),
-                        &edges,
+                        &format!(
+                            "What {name} predicts under {}: {} predictions, its {seeds} seeds \
+                             pooled",
+                            k.label(),
+                            pooled.iter().sum::<u64>()
+                        ),
                         pooled
                     ),
                     &format!(
