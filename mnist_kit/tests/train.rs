@@ -136,7 +136,7 @@ fn early_stopping_stops_and_restores_the_best_weights() {
     assert_eq!(h.len(), 3);
     assert_eq!(h.best_epoch, Some(1));
     assert_eq!(h.stopped_epoch, Some(3));
-    assert_eq!(h.stop_reason, "early_stopping");
+    assert_eq!(h.stop_reason, mnist_kit::train::StopReason::EarlyStopping);
     let val = evaluate(
         &net,
         data.validation.as_ref().unwrap(),

@@ -61,8 +61,43 @@ pub struct History {
     pub best_epoch: Option<usize>,
     /// 1-based epoch at which early stopping ended the run, if it did.
     pub stopped_epoch: Option<usize>,
-    /// Why training ended (`completed`, `early_stopping`, `time_budget`).
-    pub stop_reason: String,
+    /// Why training ended.
+    pub stop_reason: StopReason,
+}
+
+/// Why a training run ended (in JSON: `completed`, `early_stopping`, `time_budget`, and
+/// `running` for a run still going or interrupted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// Not finished: still training, or interrupted (a run directory to resume).
+    #[default]
+    #[serde(alias = "")]
+    Running,
+    /// Every configured epoch ran.
+    Completed,
+    /// Early stopping ended it.
+    EarlyStopping,
+    /// The time budget ran out.
+    TimeBudget,
+}
+
+impl StopReason {
+    /// The JSON word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Running => "running",
+            StopReason::Completed => "completed",
+            StopReason::EarlyStopping => "early_stopping",
+            StopReason::TimeBudget => "time_budget",
+        }
+    }
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl History {

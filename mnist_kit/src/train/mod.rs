@@ -12,7 +12,7 @@ pub mod trainer;
 
 pub use config::{EarlyStopping, Mode, Monitor, TrainConfig};
 pub use evaluate::{Evaluation, evaluate};
-pub use history::{EpochRecord, History};
+pub use history::{EpochRecord, History, StopReason};
 pub use optim::{Optimizer, OptimizerConfig, OptimizerKind};
 pub use run_dir::RunDir;
 pub use schedule::Schedule;

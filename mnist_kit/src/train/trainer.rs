@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::config::{Monitor, TrainConfig};
 use super::evaluate::{correct_and_predictions, evaluate};
-use super::history::{EpochRecord, History};
+use super::history::{EpochRecord, History, StopReason};
 use super::run_dir::RunDir;
 use super::step::{self, GradStats, GradSummary, Learner, Outcome};
 use crate::data::batches::mix;
@@ -182,7 +182,7 @@ impl Trainer {
 
     fn fit_epochs(&mut self, data: &TrainData) -> Result<History> {
         let started = Instant::now();
-        if self.history.stop_reason == "early_stopping" {
+        if self.history.stop_reason == StopReason::EarlyStopping {
             return Ok(self.history.clone());
         }
         self.learner.bind(&self.net)?;
@@ -192,7 +192,7 @@ impl Trainer {
             // A good checkpoint exists from the start: a diverging first epoch keeps it.
             self.net.save_weights(dir.file(RunDir::LAST))?;
         }
-        let mut stop_reason = "completed";
+        let mut stop_reason = StopReason::Completed;
         while self.history.len() < self.cfg.epochs {
             let epoch = self.history.len(); // 0-based
             let lr = self.cfg.schedule.lr(self.cfg.lr, epoch, self.cfg.epochs);
@@ -202,13 +202,13 @@ impl Trainer {
             self.history.epochs.push(record);
             let early = self.early_stopping(epoch)?;
             let stop = if trained.out_of_time {
-                Some("time_budget")
+                Some(StopReason::TimeBudget)
             } else if early {
-                Some("early_stopping")
+                Some(StopReason::EarlyStopping)
             } else {
                 None
             };
-            self.history.stop_reason = stop.unwrap_or("running").into();
+            self.history.stop_reason = stop.unwrap_or(StopReason::Running);
             self.checkpoint()?;
             if let Some(reason) = stop {
                 stop_reason = reason;
@@ -362,9 +362,9 @@ impl Trainer {
     }
 
     /// After the last epoch: the best weights back when asked, the final files written.
-    fn finish(&mut self, stop_reason: &str) -> Result<History> {
-        if self.history.stop_reason == "running" || self.history.stop_reason.is_empty() {
-            self.history.stop_reason = stop_reason.into();
+    fn finish(&mut self, stop_reason: StopReason) -> Result<History> {
+        if self.history.stop_reason == StopReason::Running {
+            self.history.stop_reason = stop_reason;
         }
         if let (Some(es), Some((_, snap))) = (self.cfg.early_stopping, &self.best)
             && es.restore_best_weights
