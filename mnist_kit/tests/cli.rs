@@ -163,3 +163,54 @@ fn cli_training_is_deterministic_and_eval_matches() {
         .sum();
     assert_eq!(total, 10_000);
 }
+
+#[test]
+fn bench_profile_json_has_a_row_per_layer() {
+    // The JSON contract of `bench --profile` (a shape check: the times are the benchmark's).
+    let out = mnist_kit(&[
+        "bench",
+        "--model",
+        "lenet5",
+        "--batches",
+        "5",
+        "--profile",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for k in [
+        "train_images_per_sec",
+        "infer_images_per_sec",
+        "peak_rss_mb",
+        "cpu",
+    ] {
+        assert!(v.get(k).is_some(), "{k} kept");
+    }
+    let layers = v["layers"].as_array().unwrap();
+    let names: Vec<&str> = layers.iter().map(|l| l["name"].as_str().unwrap()).collect();
+    for layer in [
+        "conv1",
+        "pool1",
+        "conv2",
+        "pool2",
+        "conv3",
+        "fc1",
+        "out",
+        "optimizer step",
+    ] {
+        assert!(names.contains(&layer), "{layer} in {names:?}");
+    }
+    let share: f64 = layers.iter().map(|l| l["share"].as_f64().unwrap()).sum();
+    assert!(
+        (share - 1.0).abs() < 0.05,
+        "shares add up to the step: {share}"
+    );
+    for l in layers {
+        assert!(l["forward_ms"].as_f64().unwrap() >= 0.0);
+        assert!(l["backward_ms"].as_f64().unwrap() >= 0.0);
+    }
+}

@@ -31,6 +31,7 @@ use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use super::custom_digit::{Digit, SIDE, digit_input, most_likely};
+use super::real_digits::RealDigits;
 use crate::data::{BatchOptions, NUM_CLASSES, Normalization, Split};
 use crate::models::Network;
 use crate::{Error, Result};
@@ -228,6 +229,23 @@ impl FeatureDistance {
         })
     }
 
+    /// Sets the limit to the upper [`DISTANCE_TAIL`] of the distances of `features` (`width`
+    /// each, row-major: the validation digits); which of them are beyond it.
+    fn set_limit(&mut self, features: &[f32], width: usize) -> Vec<bool> {
+        let dist: Vec<f32> = features
+            .chunks(width.max(1))
+            .map(|f| self.distance(f))
+            .collect();
+        let mut sorted = dist.clone();
+        sorted.sort_by(f32::total_cmp);
+        let k = ((sorted.len() as f64) * (1.0 - DISTANCE_TAIL)).floor() as usize;
+        self.limit = sorted
+            .get(k.min(sorted.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(f32::INFINITY);
+        dist.iter().map(|&v| v > self.limit).collect()
+    }
+
     /// The squared Mahalanobis distance of `feature` to the nearest class mean.
     pub fn distance(&self, feature: &[f32]) -> f32 {
         let f = self.features;
@@ -365,16 +383,8 @@ impl Calibration {
         } else {
             None
         };
-        // The distance limit: the validation distances' upper DISTANCE_TAIL.
-        let far: Vec<bool> = match &mut distance {
-            Some(d) => {
-                let dist: Vec<f32> = features.chunks(width).map(|f| d.distance(f)).collect();
-                let mut sorted = dist.clone();
-                sorted.sort_by(f32::total_cmp);
-                let k = ((sorted.len() as f64) * (1.0 - DISTANCE_TAIL)).floor() as usize;
-                d.limit = sorted[k.min(sorted.len() - 1)];
-                dist.iter().map(|&v| v > d.limit).collect()
-            }
+        let far = match &mut distance {
+            Some(d) => d.set_limit(&features, width),
             None => vec![false; labels.len()],
         };
         let raw = softmax_rows(&logits, 1.0);
@@ -425,6 +435,27 @@ impl Calibration {
                 answered_accuracy: right as f64 / answered.max(1) as f64,
             },
         })
+    }
+
+    /// [`Calibration::fit`] for a trained run: its own validation and training images, as its
+    /// training config split them from `mnist`.
+    pub fn fit_run(
+        run: &crate::train::Run,
+        mnist: &crate::data::Mnist,
+        target_abstain: f64,
+    ) -> Result<Calibration> {
+        let data = crate::train::TrainData::new(mnist, &run.train)?;
+        let val = data
+            .validation
+            .as_ref()
+            .ok_or_else(|| Error::invalid("calibration", "the run kept no validation images"))?;
+        Calibration::fit(
+            &run.net,
+            val,
+            &data.train,
+            run.train.normalization,
+            target_abstain,
+        )
     }
 
     /// Reads `dir/calibration.json`; `None` when the run has none.
@@ -721,6 +752,92 @@ impl AbstentionRow {
             ece,
         }
     }
+}
+
+/// What [`measure`] reads besides the MNIST test set.
+#[derive(Debug, Clone, Default)]
+pub struct Measure {
+    /// Also every MNIST-C corruption of the test set (15 x 10,000 images).
+    pub mnist_c: bool,
+    /// The real-world digits' directory (default: [`RealDigits::locate`]).
+    pub real_digits: Option<std::path::PathBuf>,
+    /// The non-digits' directory (default: `data/non-digits`, see [`non_digit_files`]).
+    pub non_digits: Option<std::path::PathBuf>,
+}
+
+/// How `net` with `calibration` answers: the MNIST test set, (when asked) each MNIST-C
+/// corruption, the real-world digits (all, then each subset) and the non-digits (all, then
+/// each subset): one [`AbstentionRow`] each.
+pub fn measure(
+    net: &Network,
+    normalization: Normalization,
+    calibration: &Calibration,
+    mnist: &crate::data::Mnist,
+    what: Measure,
+) -> Result<Vec<AbstentionRow>> {
+    use crate::data::corrupt::{Corruption, DEFAULT_SEED, corrupt_split};
+    let labels = mnist.test.labels();
+    let on_split = |split: &Split| answer_split(net, split, normalization, calibration);
+    let mut rows = vec![AbstentionRow::of(
+        "mnist-test",
+        "all",
+        &on_split(&mnist.test)?,
+        Some(&labels),
+    )];
+    if what.mnist_c {
+        for k in Corruption::ALL {
+            let answers = on_split(&corrupt_split(&mnist.test, k, DEFAULT_SEED)?)?;
+            rows.push(AbstentionRow::of(
+                "mnist-c",
+                k.name(),
+                &answers,
+                Some(&labels),
+            ));
+        }
+    }
+    let real = match &what.real_digits {
+        Some(d) => RealDigits::load(d)?,
+        None => RealDigits::load_default()?,
+    };
+    let mut real_answers = Vec::with_capacity(real.len());
+    for d in &real.digits {
+        real_answers.push((
+            d.subset.clone(),
+            answer(net, &d.digit, normalization, Some(calibration))?,
+            Some(d.label),
+        ));
+    }
+    rows.extend(grouped_rows("real-digits", &real_answers));
+    let mut non = Vec::new();
+    for (subset, path) in non_digit_files(what.non_digits.as_deref())? {
+        non.push((
+            subset,
+            answer_file(net, &path, normalization, Some(calibration))?,
+            None,
+        ));
+    }
+    rows.extend(grouped_rows("non-digits", &non));
+    Ok(rows)
+}
+
+/// Rows for `set`: all its answers, then each subset's (in the order they come).
+fn grouped_rows(set: &str, answers: &[(String, Answer, Option<u8>)]) -> Vec<AbstentionRow> {
+    let row = |subset: &str, part: Vec<&(String, Answer, Option<u8>)>| {
+        let a: Vec<Answer> = part.iter().map(|x| x.1.clone()).collect();
+        let labels: Option<Vec<u8>> = part.iter().map(|x| x.2).collect();
+        AbstentionRow::of(set, subset, &a, labels.as_deref())
+    };
+    let mut subsets: Vec<&str> = Vec::new();
+    for (s, _, _) in answers {
+        if !subsets.contains(&s.as_str()) {
+            subsets.push(s);
+        }
+    }
+    let mut rows = vec![row("all", answers.iter().collect())];
+    for s in subsets {
+        rows.push(row(s, answers.iter().filter(|x| x.0 == s).collect()));
+    }
+    rows
 }
 
 /// Answers for every image of `split` (MNIST-style digits, already 28x28).

@@ -195,7 +195,7 @@ fn train_rate(mnist: &Mnist, model: &str, cfg: BenchConfig) -> Result<f64> {
 /// (Adam, the training mode), after 5 untimed ones, with the hooks of [`crate::ops::profile`]
 /// on; each row in milliseconds per batch, largest share first.
 pub fn profile_layers(mnist: &Mnist, model: &str, cfg: BenchConfig) -> Result<Vec<LayerTime>> {
-    use crate::ops::profile::{self, Phase};
+    use crate::ops::profile;
     use crate::train::step::loss;
     use crate::train::{Learner, OptimizerConfig};
     let net = Network::preset(model, 0, &Device::Cpu)?;
@@ -239,13 +239,19 @@ pub fn profile_layers(mnist: &Mnist, model: &str, cfg: BenchConfig) -> Result<Ve
     let times = profile::take();
     profile::enable(false);
     let per = 1e3 / timed.max(1) as f64;
-    let total = (fwd + bwd + opt) * per;
+    Ok(layer_rows(times, [fwd * per, bwd * per, opt * per], per))
+}
+
+/// The profile's rows from the hooks' `times` (seconds over the timed steps; `per` turns
+/// them into milliseconds per step) and the step's measured `[forward, backward, optimizer]`
+/// milliseconds: one row per layer, then the optimizer step and what no layer claimed,
+/// largest first, each with its share of the step.
+fn layer_rows(times: crate::ops::profile::Times, step: [f64; 3], per: f64) -> Vec<LayerTime> {
+    use crate::ops::profile::Phase;
     let mut rows: Vec<LayerTime> = Vec::new();
-    let (mut layer_fwd, mut layer_bwd) = (0.0, 0.0);
     for ((name, phase), (secs, _)) in times {
-        let ms = secs * per;
-        let row = match rows.iter_mut().position(|r| r.name == *name) {
-            Some(i) => &mut rows[i],
+        let i = match rows.iter().position(|r| r.name == *name) {
+            Some(i) => i,
             None => {
                 rows.push(LayerTime {
                     name: name.to_string(),
@@ -253,35 +259,32 @@ pub fn profile_layers(mnist: &Mnist, model: &str, cfg: BenchConfig) -> Result<Ve
                     backward_ms: 0.0,
                     share: 0.0,
                 });
-                let n = rows.len() - 1;
-                &mut rows[n]
+                rows.len() - 1
             }
         };
         match phase {
-            Phase::Forward => {
-                row.forward_ms += ms;
-                layer_fwd += ms;
-            }
-            Phase::Backward => {
-                row.backward_ms += ms;
-                layer_bwd += ms;
-            }
+            Phase::Forward => rows[i].forward_ms += secs * per,
+            Phase::Backward => rows[i].backward_ms += secs * per,
         }
     }
+    let layer_fwd: f64 = rows.iter().map(|r| r.forward_ms).sum();
+    let layer_bwd: f64 = rows.iter().map(|r| r.backward_ms).sum();
     let part = |name: &str, f: f64, b: f64| LayerTime {
         name: name.into(),
         forward_ms: f.max(0.0),
         backward_ms: b.max(0.0),
         share: 0.0,
     };
-    rows.push(part("optimizer step", 0.0, opt * per));
-    rows.push(part("other forward", fwd * per - layer_fwd, 0.0));
-    rows.push(part("other backward", 0.0, bwd * per - layer_bwd));
+    let [fwd, bwd, opt] = step;
+    rows.push(part("optimizer step", 0.0, opt));
+    rows.push(part("other forward", fwd - layer_fwd, 0.0));
+    rows.push(part("other backward", 0.0, bwd - layer_bwd));
+    let total = (fwd + bwd + opt).max(1e-12);
     for r in &mut rows {
-        r.share = (r.forward_ms + r.backward_ms) / total.max(1e-12);
+        r.share = (r.forward_ms + r.backward_ms) / total;
     }
     rows.sort_by(|a, b| (b.forward_ms + b.backward_ms).total_cmp(&(a.forward_ms + a.backward_ms)));
-    Ok(rows)
+    rows
 }
 
 /// Inference images/s at batch 1000 over the test images: one untimed pass, then passes until

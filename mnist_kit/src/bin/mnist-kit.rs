@@ -889,12 +889,10 @@ fn predict(run: &std::path::Path, json: bool, images: &[PathBuf]) -> Result<()> 
 }
 
 fn calibrate(a: CalibrateArgs) -> Result<()> {
-    use mnist_kit::analysis::abstain::{AbstentionRow, answer_file, answer_split, non_digit_files};
-    use mnist_kit::analysis::{Calibration, real_digits::RealDigits};
-    use mnist_kit::data::corrupt::{Corruption, DEFAULT_SEED, corrupt_split};
+    use mnist_kit::analysis::Calibration;
+    use mnist_kit::analysis::abstain::{Measure, measure};
     let dir = default_run(a.run);
     let run = load_run(&dir, &Device::Cpu)?;
-    let norm = run.train.normalization;
     let mnist = Mnist::load_from(a.data_dir.as_deref())?;
     let kept = if a.keep {
         Calibration::load(&dir)?
@@ -904,70 +902,22 @@ fn calibrate(a: CalibrateArgs) -> Result<()> {
     let calibration = match kept {
         Some(c) => c,
         None => {
-            let data = TrainData::new(&mnist, &run.train)?;
-            let val = data.validation.ok_or_else(|| mnist_kit::Error::Invalid {
-                what: "calibration",
-                reason: "the run kept no validation images".into(),
-            })?;
-            let c = Calibration::fit(&run.net, &val, &data.train, norm, a.target_abstain)?;
+            let c = Calibration::fit_run(&run, &mnist, a.target_abstain)?;
             c.save(&dir)?;
             c
         }
     };
-    let mut rows = Vec::new();
-    let labels = mnist.test.labels();
-    let test = answer_split(&run.net, &mnist.test, norm, &calibration)?;
-    rows.push(AbstentionRow::of("mnist-test", "all", &test, Some(&labels)));
-    if a.mnist_c {
-        for k in Corruption::ALL {
-            let split = corrupt_split(&mnist.test, k, DEFAULT_SEED)?;
-            let answers = answer_split(&run.net, &split, norm, &calibration)?;
-            rows.push(AbstentionRow::of(
-                "mnist-c",
-                k.name(),
-                &answers,
-                Some(&labels),
-            ));
-        }
-    }
-    let real = RealDigits::load_default()?;
-    let mut groups: Vec<(String, Vec<_>, Vec<u8>)> = Vec::new();
-    for d in &real.digits {
-        let ans = mnist_kit::analysis::answer(&run.net, &d.digit, norm, Some(&calibration))?;
-        match groups.iter_mut().find(|g| g.0 == d.subset) {
-            Some(g) => {
-                g.1.push(ans);
-                g.2.push(d.label);
-            }
-            None => groups.push((d.subset.clone(), vec![ans], vec![d.label])),
-        }
-    }
-    let all: (Vec<_>, Vec<u8>) = groups
-        .iter()
-        .flat_map(|g| g.1.iter().cloned().zip(g.2.iter().copied()))
-        .unzip();
-    rows.push(AbstentionRow::of(
-        "real-digits",
-        "all",
-        &all.0,
-        Some(&all.1),
-    ));
-    for (subset, ans, ys) in &groups {
-        rows.push(AbstentionRow::of("real-digits", subset, ans, Some(ys)));
-    }
-    let mut non: Vec<(String, Vec<mnist_kit::analysis::Answer>)> = Vec::new();
-    for (subset, path) in non_digit_files(None)? {
-        let ans = answer_file(&run.net, &path, norm, Some(&calibration))?;
-        match non.iter_mut().find(|g| g.0 == subset) {
-            Some(g) => g.1.push(ans),
-            None => non.push((subset, vec![ans])),
-        }
-    }
-    let every: Vec<_> = non.iter().flat_map(|g| g.1.iter().cloned()).collect();
-    rows.push(AbstentionRow::of("non-digits", "all", &every, None));
-    for (subset, ans) in &non {
-        rows.push(AbstentionRow::of("non-digits", subset, ans, None));
-    }
+    let what = Measure {
+        mnist_c: a.mnist_c,
+        ..Default::default()
+    };
+    let rows = measure(
+        &run.net,
+        run.train.normalization,
+        &calibration,
+        &mnist,
+        what,
+    )?;
     if a.json {
         println!(
             "{}",

@@ -416,8 +416,11 @@ fn run_seeds(mnist: &Mnist, e: &Experiment, cfg: &StudyConfig) -> Result<Vec<Exp
 /// `cfg.jobs` runs at a time, each on one thread; returns the results in plan order, seed by
 /// seed. Training results do not depend on the thread count, so a run gives the same numbers
 /// alone or beside another.
-fn run_all(mnist: &Mnist, plan: &[Experiment], cfg: &StudyConfig) -> Result<Vec<ExperimentResult>> {
-    let runs = cfg.out.join("runs");
+/// The runs of `plan` already finished (in their slots, unless `force`) and the ones this
+/// process trains (its shard's), each with its slot in plan order.
+type Slots = (Vec<Option<ExperimentResult>>, Vec<(usize, Experiment)>);
+
+fn plan_slots(plan: &[Experiment], cfg: &StudyConfig, runs: &Path) -> Slots {
     let mut slots: Vec<Option<ExperimentResult>> = Vec::new();
     let mut todo: Vec<(usize, Experiment)> = Vec::new();
     // The stable order of this call's runs, which a shard takes every n-th of.
@@ -436,7 +439,7 @@ fn run_all(mnist: &Mnist, plan: &[Experiment], cfg: &StudyConfig) -> Result<Vec<
     for e in plan {
         for seed in seeds_of(e, cfg) {
             let e = with_seed(e, seed);
-            match finished(&e, &runs) {
+            match finished(&e, runs) {
                 Some(done) if !cfg.force => {
                     reused += 1;
                     slots.push(Some(done));
@@ -456,6 +459,12 @@ fn run_all(mnist: &Mnist, plan: &[Experiment], cfg: &StudyConfig) -> Result<Vec<
             if reused == 1 { "" } else { "s" }
         );
     }
+    (slots, todo)
+}
+
+fn run_all(mnist: &Mnist, plan: &[Experiment], cfg: &StudyConfig) -> Result<Vec<ExperimentResult>> {
+    let runs = cfg.out.join("runs");
+    let (mut slots, mut todo) = plan_slots(plan, cfg, &runs);
     // Longest runs first, so two workers finish together (the results keep plan order).
     todo.sort_by(|a, b| cost(&b.1).total_cmp(&cost(&a.1)));
     let workers = cfg.jobs.clamp(1, todo.len().max(1));
@@ -487,48 +496,8 @@ fn run_all(mnist: &Mnist, plan: &[Experiment], cfg: &StudyConfig) -> Result<Vec<
             slots[slot] = Some(r);
         }
     } else {
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let failed = std::sync::atomic::AtomicBool::new(false);
-        let results: std::sync::Mutex<Vec<(usize, Result<ExperimentResult>)>> =
-            std::sync::Mutex::new(Vec::new());
-        std::thread::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(|| {
-                    let pool = match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
-                        Ok(p) => p,
-                        Err(e) => {
-                            failed.store(true, std::sync::atomic::Ordering::SeqCst);
-                            if let Ok(mut r) = results.lock() {
-                                r.push((0, Err(Error::invalid("thread pool", e.to_string()))));
-                            }
-                            return;
-                        }
-                    };
-                    loop {
-                        if failed.load(std::sync::atomic::Ordering::SeqCst) {
-                            return;
-                        }
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        let Some((slot, e)) = todo.get(i) else { return };
-                        start(e);
-                        let r = pool.install(|| run_one(mnist, e, &runs, true));
-                        match &r {
-                            Ok(r) => done(r),
-                            Err(_) => failed.store(true, std::sync::atomic::Ordering::SeqCst),
-                        }
-                        if let Ok(mut all) = results.lock() {
-                            all.push((*slot, r));
-                        }
-                    }
-                });
-            }
-        });
-        let mut all = results
-            .into_inner()
-            .map_err(|_| Error::invalid("study", "a worker thread panicked"))?;
-        all.sort_by_key(|(slot, _)| *slot);
-        for (slot, r) in all {
-            slots[slot] = Some(r?);
+        for (slot, r) in run_workers(mnist, &todo, &runs, workers, &start, &done)? {
+            slots[slot] = Some(r);
         }
     }
     if cfg.shard.is_some() {
@@ -597,6 +566,58 @@ fn clock(seconds: f64) -> String {
         (0, m, s) => format!("{m}m {s:02}s"),
         (h, m, _) => format!("{h}h {m:02}m"),
     }
+}
+
+/// Trains the runs of `todo` on `workers` threads, each with a one-thread rayon pool, taking
+/// them in order; after a failure no new run starts. The results come back in slot order.
+fn run_workers(
+    mnist: &Mnist,
+    todo: &[(usize, Experiment)],
+    runs: &Path,
+    workers: usize,
+    start: &(dyn Fn(&Experiment) + Sync),
+    done: &(dyn Fn(&ExperimentResult) + Sync),
+) -> Result<Vec<(usize, ExperimentResult)>> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: std::sync::Mutex<Vec<(usize, Result<ExperimentResult>)>> =
+        std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                let pool = match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
+                    Ok(p) => p,
+                    Err(e) => {
+                        failed.store(true, SeqCst);
+                        if let Ok(mut r) = results.lock() {
+                            r.push((0, Err(Error::invalid("thread pool", e.to_string()))));
+                        }
+                        return;
+                    }
+                };
+                while !failed.load(SeqCst) {
+                    let Some((slot, e)) = todo.get(next.fetch_add(1, SeqCst)) else {
+                        return;
+                    };
+                    start(e);
+                    let r = pool.install(|| run_one(mnist, e, runs, true));
+                    match &r {
+                        Ok(r) => done(r),
+                        Err(_) => failed.store(true, SeqCst),
+                    }
+                    if let Ok(mut all) = results.lock() {
+                        all.push((*slot, r));
+                    }
+                }
+            });
+        }
+    });
+    let mut all = results
+        .into_inner()
+        .map_err(|_| Error::invalid("study", "a worker thread panicked"))?;
+    all.sort_by_key(|(slot, _)| *slot);
+    all.into_iter().map(|(slot, r)| Ok((slot, r?))).collect()
 }
 
 /// Waits until every seed of `plan` has finished in `cfg.out/runs` (other shards run some of

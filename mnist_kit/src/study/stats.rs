@@ -597,31 +597,12 @@ pub fn paired(a: &[Sample], b: &[Sample], higher_is_better: bool, seed: u64) -> 
     } else {
         Verdict::NotDistinguishable
     };
-    let mut wins = 0.0;
-    for x in a {
-        for y in b {
-            wins += if x.value > y.value {
-                1.0
-            } else if x.value == y.value {
-                0.5
-            } else {
-                0.0
-            };
-        }
-    }
-    let p_improve = wins / (a.len() * b.len()) as f64;
     let (mcnemar_p, discordant) = if with_images {
-        let mut d = [0u64; 2];
-        for (x, y) in a.iter().zip(b) {
-            // Images one of the two got wrong: right in a and wrong in b, or the reverse.
-            let (ax, by) = (&x.wrong, &y.wrong);
-            d[0] += by.iter().filter(|i| ax.binary_search(i).is_err()).count() as u64;
-            d[1] += ax.iter().filter(|i| by.binary_search(i).is_err()).count() as u64;
-        }
-        (mcnemar_exact(d[0], d[1]), d)
+        mcnemar_matched(a, b)
     } else {
         (f64::NAN, [0, 0])
     };
+    let p_improve = share_higher(a, b);
     Some(Paired {
         diff,
         diff_ci95: ci,
@@ -698,6 +679,36 @@ pub fn aa_calls(
         }
     }
     (called, deals.len())
+}
+
+/// The share of seed pairs (one run of `a`, one of `b`) in which `a`'s scores higher, ties
+/// counting half: rliable's probability of improvement.
+fn share_higher(a: &[Sample], b: &[Sample]) -> f64 {
+    let mut wins = 0.0;
+    for x in a {
+        for y in b {
+            wins += if x.value > y.value {
+                1.0
+            } else if x.value == y.value {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    wins / (a.len() * b.len()).max(1) as f64
+}
+
+/// McNemar's test on the per-image outcomes of runs matched in order (seed k of `a` with seed
+/// k of `b`), pooled: its p and the discordant counts (right in `a` only, right in `b` only).
+fn mcnemar_matched(a: &[Sample], b: &[Sample]) -> (f64, [u64; 2]) {
+    let mut d = [0u64; 2];
+    for (x, y) in a.iter().zip(b) {
+        let (ax, by) = (&x.wrong, &y.wrong);
+        d[0] += by.iter().filter(|i| ax.binary_search(i).is_err()).count() as u64;
+        d[1] += ax.iter().filter(|i| by.binary_search(i).is_err()).count() as u64;
+    }
+    (mcnemar_exact(d[0], d[1]), d)
 }
 
 /// The per-seed differences `a - b` when both sides ran the same seeds (each once), in seed

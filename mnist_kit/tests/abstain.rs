@@ -1,0 +1,76 @@
+//! Abstention of the committed served model (`results/models/robust` with its
+//! `calibration.json`) on real data: the MNIST test set is answered with honest confidence,
+//! noise and blank pages get "not sure", and the calibration round-trips.
+
+use mnist_kit::analysis::Calibration;
+use mnist_kit::analysis::abstain::{Abstention, Measure, measure};
+use mnist_kit::candle::Device;
+use mnist_kit::data::Mnist;
+use mnist_kit::train::load_run;
+
+const ROBUST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../results/models/robust");
+
+#[test]
+fn the_served_model_abstains_where_it_should() {
+    let run = load_run(ROBUST, &Device::Cpu).unwrap();
+    let cal = Calibration::load(ROBUST)
+        .unwrap()
+        .expect("results/models/robust has a calibration.json");
+    assert!(cal.temperature > 0.5 && cal.temperature < 3.0, "{cal:?}");
+    assert!(
+        cal.distance.is_some(),
+        "a LeNet-5's 84 features get a distance"
+    );
+    let mnist = Mnist::load_default().unwrap();
+    let rows = measure(
+        &run.net,
+        run.train.normalization,
+        &cal,
+        &mnist,
+        Measure::default(),
+    )
+    .unwrap();
+    let row = |set: &str, subset: &str| {
+        rows.iter()
+            .find(|r| r.set == set && r.subset == subset)
+            .unwrap_or_else(|| panic!("no row {set}/{subset}"))
+    };
+    let test = row("mnist-test", "all");
+    assert_eq!(test.n, 10_000);
+    assert!(
+        test.abstain_rate <= 0.01,
+        "test abstain rate {}",
+        test.abstain_rate
+    );
+    assert!(test.ece.unwrap() <= 0.015, "test ECE {:?}", test.ece);
+    assert!(test.accuracy.unwrap() > 0.97);
+    assert_eq!(
+        row("non-digits", "noise").abstain_rate,
+        1.0,
+        "noise is never a digit"
+    );
+    assert!(
+        row("non-digits", "blank")
+            .why
+            .contains_key(&Abstention::Blank)
+    );
+    assert!(row("real-digits", "drawn").accuracy.unwrap() >= 0.95);
+    // Every subset of both sets has its row, after the set's own.
+    assert_eq!(rows[1].set, "real-digits");
+    assert_eq!(rows[1].subset, "all");
+}
+
+#[test]
+fn a_calibration_survives_the_round_trip_and_bad_files_are_errors() {
+    let cal = Calibration::load(ROBUST).unwrap().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    cal.save(dir.path()).unwrap();
+    assert_eq!(Calibration::load(dir.path()).unwrap(), Some(cal));
+    assert_eq!(Calibration::load(dir.path().join("none")).unwrap(), None);
+    std::fs::write(
+        dir.path().join("calibration.json"),
+        b"{\"temperature\": -1}",
+    )
+    .unwrap();
+    assert!(Calibration::load(dir.path()).is_err());
+}
