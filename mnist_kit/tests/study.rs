@@ -108,6 +108,12 @@ fn two_seeds_write_per_seed_runs_aggregates_and_verdicts() {
         "a verdict sentence: {report}"
     );
     assert!(report.contains("## What the seed studies claimed"));
+    // The front door: contents after the title, limitations at the end, the rule's A/A table.
+    let contents = report.find("## Contents").expect("contents");
+    assert!(contents < report.find("## How this study decides").unwrap());
+    assert!(report.contains("- [Part 2: dropout](#part-2-dropout)"));
+    assert!(report.contains("## Limitations"));
+    assert!(report.contains("**The rule on A/A splits.**"));
     let claims = report
         .split("## What the seed studies claimed")
         .nth(1)

@@ -181,6 +181,11 @@ fn early_stopping(quick: bool, seed: u64) -> Result<Experiment> {
 
 /// Part 2's recipe: [`PART2_EPOCHS`] epochs of Adam at a constant 1e-3, batch 64, with the
 /// per-step gradient statistics (gradient noise and flow).
+/// Epochs of Part 2's recipe in this mode.
+pub fn part2_epochs(quick: bool) -> usize {
+    part2_base(quick, 0).epochs
+}
+
 fn part2_base(quick: bool, seed: u64) -> TrainConfig {
     TrainConfig {
         grad_stats: true,

@@ -15,7 +15,6 @@ use super::super::stats::Summary;
 use super::context::{Ctx, finite};
 use crate::Result;
 use crate::data::corrupt::{Corruption, DEFAULT_SEED, corrupt_split};
-use crate::fsutil::write_bytes_atomic;
 use crate::train::RunDir;
 use crate::train::{TrainData, evaluate};
 
@@ -225,7 +224,11 @@ pub(crate) fn finish(
             "val_mnist_c": v,
             "test_accuracy": r.test_accuracy,
             "mnist_c": Metric::MnistC.of(r),
-            "chosen_on": "validation MNIST-C accuracy among the runs within 0.2 points of the best validation accuracy",
+            "chosen_on": format!(
+                "validation MNIST-C accuracy among the runs within {} points of the best \
+                 validation accuracy",
+                100.0 * ROBUST_TOLERANCE
+            ),
         })),
         "total_seconds": total_seconds,
     });
@@ -258,5 +261,5 @@ pub(crate) fn finish(
     );
     metrics.insert("invocation_seconds".into(), json!(wall));
     write_json(&cfg.out.join("metrics.json"), &Value::Object(metrics))?;
-    write_bytes_atomic(&cfg.out.join("REPORT.md"), md.as_bytes())
+    super::front::write_markdown(&cfg.out.join("REPORT.md"), md)
 }

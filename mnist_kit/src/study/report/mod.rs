@@ -2,8 +2,9 @@
 //! once and hands the sections what they need (`context`); `sections` writes the design, the
 //! architectures and every group; `robustness` the MNIST-C benchmark and the robust model; `real_digits` the
 //! real-world digits;
-//! `inspect` the weights, parameter counts and curves; `export` `metrics.json`, the tables
-//! and the model directories; `figures` saves figures next to the report.
+//! `inspect` the weights, parameter counts and curves; `front` the contents and the
+//! limitations; `export` `metrics.json`, the tables and the model directories; `figures` saves
+//! figures next to the report.
 //!
 //! Output: `REPORT.md`, `metrics.json`, `tables/*.csv`, `figures/` (HTML pages that load one
 //! local plotly.js, plus SVG and PNG where a headless Chromium is there), `models/best/` and
@@ -12,6 +13,7 @@
 mod context;
 mod export;
 mod figures;
+mod front;
 mod inspect;
 mod real_digits;
 mod robustness;
@@ -92,6 +94,7 @@ pub fn write_report(
     inspect::weights(&mut md, &ctx)?;
     inspect::parameters(&mut md, &ctx)?;
     inspect::curves(&mut md, &ctx)?;
+    front::limitations(&mut md, &ctx);
     export::finish(&mut md, metrics, &ctx, &best, started)?;
     Ok(())
 }

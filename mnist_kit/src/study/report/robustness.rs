@@ -441,7 +441,7 @@ fn robust_model(md: &mut String, best: &BestModels) -> Result<()> {
         md,
         "`models/robust/` is **{} (seed {})**: of the runs whose validation accuracy is within \
          {:.1} points of the best ({} candidates), the one with the highest validation MNIST-C \
-         accuracy (the 5,000 validation images under the 15 corruptions, seeded apart from the \
+         accuracy (the {} validation images under the 15 corruptions, seeded apart from the \
          test set's): {:.2} %. It is on the Pareto front of the two validation accuracies (no \
          candidate is as good on both and better on one), as the table shows. `mnist-kit \
          serve` and `mnist-kit predict` use it by default, with its calibration \
@@ -451,6 +451,7 @@ fn robust_model(md: &mut String, best: &BestModels) -> Result<()> {
         r.seed(),
         100.0 * ROBUST_TOLERANCE,
         best.candidates.len(),
+        r.experiment.train.validation,
         100.0 * val_c
     );
     let _ = writeln!(

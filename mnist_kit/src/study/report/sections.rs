@@ -743,6 +743,7 @@ pub(crate) fn group(md: &mut String, ctx: &Ctx, g: &Group) -> Result<Value> {
     if g.name != "architectures" {
         // The architectures' table opens the report.
         md.push_str(&member_table(&members, &table_metrics));
+        md.push('\n');
     }
     let owned: Vec<Replicates> = members.iter().map(|r| (*r).clone()).collect();
     let mut frame = super::super::aggregate::summary_frame(&owned, &Metric::ALL)?;
