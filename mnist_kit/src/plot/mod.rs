@@ -237,6 +237,39 @@ const PALETTE: [(u8, u8, u8); 10] = [
     (23, 190, 207),
 ];
 
+/// One colour per network of the zoo, the same in every figure (an experiment named after a
+/// network, such as `lenet5` or `resnet`, gets its network's colour).
+const MODEL_COLOURS: [(&str, (u8, u8, u8)); 11] = [
+    ("dense128", (127, 127, 127)),
+    ("mlp-61k", (188, 189, 34)),
+    ("mlp-500-150", (140, 86, 75)),
+    ("mlp-800", (227, 119, 194)),
+    ("mlp-advanced", (23, 190, 207)),
+    ("lenet5", (31, 119, 180)),
+    ("lenet5-28", (148, 103, 189)),
+    ("lenet5-regularized", (44, 160, 44)),
+    ("lenet5-attention", (255, 127, 14)),
+    ("simple-cnn", (214, 39, 40)),
+    ("resnet", (0, 0, 0)),
+];
+
+/// Colours for the series of one figure: a network of the zoo always gets its own colour
+/// ([`MODEL_COLOURS`]); other labels take the palette in order, skipping the colours the
+/// figure's networks already use.
+pub fn colours_for(labels: &[&str]) -> Vec<(u8, u8, u8)> {
+    let fixed = |l: &str| MODEL_COLOURS.iter().find(|(n, _)| *n == l).map(|(_, c)| *c);
+    let taken: Vec<(u8, u8, u8)> = labels.iter().filter_map(|l| fixed(l)).collect();
+    let mut free = PALETTE
+        .iter()
+        .copied()
+        .filter(|c| !taken.contains(c))
+        .cycle();
+    labels
+        .iter()
+        .map(|l| fixed(l).or_else(|| free.next()).unwrap_or(PALETTE[0]))
+        .collect()
+}
+
 /// The value of `metric` in one epoch's record (`None` where the run did not measure it).
 pub fn epoch_value(r: &EpochRecord, metric: &str) -> Option<f64> {
     match metric {
@@ -273,13 +306,12 @@ fn band(series: &[Vec<f64>]) -> Vec<(f64, f64, f64)> {
 /// Adds a mean line with a shaded min-max band (when there is more than one series).
 fn add_band(
     plot: &mut Plot,
-    i: usize,
+    (r, g, b): (u8, u8, u8),
     label: &str,
     x: Vec<f64>,
     stats: &[(f64, f64, f64)],
     seeds: usize,
 ) {
-    let (r, g, b) = PALETTE[i % PALETTE.len()];
     let colour = format!("rgb({r},{g},{b})");
     if seeds > 1 {
         let hi: Vec<f64> = stats.iter().map(|s| s.2).collect();
@@ -322,6 +354,7 @@ fn add_band(
 /// the mean per epoch as a line with the min-max band across seeds shaded.
 pub fn overlay(name: &str, metric: &str, runs: &[(String, Vec<&History>)]) -> Figure {
     let mut plot = Plot::new();
+    let colours = colours_for(&runs.iter().map(|r| r.0.as_str()).collect::<Vec<_>>());
     for (i, (label, hs)) in runs.iter().enumerate() {
         let series: Vec<Vec<f64>> = hs
             .iter()
@@ -338,7 +371,7 @@ pub fn overlay(name: &str, metric: &str, runs: &[(String, Vec<&History>)]) -> Fi
         }
         let stats = band(&series);
         let x: Vec<f64> = (1..=stats.len()).map(|e| e as f64).collect();
-        add_band(&mut plot, i, label, x, &stats, series.len());
+        add_band(&mut plot, colours[i], label, x, &stats, series.len());
     }
     let band_note = if runs.iter().any(|(_, h)| h.len() > 1) {
         " (mean, band: min-max over seeds)"
@@ -359,6 +392,7 @@ pub fn overlay(name: &str, metric: &str, runs: &[(String, Vec<&History>)]) -> Fi
 /// stability of an optimizer shows as the width and wiggle of its curve.
 pub fn loss_trace(name: &str, runs: &[(String, Vec<&History>)], every: usize) -> Figure {
     let mut plot = Plot::new();
+    let colours = colours_for(&runs.iter().map(|r| r.0.as_str()).collect::<Vec<_>>());
     for (i, (label, hs)) in runs.iter().enumerate() {
         let series: Vec<Vec<f64>> = hs
             .iter()
@@ -377,7 +411,7 @@ pub fn loss_trace(name: &str, runs: &[(String, Vec<&History>)], every: usize) ->
         let x: Vec<f64> = (1..=stats.len())
             .map(|k| (k * every.max(1)) as f64)
             .collect();
-        add_band(&mut plot, i, label, x, &stats, series.len());
+        add_band(&mut plot, colours[i], label, x, &stats, series.len());
     }
     plot.set_layout(
         Layout::new()
@@ -663,6 +697,23 @@ pub fn means_against(
 /// (vanishing gradients show as a line falling towards the input).
 pub fn gradient_flow(name: &str, runs: &[(String, Vec<&History>)]) -> Figure {
     let mut plot = Plot::new();
+    let colours = colours_for(&runs.iter().map(|r| r.0.as_str()).collect::<Vec<_>>());
+    // Each network's weight tensors, input side first.
+    let layers_of = |hs: &[&History]| -> Vec<String> {
+        hs.iter()
+            .filter_map(|h| h.last())
+            .map(|l| l.layer_grad_norms.iter().map(|(n, _)| n.clone()).collect())
+            .next()
+            .unwrap_or_default()
+    };
+    let counts: Vec<usize> = runs
+        .iter()
+        .map(|(_, hs)| layers_of(hs).len())
+        .filter(|&n| n > 0)
+        .collect();
+    // Networks of different depths share no layer names: each is drawn over its relative
+    // position from input (0) to output (1) instead of under another network's names.
+    let same = counts.windows(2).all(|w| w[0] == w[1]);
     let mut layers: Vec<String> = Vec::new();
     for (i, (label, hs)) in runs.iter().enumerate() {
         let series: Vec<Vec<f64>> = hs
@@ -674,27 +725,39 @@ pub fn gradient_flow(name: &str, runs: &[(String, Vec<&History>)]) -> Figure {
         if series.is_empty() {
             continue;
         }
-        if layers.is_empty()
-            && let Some(l) = hs.iter().filter_map(|h| h.last()).next()
-        {
-            layers = l.layer_grad_norms.iter().map(|(n, _)| n.clone()).collect();
+        if layers.is_empty() {
+            layers = layers_of(hs);
         }
         let stats = band(&series);
-        let x: Vec<f64> = (0..stats.len()).map(|k| k as f64).collect();
-        add_band(&mut plot, i, label, x, &stats, series.len());
+        let n = stats.len();
+        let x: Vec<f64> = (0..n)
+            .map(|k| {
+                if same {
+                    k as f64
+                } else {
+                    k as f64 / (n.max(2) - 1) as f64
+                }
+            })
+            .collect();
+        add_band(&mut plot, colours[i], label, x, &stats, series.len());
     }
-    let ticks: Vec<f64> = (0..layers.len()).map(|k| k as f64).collect();
+    let x_axis = if same {
+        let ticks: Vec<f64> = (0..layers.len()).map(|k| k as f64).collect();
+        Axis::new()
+            .title(title("weight tensor (input → output)"))
+            .tick_values(ticks)
+            .tick_text(layers)
+    } else {
+        Axis::new().title(title(
+            "position of the weight tensor (0: first layer, 1: output layer)",
+        ))
+    };
     plot.set_layout(
         Layout::new()
             .title(title(&format!(
                 "{name}: gradient norm per layer (last epoch)"
             )))
-            .x_axis(
-                Axis::new()
-                    .title(title("weight tensor (input → output)"))
-                    .tick_values(ticks)
-                    .tick_text(layers),
-            )
+            .x_axis(x_axis)
             .y_axis(
                 Axis::new()
                     .title(title("mean minibatch gradient L2 norm"))
@@ -996,6 +1059,17 @@ mod figure_tests {
         let tail = &json[order..];
         assert!(tail.find("e - f").unwrap() < tail.find("a - b").unwrap());
         assert!(tail.find("a - b").unwrap() < tail.find("c - d").unwrap());
+    }
+
+    #[test]
+    fn a_network_keeps_its_colour_across_figures() {
+        let a = colours_for(&["lenet5", "dense128"]);
+        let b = colours_for(&["resnet", "dropout-0.1", "lenet5"]);
+        assert_eq!(a[0], b[2], "LeNet-5 in both");
+        // Other labels take colours no network of the figure uses.
+        assert!(!b[..1].contains(&b[1]) && b[1] != b[2]);
+        let c = colours_for(&["x", "y", "z"]);
+        assert!(c[0] != c[1] && c[1] != c[2]);
     }
 
     #[test]
