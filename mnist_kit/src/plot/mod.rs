@@ -182,12 +182,18 @@ pub fn learning_curves(history: &History) -> Figure {
     let mut plot = Plot::new();
     type Pick = fn(&EpochRecord) -> Option<f64>;
     let traces: [(&str, &str, Pick); 6] = [
-        ("train loss", "y", |r| Some(r.train_loss)),
-        ("val loss", "y", |r| r.val_loss),
+        ("training loss", "y", |r| Some(r.train_loss)),
+        ("validation loss", "y", |r| r.val_loss),
         ("test loss", "y", |r| r.test_loss),
-        ("train acc", "y2", |r| Some(r.train_accuracy)),
-        ("val acc", "y2", |r| r.val_accuracy),
-        ("test acc", "y2", |r| r.test_accuracy),
+        ("training accuracy", "y2", |r| {
+            Some(100.0 * r.train_accuracy)
+        }),
+        ("validation accuracy", "y2", |r| {
+            r.val_accuracy.map(|v| 100.0 * v)
+        }),
+        ("test accuracy", "y2", |r| {
+            r.test_accuracy.map(|v| 100.0 * v)
+        }),
     ];
     for (name, axis, pick) in traces {
         let (x, y): (Vec<usize>, Vec<f64>) = history
@@ -217,8 +223,8 @@ pub fn learning_curves(history: &History) -> Figure {
             )
             .x_axis(Axis::new().title(title("epoch")))
             .x_axis2(Axis::new().title(title("epoch")))
-            .y_axis(Axis::new().title(title("loss")))
-            .y_axis2(Axis::new().title(title("accuracy"))),
+            .y_axis(Axis::new().title(title("cross-entropy loss")))
+            .y_axis2(Axis::new().title(title("accuracy (%)"))),
     );
     Figure::new(format!("learning_curves_{}", history.model), plot)
 }
@@ -268,6 +274,22 @@ pub fn colours_for(labels: &[&str]) -> Vec<(u8, u8, u8)> {
         .iter()
         .map(|l| fixed(l).or_else(|| free.next()).unwrap_or(PALETTE[0]))
         .collect()
+}
+
+/// A metric key of [`epoch_value`] in words, with its unit (accuracies in percent).
+pub fn metric_words(metric: &str) -> String {
+    match metric {
+        "train_loss" => "training loss".into(),
+        "train_accuracy" => "training accuracy (%)".into(),
+        "val_loss" => "validation loss".into(),
+        "val_accuracy" => "validation accuracy (%)".into(),
+        "test_loss" => "test loss".into(),
+        "test_accuracy" => "test accuracy (%)".into(),
+        "weight_norm" => "weight L2 norm".into(),
+        "grad_noise" => "gradient noise".into(),
+        "lr" => "learning rate".into(),
+        other => other.replace('_', " "),
+    }
 }
 
 /// The value of `metric` in one epoch's record (`None` where the run did not measure it).
@@ -355,13 +377,19 @@ fn add_band(
 pub fn overlay(name: &str, metric: &str, runs: &[(String, Vec<&History>)]) -> Figure {
     let mut plot = Plot::new();
     let colours = colours_for(&runs.iter().map(|r| r.0.as_str()).collect::<Vec<_>>());
+    let scale = if metric.ends_with("accuracy") {
+        100.0
+    } else {
+        1.0
+    };
+    let mut dropped = false;
     for (i, (label, hs)) in runs.iter().enumerate() {
         let series: Vec<Vec<f64>> = hs
             .iter()
             .map(|h| {
                 h.epochs
                     .iter()
-                    .filter_map(|r| epoch_value(r, metric))
+                    .filter_map(|r| epoch_value(r, metric).map(|v| scale * v))
                     .collect()
             })
             .filter(|v: &Vec<f64>| !v.is_empty())
@@ -369,22 +397,61 @@ pub fn overlay(name: &str, metric: &str, runs: &[(String, Vec<&History>)]) -> Fi
         if series.is_empty() {
             continue;
         }
+        dropped |= series.iter().any(|s| s.len() != series[0].len());
         let stats = band(&series);
         let x: Vec<f64> = (1..=stats.len()).map(|e| e as f64).collect();
         add_band(&mut plot, colours[i], label, x, &stats, series.len());
+        stopped_markers(&mut plot, colours[i], label, hs, metric, scale);
     }
-    let band_note = if runs.iter().any(|(_, h)| h.len() > 1) {
-        " (mean, band: min-max over seeds)"
-    } else {
-        ""
+    let band_note = match (runs.iter().any(|(_, h)| h.len() > 1), dropped) {
+        (true, true) => " (mean over the seeds still training; band: min-max)",
+        (true, false) => " (mean, band: min-max over seeds)",
+        _ => "",
     };
+    let words = metric_words(metric);
     plot.set_layout(
         Layout::new()
-            .title(title(&format!("{name}: {metric}{band_note}")))
+            .title(title(&format!("{name}: {words}{band_note}")))
             .x_axis(Axis::new().title(title("epoch")))
-            .y_axis(Axis::new().title(title(metric))),
+            .y_axis(Axis::new().title(title(&words))),
     );
     Figure::new(format!("{name}_{metric}"), plot)
+}
+
+/// Each seed's early-stopping point as a cross on its own curve (the epoch it stopped at):
+/// where a seed's line ends because it stopped, not because the plot does.
+fn stopped_markers(
+    plot: &mut Plot,
+    (r, g, b): (u8, u8, u8),
+    label: &str,
+    hs: &[&History],
+    metric: &str,
+    scale: f64,
+) {
+    let points: Vec<(f64, f64)> = hs
+        .iter()
+        .filter_map(|h| {
+            let e = h.stopped_epoch?;
+            let rec = h.epochs.iter().find(|r| r.epoch == e)?;
+            Some((e as f64, scale * epoch_value(rec, metric)?))
+        })
+        .collect();
+    if points.is_empty() {
+        return;
+    }
+    let (x, y): (Vec<f64>, Vec<f64>) = points.into_iter().unzip();
+    plot.add_trace(
+        Scatter::new(x, y)
+            .name(format!("{label}: a seed stopped early"))
+            .mode(Mode::Markers)
+            .marker(
+                plotly::common::Marker::new()
+                    .symbol(plotly::common::MarkerSymbol::X)
+                    .size(11)
+                    .color(format!("rgb({r},{g},{b})")),
+            )
+            .legend_group(label),
+    );
 }
 
 /// The smoothed per-iteration training loss (the mean of every `loss_every` steps, recorded
