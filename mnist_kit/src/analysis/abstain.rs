@@ -148,6 +148,7 @@ pub struct Calibration {
     pub ink: InkRange,
     /// The feature-space distance to the training digits (none for networks whose penultimate
     /// layer is wider than 256).
+    #[serde(default)]
     pub distance: Option<FeatureDistance>,
     /// How the fit did on validation.
     pub fit: CalibrationFit,

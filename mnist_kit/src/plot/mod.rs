@@ -326,14 +326,25 @@ fn band(series: &[Vec<f64>]) -> Vec<(f64, f64, f64)> {
 }
 
 /// Adds a mean line with a shaded min-max band (when there is more than one series).
+#[allow(clippy::too_many_arguments)]
 fn add_band(
     plot: &mut Plot,
     (r, g, b): (u8, u8, u8),
+    series: usize,
     label: &str,
     x: Vec<f64>,
     stats: &[(f64, f64, f64)],
     seeds: usize,
 ) {
+    // A dash pattern per series as well as a colour: lines that coincide (two optimizers
+    // with the same curve) stay visible as two.
+    let dash = [
+        plotly::common::DashType::Solid,
+        plotly::common::DashType::Dash,
+        plotly::common::DashType::Dot,
+        plotly::common::DashType::DashDot,
+    ][series % 4]
+        .clone();
     let colour = format!("rgb({r},{g},{b})");
     if seeds > 1 {
         let hi: Vec<f64> = stats.iter().map(|s| s.2).collect();
@@ -367,7 +378,7 @@ fn add_band(
         Scatter::new(x, mean)
             .name(name)
             .mode(Mode::LinesMarkers)
-            .line(plotly::common::Line::new().color(colour))
+            .line(plotly::common::Line::new().color(colour).dash(dash))
             .legend_group(label),
     );
 }
@@ -400,7 +411,7 @@ pub fn overlay(name: &str, metric: &str, runs: &[(String, Vec<&History>)]) -> Fi
         dropped |= series.iter().any(|s| s.len() != series[0].len());
         let stats = band(&series);
         let x: Vec<f64> = (1..=stats.len()).map(|e| e as f64).collect();
-        add_band(&mut plot, colours[i], label, x, &stats, series.len());
+        add_band(&mut plot, colours[i], i, label, x, &stats, series.len());
         stopped_markers(&mut plot, colours[i], label, hs, metric, scale);
     }
     let band_note = match (runs.iter().any(|(_, h)| h.len() > 1), dropped) {
@@ -478,7 +489,7 @@ pub fn loss_trace(name: &str, runs: &[(String, Vec<&History>)], every: usize) ->
         let x: Vec<f64> = (1..=stats.len())
             .map(|k| (k * every.max(1)) as f64)
             .collect();
-        add_band(&mut plot, colours[i], label, x, &stats, series.len());
+        add_band(&mut plot, colours[i], i, label, x, &stats, series.len());
     }
     plot.set_layout(
         Layout::new()
@@ -806,7 +817,7 @@ pub fn gradient_flow(name: &str, runs: &[(String, Vec<&History>)]) -> Figure {
                 }
             })
             .collect();
-        add_band(&mut plot, colours[i], label, x, &stats, series.len());
+        add_band(&mut plot, colours[i], i, label, x, &stats, series.len());
     }
     let x_axis = if same {
         let ticks: Vec<f64> = (0..layers.len()).map(|k| k as f64).collect();

@@ -55,10 +55,11 @@ pub fn dots(
             })
         })
         .collect();
-    let (scale, unit) = if metric.is_percent() {
-        (100.0, " (%)")
-    } else {
-        (1.0, "")
+    // The gap is a difference of two accuracies: points, not percent.
+    let (scale, unit) = match metric {
+        Metric::Gap => (100.0, " (points)"),
+        m if m.is_percent() => (100.0, " (%)"),
+        _ => (1.0, ""),
     };
     Ok(plot::dots(
         &format!("{}_dots", metric.name()),
