@@ -30,11 +30,12 @@ fn pad_png(mnist: &Mnist, i: usize) -> Vec<u8> {
         .map(<[u8]>::to_vec)
         .unwrap_or(vec![0; 784]);
     let small = image::GrayImage::from_raw(28, 28, pixels).unwrap_or_default();
-    let pad = image::imageops::resize(&small, 280, 280, image::imageops::FilterType::Triangle);
-    let mut out = Vec::new();
-    let _ = image::DynamicImage::ImageLuma8(pad)
-        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png);
-    out
+    support::encode_png(image::imageops::resize(
+        &small,
+        280,
+        280,
+        image::imageops::FilterType::Triangle,
+    ))
 }
 
 fn main() -> mnist_kit::Result<()> {

@@ -3,7 +3,9 @@
 //! rest of the list below is known debt, to be split, and may only shrink: a function that
 //! is split must leave it, and no other may join.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 
 const LIMIT: usize = 80;
 /// Long by nature: tables of data written as code.
@@ -22,17 +24,6 @@ const DEBT: [(&str, &str); 11] = [
     ("study/report/sections.rs", "group_figures"),
     ("data/augment.rs", "apply"),
 ];
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
-}
 
 /// `(name, lines)` of every function with a body in `text`, up to its test module.
 fn functions(text: &str) -> Vec<(String, usize)> {
@@ -84,8 +75,7 @@ fn functions(text: &str) -> Vec<(String, usize)> {
 #[test]
 fn no_logic_function_grows_past_the_limit() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
+    let files = support::rust_files(&src);
     let mut long = Vec::new();
     for f in &files {
         let rel = f

@@ -3,6 +3,8 @@
 //! one module import each other. Read from the sources, so a new import that runs back up
 //! fails here, not in a reader's head.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -23,17 +25,6 @@ fn table() -> Vec<String> {
         })
         .filter(|m| m != "layer" && !m.starts_with("---"))
         .collect()
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
 }
 
 /// The top-level module a source file belongs to (`src/plot/grid.rs` -> `plot`).
@@ -104,8 +95,7 @@ fn every_module_imports_only_layers_below_it() {
         .enumerate()
         .map(|(i, m)| (m.as_str(), i))
         .collect();
-    let mut files = Vec::new();
-    rust_files(Path::new(SRC), &mut files);
+    let files = support::rust_files(Path::new(SRC));
     let mut wrong = Vec::new();
     for f in &files {
         let Some(m) = module_of(f) else { continue };
@@ -130,8 +120,7 @@ fn every_module_imports_only_layers_below_it() {
 
 #[test]
 fn no_two_files_of_a_module_import_each_other() {
-    let mut files = Vec::new();
-    rust_files(Path::new(SRC), &mut files);
+    let files = support::rust_files(Path::new(SRC));
     // file stem -> the sibling stems it names through `super::`
     let mut uses: BTreeMap<PathBuf, BTreeSet<String>> = BTreeMap::new();
     for f in &files {

@@ -10,26 +10,16 @@ use support::{png, trained_lenet};
 
 /// A 280x280 black pad with nothing drawn on it.
 fn blank_png() -> Vec<u8> {
-    let img = image::GrayImage::new(280, 280);
-    let mut out = Vec::new();
-    image::DynamicImage::ImageLuma8(img)
-        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .unwrap();
-    out
+    support::encode_png(image::GrayImage::new(280, 280))
 }
 
 /// Seeded noise over a 280x280 pad: ink everywhere, nothing like a digit.
 fn noise_png() -> Vec<u8> {
     let mut state = 12345u32;
-    let img = image::GrayImage::from_fn(280, 280, |_, _| {
+    support::encode_png(image::GrayImage::from_fn(280, 280, |_, _| {
         state = state.wrapping_mul(1664525).wrapping_add(1013904223);
         image::Luma([(state >> 24) as u8])
-    });
-    let mut out = Vec::new();
-    image::DynamicImage::ImageLuma8(img)
-        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .unwrap();
-    out
+    }))
 }
 
 #[test]

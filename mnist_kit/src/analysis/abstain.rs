@@ -31,7 +31,7 @@ use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use super::custom_digit::{Digit, SIDE, digit_input, most_likely};
-use super::real_digits::RealDigits;
+use super::real_digits::{RealDigits, file_name, sorted_entries};
 use crate::data::{BatchOptions, NUM_CLASSES, Normalization, Split};
 use crate::models::Network;
 use crate::{Error, Result};
@@ -890,20 +890,9 @@ pub fn non_digit_files(dir: Option<&Path>) -> Result<Vec<(String, std::path::Pat
         None => crate::data::find_up(NON_DIGITS_ENV, "data/non-digits")?,
     };
     let mut out = Vec::new();
-    let read = |d: &Path| -> Result<Vec<std::path::PathBuf>> {
-        let mut v: Vec<_> = std::fs::read_dir(d)
-            .map_err(|e| Error::io(d, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        v.sort();
-        Ok(v)
-    };
-    for sub in read(&dir)?.into_iter().filter(|p| p.is_dir()) {
-        let name = sub
-            .file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        for f in read(&sub)? {
+    for sub in sorted_entries(&dir)?.into_iter().filter(|p| p.is_dir()) {
+        let name = file_name(&sub);
+        for f in sorted_entries(&sub)? {
             if f.extension().is_some_and(|e| e == "png" || e == "jpg") {
                 out.push((name.clone(), f));
             }

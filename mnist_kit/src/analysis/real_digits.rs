@@ -216,7 +216,8 @@ impl RealDigits {
     }
 }
 
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+/// The entries of `dir`, sorted by path.
+pub(crate) fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -225,7 +226,8 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-fn file_name(p: &Path) -> String {
+/// The last component of `p`, lossily as text.
+pub(crate) fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default()

@@ -16,6 +16,32 @@ use mnist_kit::data::Mnist;
 use mnist_kit::models::Network;
 use mnist_kit::train::{TrainConfig, TrainData, Trainer};
 
+/// Every `.rs` file under `dir`, recursively (the tests that read the crate's own sources).
+pub fn rust_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A grayscale image as PNG bytes.
+pub fn encode_png(img: image::GrayImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = image::DynamicImage::ImageLuma8(img)
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png);
+    out
+}
+
 /// One request with `Connection: close`; the status and the body. A server that answers (413)
 /// and closes before reading a large body is not an error here.
 pub fn request(
@@ -108,11 +134,7 @@ pub fn png(mnist: &Mnist, i: usize) -> Vec<u8> {
         .image(i)
         .map(<[u8]>::to_vec)
         .unwrap_or(vec![0; 784]);
-    let img = image::GrayImage::from_raw(28, 28, pixels).unwrap_or_default();
-    let mut out = Vec::new();
-    let _ = image::DynamicImage::ImageLuma8(img)
-        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png);
-    out
+    encode_png(image::GrayImage::from_raw(28, 28, pixels).unwrap_or_default())
 }
 
 /// A LeNet-5 trained for one epoch on 12,000 images (about 97 % accurate), in run directory
