@@ -108,7 +108,7 @@ pub fn robustness(
 pub fn robustness_table(rows: &[RobustnessRow]) -> Result<crate::display::Table> {
     let df = polars::df!(
         "variant" => rows.iter().map(|r| r.variant.clone()).collect::<Vec<_>>(),
-        "accuracy" => rows.iter().map(|r| r.accuracy).collect::<Vec<_>>(),
+        "accuracy (%)" => rows.iter().map(|r| 100.0 * r.accuracy).collect::<Vec<_>>(),
         "loss" => rows.iter().map(|r| r.loss).collect::<Vec<_>>(),
     )?;
     Ok(crate::display::Table::new("robustness", df))

@@ -58,6 +58,10 @@ pub struct ImageGrid {
     /// The pixel values shown as black and white, the same for every tile; `None`: each tile
     /// stretched to its own range.
     pub fixed_range: Option<(f32, f32)>,
+    /// What the grey levels mean, shown as a colour bar (`None`: no bar, for plain digits).
+    /// Tiles are stretched to their own range, so the bar reads from each tile's lowest to its
+    /// highest value.
+    pub scale_label: Option<String>,
 }
 
 impl ImageGrid {
@@ -69,6 +73,7 @@ impl ImageGrid {
             columns: columns.max(1),
             zoom: 3,
             fixed_range: None,
+            scale_label: None,
         }
     }
 
@@ -325,6 +330,11 @@ impl ImageGrid {
             }
         }
         g.columns = g.tiles.len() / positions.len().max(1);
+        g.scale_label = Some(if g.tiles.iter().any(|t| t.caption == "saliency") {
+            "saliency: |d score / d pixel| (each map from its lowest to its highest)".into()
+        } else {
+            "attention weight (each map from its lowest to its highest)".into()
+        });
         Ok(g)
     }
 

@@ -34,16 +34,17 @@ fn compose(
     tiles: &[Tile],
     columns: usize,
     scale: TileScale,
+    row_gap: usize,
 ) -> (Cells, Vec<(usize, usize)>, usize, usize) {
     let cw = tiles.iter().map(|t| t.width).max().unwrap_or(1);
     let ch = tiles.iter().map(|t| t.height).max().unwrap_or(1);
     let cols = columns.clamp(1, tiles.len().max(1));
     let rows = tiles.len().div_ceil(cols).max(1);
-    let (w, h) = (cols * (cw + GAP) - GAP, rows * (ch + GAP) - GAP);
+    let (w, h) = (cols * (cw + GAP) - GAP, rows * (ch + row_gap) - row_gap);
     let mut z = vec![vec![None; w]; h];
     let mut origins = Vec::new();
     for (k, t) in tiles.iter().enumerate() {
-        let (x0, y0) = ((k % cols) * (cw + GAP), (k / cols) * (ch + GAP));
+        let (x0, y0) = ((k % cols) * (cw + GAP), (k / cols) * (ch + row_gap));
         origins.push((x0, y0));
         let (lo, hi) = t.range();
         let span = if hi > lo { hi - lo } else { 1.0 };
@@ -153,7 +154,18 @@ impl ImageGrid {
 /// saying how values become colours. Sized so that the tiles span about 900 CSS pixels (at least
 /// 4 per image pixel); PNGs are drawn at twice that.
 pub fn tiles(name: &str, grid: &ImageGrid, scale: TileScale) -> Figure {
-    let (z, origins, w, h) = compose(&grid.tiles, grid.columns, scale);
+    let font = if grid.tiles.first().is_some_and(|t| t.width < 10) {
+        10
+    } else {
+        12
+    };
+    // Room between rows for the next row's captions: the font's height in image pixels at
+    // the size the figure draws a pixel.
+    let cw = grid.tiles.iter().map(|t| t.width).max().unwrap_or(1);
+    let cols = grid.columns.clamp(1, grid.tiles.len().max(1));
+    let pixel = (900.0 / (cols * (cw + GAP)) as f64).max(4.0);
+    let row_gap = GAP + ((font + 6) as f64 / pixel).ceil() as usize;
+    let (z, origins, w, h) = compose(&grid.tiles, grid.columns, scale, row_gap);
     let mut trace = serde_json::json!({
         "type": "heatmap",
         "z": z,
@@ -165,6 +177,14 @@ pub fn tiles(name: &str, grid: &ImageGrid, scale: TileScale) -> Figure {
             trace["colorscale"] = serde_json::json!([[0.0, "#ffffff"], [1.0, "#111111"]]);
             trace["zmin"] = 0.0.into();
             trace["zmax"] = 1.0.into();
+            if let Some(label) = &grid.scale_label {
+                trace["showscale"] = true.into();
+                trace["colorbar"] = serde_json::json!({
+                    "title": {"text": label, "side": "right"},
+                    "tickvals": [0.0, 1.0],
+                    "ticktext": ["lowest", "highest"],
+                });
+            }
         }
         TileScale::Diverging => {
             let m = grid
@@ -183,11 +203,6 @@ pub fn tiles(name: &str, grid: &ImageGrid, scale: TileScale) -> Figure {
     }
     let mut plot = Plot::new();
     plot.add_trace(Box::new(Raw(trace)));
-    let font = if grid.tiles.first().is_some_and(|t| t.width < 10) {
-        10
-    } else {
-        12
-    };
     let notes: Vec<Annotation> = grid
         .tiles
         .iter()
@@ -201,11 +216,11 @@ pub fn tiles(name: &str, grid: &ImageGrid, scale: TileScale) -> Figure {
             )
         })
         .collect();
-    let top = 3.0;
+    let top = row_gap as f64;
     let (xa, ya) = image_axes(w, h, top);
     let margins = (
         10,
-        if scale == TileScale::Diverging {
+        if scale == TileScale::Diverging || grid.scale_label.is_some() {
             100
         } else {
             10

@@ -106,9 +106,24 @@ fn model_text(preset: &str, c: &ModelConfig) -> String {
         .into_iter()
         .flatten()
         .filter(|(k, v)| a.get(k.as_str()) != Some(v))
-        .map(|(k, v)| format!("{k}={v}"))
+        .map(|(k, v)| format!("{k}={}", json_text(v)))
         .collect();
     format!("{preset} ({})", diffs.join(", "))
+}
+
+/// A config value as a person writes it: floats at single precision (the configs hold `f32`s,
+/// so `0.1`, not `0.10000000149011612`).
+fn json_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => n
+            .as_f64()
+            .map_or_else(|| n.to_string(), |x| (x as f32).to_string()),
+        serde_json::Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(json_text).collect::<Vec<_>>().join(", ")
+        ),
+        other => other.to_string(),
+    }
 }
 
 fn schedule_text(s: Schedule) -> String {
@@ -124,7 +139,8 @@ fn schedule_text(s: Schedule) -> String {
     }
 }
 
-fn augment_text(a: Option<&AugmentConfig>) -> String {
+/// An augmentation config in words (`none` without one), as the config tables show it.
+pub fn augment_text(a: Option<&AugmentConfig>) -> String {
     let Some(a) = a else {
         return "none".into();
     };
