@@ -6,7 +6,8 @@
 //!   for when "show where it looked" is on);
 //! - 16 clients over keep-alive, and 16 with a new connection per request, plain answers.
 //!
-//! Prints p50/p90/p99/max latency, throughput and errors for each.
+//! Prints p50/p90/p99/max latency, throughput and errors for each, as text and as a `JSON`
+//! line (`benches/compare.py serve` records those).
 //!
 //! `cargo bench --bench serve` (a benchmark, not a test: timings depend on the machine).
 
@@ -129,6 +130,23 @@ fn main() -> mnist_kit::Result<()> {
             q(0.99),
             ms.last().copied().unwrap_or(0.0),
             results.len() as f64 / wall
+        );
+        // The same as one JSON line, for `benches/compare.py serve`.
+        println!(
+            "JSON {}",
+            serde_json::json!({
+                "model": run.display().to_string(),
+                "path": path,
+                "clients": clients,
+                "keep_alive": keep_alive,
+                "requests": results.len(),
+                "p50_ms": q(0.5),
+                "p90_ms": q(0.9),
+                "p99_ms": q(0.99),
+                "max_ms": ms.last().copied().unwrap_or(0.0),
+                "requests_per_sec": results.len() as f64 / wall,
+                "errors": errors,
+            })
         );
     }
     handle.stop();

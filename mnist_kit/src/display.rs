@@ -48,6 +48,37 @@ pub fn png(bytes: &[u8]) {
     print!("{}", envelope("image/png", &base64(bytes)));
 }
 
+/// Markdown rendered by the notebook front-end: the prose of a notebook cell written from
+/// the numbers the cell computed (see [`crate::study::Facts`]), so a rerun that changes a
+/// number changes the sentence.
+///
+/// ```
+/// use mnist_kit::display::markdown;
+/// let accuracy = 0.9905;
+/// let md = markdown(format!("**What this shows.** {:.2} % of the test images.", 100.0 * accuracy));
+/// assert_eq!(md.0, "**What this shows.** 99.05 % of the test images.");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Markdown(pub String);
+
+/// [`Markdown`] of `text`.
+pub fn markdown(text: impl Into<String>) -> Markdown {
+    Markdown(text.into())
+}
+
+impl Markdown {
+    /// Shows the text as Markdown in an evcxr notebook.
+    pub fn evcxr_display(&self) {
+        print!("{}", envelope("text/markdown", &self.0));
+    }
+}
+
+impl std::fmt::Display for Markdown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Environment variable for executed notebooks read on a git host: figures and image grids
 /// carry a PNG (see `plot::Figure::evcxr_display`).
 pub const NOTEBOOK_PNG_ENV: &str = "MNIST_KIT_NOTEBOOK_PNG";
@@ -65,10 +96,11 @@ use polars::prelude::{AnyValue, DataFrame};
 /// ```
 /// use mnist_kit::display::Table;
 /// use mnist_kit::polars::prelude::*;
-/// let df = df!("model" => ["lenet5"], "accuracy" => [0.9912])?;
+/// let df = df!("model" => ["lenet5"], "loss" => [0.0325], "accuracy (%)" => [99.123])?;
 /// let html = Table::new("models", df).to_html();
 /// assert!(html.contains("<td>lenet5</td>"), "{html}");
-/// assert!(html.contains("<td>0.9912</td>"), "{html}");
+/// assert!(html.contains("<td>0.0325</td>"), "{html}");
+/// assert!(html.contains("<td>99.12</td>"), "{html}");
 /// # Ok::<(), PolarsError>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -88,7 +120,8 @@ impl Table {
         }
     }
 
-    /// HTML table; floats with 4 decimals.
+    /// HTML table; floats with 2 decimals in percent and points columns (a `%` or `points` in
+    /// the column's name), 4 elsewhere.
     pub fn to_html(&self) -> String {
         let mut h = format!(
             "<table><caption><b>{}</b></caption><thead><tr>",
@@ -99,12 +132,23 @@ impl Table {
             h.push_str(&format!("<th>{}</th>", esc(c.name())));
         }
         h.push_str("</tr></thead><tbody>");
+        let decimals: Vec<usize> = columns
+            .iter()
+            .map(|c| {
+                let name = c.name().as_str();
+                if name.contains('%') || name.contains("points") {
+                    2
+                } else {
+                    4
+                }
+            })
+            .collect();
         for i in 0..self.frame.height() {
             h.push_str("<tr>");
-            for c in columns {
+            for (c, &d) in columns.iter().zip(&decimals) {
                 let cell = match c.get(i) {
-                    Ok(AnyValue::Float64(v)) => format!("{v:.4}"),
-                    Ok(AnyValue::Float32(v)) => format!("{v:.4}"),
+                    Ok(AnyValue::Float64(v)) => format!("{v:.d$}"),
+                    Ok(AnyValue::Float32(v)) => format!("{v:.d$}"),
                     Ok(AnyValue::Null) | Err(_) => String::new(),
                     Ok(v) => v.get_str().map_or_else(|| v.to_string(), str::to_string),
                 };

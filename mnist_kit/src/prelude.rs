@@ -6,10 +6,11 @@ pub use crate::analysis::{
     synthetic_digit, weight_histogram, weight_table,
 };
 pub use crate::data::{Mnist, Normalization, Split, explore};
-pub use crate::display::Table;
+pub use crate::display::{Markdown, Table, markdown};
 pub use crate::models::{Model, ModelConfig, Network};
 pub use crate::plot::{self, Figure, ImageGrid};
-pub use crate::study::{self, StudyConfig};
+pub use crate::study::facts::{pct, points, seconds, thousands};
+pub use crate::study::{self, Facts, Metric, StudyConfig};
 pub use crate::train::{
     EarlyStopping, History, Learner, OptimizerConfig, OptimizerKind, Schedule, TrainConfig,
     TrainData, Trainer, evaluate,

@@ -180,10 +180,19 @@ impl RealDigits {
         models: &[(&str, &Network)],
         normalization: Normalization,
     ) -> Result<Table> {
+        let scores = models
+            .iter()
+            .map(|(n, net)| Ok((n.to_string(), self.score(net, normalization)?)))
+            .collect::<Result<Vec<_>>>()?;
+        self.scores_table(&scores)
+    }
+
+    /// [`RealDigits::score_table`] of scores already made (a name and a [`RealDigits::score`]
+    /// each), so a notebook can table them and write about them without scoring twice.
+    pub fn scores_table(&self, scores: &[(String, RealDigitsScore)]) -> Result<Table> {
         let subsets = self.subsets();
         let mut rows: Vec<Vec<f64>> = vec![Vec::new(); subsets.len() + 1];
-        for (_, net) in models {
-            let score = self.score(net, normalization)?;
+        for (_, score) in scores {
             for (col, s) in rows
                 .iter_mut()
                 .zip(score.subsets.iter().chain([&score.all]))
@@ -193,10 +202,7 @@ impl RealDigits {
         }
         let mut cols = vec![polars::prelude::Column::new(
             "model".into(),
-            models
-                .iter()
-                .map(|(n, _)| n.to_string())
-                .collect::<Vec<_>>(),
+            scores.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
         )];
         let counts = subsets
             .iter()

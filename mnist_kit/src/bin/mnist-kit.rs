@@ -166,6 +166,10 @@ struct StudyArgs {
     /// runs).
     #[arg(long)]
     report: bool,
+    /// Train nothing: rewrite the README's generated findings block (the README beside
+    /// --out) from the runs recorded in --out: their results and predictions, no weights.
+    #[arg(long)]
+    readme: bool,
     /// Dataset directory (default: $MNIST_DATA_DIR, else the bundled data/mnist).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -459,6 +463,7 @@ fn study(a: StudyArgs) -> Result<()> {
         jobs,
         shard,
         report,
+        readme,
         data_dir,
     } = a;
     let mnist = Mnist::load_from(data_dir.as_deref())?;
@@ -476,6 +481,9 @@ fn study(a: StudyArgs) -> Result<()> {
         shard,
         ..cfg
     };
+    if readme {
+        return study_readme(&mnist, &cfg);
+    }
     let started = std::time::Instant::now();
     let all = if report {
         mnist_kit::study::run::collect_finished(&cfg)?
@@ -493,6 +501,34 @@ fn study(a: StudyArgs) -> Result<()> {
     }
     mnist_kit::study::write_report(&mnist, &cfg, &all, started)?;
     println!("report written to {}", cfg.out.join("REPORT.md").display());
+    Ok(())
+}
+
+/// `study --readme`: the README's findings block from the recorded runs.
+fn study_readme(mnist: &Mnist, cfg: &mnist_kit::study::StudyConfig) -> Result<()> {
+    use mnist_kit::study::report::readme;
+    let all = mnist_kit::study::run::collect_recorded(cfg)?;
+    if all.is_empty() {
+        return Err(mnist_kit::Error::Invalid {
+            what: "study --readme",
+            reason: format!("no recorded run in {}", cfg.out.display()),
+        });
+    }
+    let path = cfg
+        .out
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join("README.md");
+    let mut changed = false;
+    for (name, text) in readme::blocks(mnist, &all, &cfg.out.join("models"))? {
+        changed |= readme::update(&path, name, &text)?;
+    }
+    println!(
+        "{} from {} recorded runs: {}",
+        if changed { "rewritten" } else { "unchanged" },
+        all.len(),
+        path.display()
+    );
     Ok(())
 }
 

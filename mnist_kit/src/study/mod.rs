@@ -8,6 +8,7 @@
 //! | [`aggregate`] | each experiment over its seeds: metrics, tables, ensembles, the best run |
 //! | [`evidence`](mod@evidence) | the runs' per-image predictions, and the comparisons made from them |
 //! | [`findings`](mod@findings) | verdict sentences of a group |
+//! | [`facts`] | numbers and verdicts for notebook prose, rendered from the runs |
 //! | [`claims`](mod@claims) | the seed studies' claims in their words, and the study's own questions, tested |
 //! | [`report`] | `REPORT.md`, `metrics.json`, `figures/`, `tables/`, `models/best/`, `models/robust/` |
 //!
@@ -18,6 +19,7 @@ pub mod aggregate;
 pub mod claims;
 pub mod describe;
 pub mod evidence;
+pub mod facts;
 pub mod findings;
 pub mod notebook;
 pub mod plan;
@@ -37,6 +39,7 @@ pub use aggregate::{Metric, Replicates, by_experiment, comparison, histories};
 pub use claims::{Claim, Claims, claims, study_questions};
 pub use describe::configs;
 pub use evidence::Evidence;
+pub use facts::Facts;
 pub use findings::{Findings, findings, findings_with};
 pub use notebook::{claims_of, corruptions, dots, ensembles, findings_on, questions_of};
 pub use plan::{Group, groups, plan, selects};

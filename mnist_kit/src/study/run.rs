@@ -51,6 +51,18 @@ pub fn run_dir(runs: &Path, e: &Experiment) -> PathBuf {
 /// model, configs, seeds) is there; the group is a label of the report and may differ (a
 /// notebook trains the study's runs under no group).
 pub fn finished(e: &Experiment, runs: &Path) -> Option<ExperimentResult> {
+    read_back(e, runs, RunDir::WEIGHTS)
+}
+
+/// The recorded evidence of `e`'s run in `runs`: its result and per-image predictions, with
+/// or without its weights (a clone of the repository has no weights). Enough for every number
+/// and comparison; not for a figure that runs the network.
+pub fn recorded(e: &Experiment, runs: &Path) -> Option<ExperimentResult> {
+    read_back(e, runs, RunDir::PREDICTIONS)
+}
+
+/// The result of `e`'s run in `runs` when it trained exactly `e` and `needs` is there.
+fn read_back(e: &Experiment, runs: &Path, needs: &str) -> Option<ExperimentResult> {
     let dir = run_dir(runs, e);
     let text = std::fs::read_to_string(dir.join(RunDir::RESULT)).ok()?;
     let mut done: ExperimentResult = serde_json::from_str(&text).ok()?;
@@ -58,7 +70,7 @@ pub fn finished(e: &Experiment, runs: &Path) -> Option<ExperimentResult> {
         group: e.group.clone(),
         ..done.experiment.clone()
     } == *e;
-    if !(same && dir.join(RunDir::WEIGHTS).exists()) {
+    if !(same && dir.join(needs).exists()) {
         return None;
     }
     done.experiment.group = e.group.clone();
@@ -412,10 +424,6 @@ fn run_seeds(mnist: &Mnist, e: &Experiment, cfg: &StudyConfig) -> Result<Vec<Exp
     run_all(mnist, std::slice::from_ref(e), cfg)
 }
 
-/// Runs every seed of every experiment in `plan` (reusing finished runs unless `force`),
-/// `cfg.jobs` runs at a time, each on one thread; returns the results in plan order, seed by
-/// seed. Training results do not depend on the thread count, so a run gives the same numbers
-/// alone or beside another.
 /// The runs of `plan` already finished (in their slots, unless `force`) and the ones this
 /// process trains (its shard's), each with its slot in plan order.
 type Slots = (Vec<Option<ExperimentResult>>, Vec<(usize, Experiment)>);
@@ -462,6 +470,10 @@ fn plan_slots(plan: &[Experiment], cfg: &StudyConfig, runs: &Path) -> Slots {
     (slots, todo)
 }
 
+/// Runs every seed of every experiment in `plan` (reusing finished runs unless `force`),
+/// `cfg.jobs` runs at a time, each on one thread; returns the results in plan order, seed by
+/// seed. Training results do not depend on the thread count, so a run gives the same numbers
+/// alone or beside another.
 fn run_all(mnist: &Mnist, plan: &[Experiment], cfg: &StudyConfig) -> Result<Vec<ExperimentResult>> {
     let runs = cfg.out.join("runs");
     let (mut slots, mut todo) = plan_slots(plan, cfg, &runs);
@@ -702,13 +714,26 @@ fn run_where(
 /// Every finished run of the plan in `cfg.out/runs` (the tuned optimizers at the rates their
 /// finished grids chose), without training anything.
 pub fn collect_finished(cfg: &StudyConfig) -> Result<Vec<ExperimentResult>> {
+    collect_with(cfg, finished)
+}
+
+/// Every run of the plan in `cfg.out/runs` whose evidence is recorded ([`recorded`]): what a
+/// clone of the repository holds, weights or not.
+pub fn collect_recorded(cfg: &StudyConfig) -> Result<Vec<ExperimentResult>> {
+    collect_with(cfg, recorded)
+}
+
+fn collect_with(
+    cfg: &StudyConfig,
+    read: fn(&Experiment, &Path) -> Option<ExperimentResult>,
+) -> Result<Vec<ExperimentResult>> {
     let runs = cfg.out.join("runs");
     let gather = |plan: &[Experiment]| -> Vec<ExperimentResult> {
         plan.iter()
             .flat_map(|e| {
                 seeds_of(e, cfg)
                     .into_iter()
-                    .filter_map(|s| finished(&with_seed(e, s), &runs))
+                    .filter_map(|s| read(&with_seed(e, s), &runs))
                     .collect::<Vec<_>>()
             })
             .collect()

@@ -3,7 +3,7 @@
 //! architectures and every group; `robustness` the MNIST-C benchmark and the robust model; `real_digits` the
 //! real-world digits;
 //! `inspect` the weights, parameter counts and curves; `front` the contents and the
-//! limitations; `export` `metrics.json`, the tables and the model directories; `figures` saves
+//! limitations; `readme` the README's generated findings; `export` `metrics.json`, the tables and the model directories; `figures` saves
 //! figures next to the report.
 //!
 //! Output: `REPORT.md`, `metrics.json`, `tables/*.csv`, `figures/` (HTML pages that load one
@@ -12,9 +12,11 @@
 
 mod context;
 mod export;
+pub use export::ROBUST_TOLERANCE;
 mod figures;
 mod front;
 mod inspect;
+pub mod readme;
 mod real_digits;
 mod robustness;
 mod sections;
@@ -79,7 +81,7 @@ pub fn write_report(
 
     let mut md = String::new();
     let mut metrics = serde_json::Map::new();
-    sections::intro(&mut md, &ctx, &groups);
+    sections::intro(&mut md, &ctx, &groups, &front::summary(&ctx)?);
     sections::architectures(&mut md, &mut metrics, &ctx)?;
     let best = export::best_models(&ctx)?;
     sections::best_model(&mut md, &ctx, &best)?;
@@ -96,5 +98,25 @@ pub fn write_report(
     inspect::curves(&mut md, &ctx)?;
     front::limitations(&mut md, &ctx);
     export::finish(&mut md, metrics, &ctx, &best, started)?;
+    write_readme_findings(mnist, cfg, all)?;
+    Ok(())
+}
+
+/// The full study rewrites the findings block of the README beside its output directory
+/// (`results/` in the repository); quick runs and other directories leave it alone.
+fn write_readme_findings(mnist: &Mnist, cfg: &StudyConfig, all: &[ExperimentResult]) -> Result<()> {
+    let Some(readme) = cfg.out.parent().map(|p| p.join("README.md")) else {
+        return Ok(());
+    };
+    let has_block = std::fs::read_to_string(&readme)
+        .is_ok_and(|t| readme::block(&t, readme::FINDINGS).is_some());
+    if cfg.quick || !has_block {
+        return Ok(());
+    }
+    for (name, text) in readme::blocks(mnist, all, &cfg.out.join("models"))? {
+        if readme::update(&readme, name, &text)? {
+            println!("README block {name} rewritten: {}", readme.display());
+        }
+    }
     Ok(())
 }

@@ -11,7 +11,7 @@ use super::super::aggregate::{COLLAPSE, Metric, Replicates, returned_val_accurac
 use super::super::run::corrupted_test_sets;
 use super::context::{Ctx, finite};
 use super::export::{BestModels, ROBUST_TOLERANCE, on_front};
-use super::sections::{comparison_json, comparison_table, forest_figure};
+use super::sections::{comparison_json, comparisons, forest_figure};
 use crate::Result;
 use crate::data::corrupt::Corruption;
 use crate::data::{BatchOptions, Split};
@@ -232,7 +232,7 @@ fn architectures_on_mnist_c(
             "### Architectures compared on MNIST-C\n\nPaired over the corrupted test images (one \
              resample for all 15 corruptions) and the seeds, as every comparison of the \
              report.\n\n{}",
-            comparison_table(&cs, Metric::MnistC)
+            comparisons(ctx, "architectures-mnist_c-pairs", &cs, Metric::MnistC)?
         );
         let _ = writeln!(
             md,

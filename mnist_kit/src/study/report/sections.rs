@@ -20,7 +20,7 @@ use crate::plot;
 use crate::train::RunDir;
 use crate::train::{History, evaluate};
 
-pub(crate) fn intro(md: &mut String, ctx: &Ctx, groups: &[Group]) {
+pub(crate) fn intro(md: &mut String, ctx: &Ctx, groups: &[Group], summary: &str) {
     let cfg = ctx.cfg;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let _ = writeln!(
@@ -55,6 +55,7 @@ pub(crate) fn intro(md: &mut String, ctx: &Ctx, groups: &[Group]) {
         total,
         total / 60.0
     );
+    md.push_str(summary);
     let _ = writeln!(md, "## How this study decides\n");
     let _ = writeln!(
         md,
@@ -268,45 +269,121 @@ fn verdict_calibration(ctx: &Ctx) -> String {
     md
 }
 
+/// Comparisons of more pairs than this go to a CSV table; the report shows the pairs called.
+pub(crate) const PAIRS_SHOWN: usize = 6;
+
+/// The comparisons of `cs` as the report shows them: every pair as a table when there are few
+/// ([`PAIRS_SHOWN`]); else every pair to `tables/{stem}.csv`, linked, and only the pairs the
+/// rule called in the report. Either way, how many calls chance alone would make.
+pub(crate) fn comparisons(
+    ctx: &Ctx,
+    stem: &str,
+    cs: &[Comparison],
+    metric: Metric,
+) -> Result<String> {
+    if cs.len() <= PAIRS_SHOWN {
+        return Ok(comparison_table(cs, metric));
+    }
+    let file = format!("{stem}.csv");
+    ctx.table(&file, &comparison_csv(cs, metric))?;
+    let called: Vec<Comparison> = cs
+        .iter()
+        .filter(|c| c.verdict != Verdict::NotDistinguishable)
+        .cloned()
+        .collect();
+    let mut md = format!(
+        "All {} pairs, with their intervals and detectable differences: \
+         [`tables/{file}`](tables/{file}). ",
+        cs.len()
+    );
+    if called.is_empty() {
+        md.push_str("The rule called none of them.\n\n");
+    } else {
+        let _ = writeln!(md, "The {} pairs it called:\n", called.len());
+        md.push_str(&comparison_rows(&called, metric));
+        md.push('\n');
+    }
+    md.push_str(&chance_line(cs));
+    Ok(md)
+}
+
 /// A comparison table: every pair with the difference, its interval and how it was made, the
 /// share of seed pairs in which A scores higher, the detectable difference, the verdict
 /// ("better" where the quantity has a better direction, else "higher"), Welch's p and McNemar's
 /// p on the matched models; then how many calls chance alone would make.
 pub(crate) fn comparison_table(cs: &[Comparison], metric: Metric) -> String {
+    let mut md = comparison_rows(cs, metric);
+    md.push('\n');
+    md.push_str(&chance_line(cs));
+    md
+}
+
+/// "N comparisons, K called; were every pair equal, chance alone would call about ...".
+fn chance_line(cs: &[Comparison]) -> String {
+    let n = cs.iter().filter(|c| c.paired.is_some()).count();
+    let called = cs
+        .iter()
+        .filter(|c| c.paired.is_some() && c.verdict != Verdict::NotDistinguishable)
+        .count();
+    format!(
+        "{n} comparison{}, {called} called; were every pair equal, chance alone would call \
+         about {:.1} of them.\n\n",
+        if n == 1 { "" } else { "s" },
+        super::super::stats::ALPHA * n as f64
+    )
+}
+
+/// One comparison's cells: verdict words, what the interval is over, and McNemar's p.
+fn verdict_cells(c: &Comparison, metric: Metric) -> Option<(String, &'static str, String)> {
     use super::super::stats::Method;
+    let p = c.paired?;
+    let word = |name: &str, high: bool| {
+        if metric.has_direction() {
+            format!("{name} better")
+        } else {
+            format!("{name} {}", if high { "higher" } else { "lower" })
+        }
+    };
+    let verdict = match c.verdict {
+        Verdict::ABetter => word(&c.a, p.diff > 0.0),
+        Verdict::BBetter => word(&c.b, p.diff < 0.0),
+        Verdict::NotDistinguishable => "not distinguishable".into(),
+    };
+    let over = match p.method {
+        Method::PairedSeeds => "seeds, paired",
+        Method::WelchSeeds => "seeds (Welch)",
+        Method::Images => "test images",
+        Method::None => "n/a",
+    };
+    let mcnemar = if p.mcnemar_p.is_nan() {
+        "n/a".to_string()
+    } else {
+        bare_p(p.mcnemar_p)
+    };
+    Some((verdict, over, mcnemar))
+}
+
+fn bare_p(p: f64) -> String {
+    show_p(p)
+        .trim_start_matches("p = ")
+        .trim_start_matches("p ")
+        .to_string()
+}
+
+/// The Markdown rows of a comparison table, with its header.
+fn comparison_rows(cs: &[Comparison], metric: Metric) -> String {
     let unit = if metric.is_percent() { " (points)" } else { "" };
     let mut md = format!(
         "| A | B | A - B{unit}, 95 % interval | interval over | seed pairs with A > B | detectable (80 %) | verdict | Welch p | McNemar p, matched models |\n|---|---|---|---|---:|---:|---|---:|---:|\n"
     );
-    let mut called = 0;
     for c in cs {
-        let Some(p) = c.paired else { continue };
-        let word = |name: &str, high: bool| {
-            if metric.has_direction() {
-                format!("**{name} better**")
-            } else {
-                format!("**{name} {}**", if high { "higher" } else { "lower" })
-            }
+        let (Some(p), Some((verdict, over, mcnemar))) = (c.paired, verdict_cells(c, metric)) else {
+            continue;
         };
-        let verdict = match c.verdict {
-            Verdict::ABetter => word(&c.a, p.diff > 0.0),
-            Verdict::BBetter => word(&c.b, p.diff < 0.0),
-            Verdict::NotDistinguishable => "not distinguishable".into(),
-        };
-        called += usize::from(c.verdict != Verdict::NotDistinguishable);
-        let over = match p.method {
-            Method::PairedSeeds => "seeds, paired",
-            Method::WelchSeeds => "seeds (Welch)",
-            Method::Images => "test images",
-            Method::None => "n/a",
-        };
-        let mcnemar = if p.mcnemar_p.is_nan() {
-            "n/a".to_string()
+        let verdict = if c.verdict == Verdict::NotDistinguishable {
+            verdict
         } else {
-            show_p(p.mcnemar_p)
-                .trim_start_matches("p = ")
-                .trim_start_matches("p ")
-                .to_string()
+            format!("**{verdict}**")
         };
         let _ = writeln!(
             md,
@@ -316,20 +393,38 @@ pub(crate) fn comparison_table(cs: &[Comparison], metric: Metric) -> String {
             diff_text(c, metric),
             100.0 * p.p_improve,
             mdd_text(c, metric),
-            show_p(c.p)
-                .trim_start_matches("p = ")
-                .trim_start_matches("p "),
+            bare_p(c.p),
         );
     }
-    let n = cs.iter().filter(|c| c.paired.is_some()).count();
-    let _ = writeln!(
-        md,
-        "\n{n} comparison{}, {called} called; were every pair equal, chance alone would call \
-         about {:.1} of them.\n",
-        if n == 1 { "" } else { "s" },
-        0.05 * n as f64
-    );
     md
+}
+
+/// Every comparison of `cs` as CSV, in the metric's unit (points for accuracies).
+fn comparison_csv(cs: &[Comparison], metric: Metric) -> String {
+    let scale = if metric.is_percent() { 100.0 } else { 1.0 };
+    let mut out = String::from(
+        "a,b,difference,interval_low,interval_high,interval_over,seed_pairs_a_higher,\
+         detectable_80,verdict,welch_p,mcnemar_p\n",
+    );
+    for c in cs {
+        let (Some(p), Some((verdict, over, _))) = (c.paired, verdict_cells(c, metric)) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{over},{},{},{verdict},{},{}",
+            c.a,
+            c.b,
+            scale * p.diff,
+            scale * p.diff_ci95[0],
+            scale * p.diff_ci95[1],
+            p.p_improve,
+            scale * p.mdd80,
+            c.p,
+            p.mcnemar_p,
+        );
+    }
+    out
 }
 
 /// The JSON of one comparison: the old fields and the paired ones.
@@ -759,7 +854,12 @@ pub(crate) fn group(md: &mut String, ctx: &Ctx, g: &Group) -> Result<Value> {
         let _ = writeln!(
             md,
             "\n**Test accuracy, paired comparisons:**\n\n{}",
-            comparison_table(&cs, Metric::TestAccuracy)
+            comparisons(
+                ctx,
+                &format!("{}-test_accuracy-pairs", g.name),
+                &cs,
+                Metric::TestAccuracy
+            )?
         );
     }
     let _ = writeln!(
@@ -779,7 +879,7 @@ pub(crate) fn group(md: &mut String, ctx: &Ctx, g: &Group) -> Result<Value> {
             md,
             "**{}, paired comparisons:**\n\n{}",
             capitalized(&m.label()),
-            comparison_table(&ce, *m)
+            comparisons(ctx, &format!("{}-{}-pairs", g.name, m.name()), &ce, *m)?
         );
         extra_json.insert(
             m.name().to_string(),
