@@ -1,7 +1,8 @@
 """Executes the notebooks headless with the evcxr kernel and fails on any cell error.
 
 evcxr reports a compile error as a cell error, but a `?` on an `Err` or a panic only prints to
-stderr: any stderr output that looks like an error fails the run too. Executed copies go to
+stderr, in the error's own words (candle's start with the message, not with "Error"): any
+stderr output fails the run too (the kit writes nothing to stderr from a notebook). Executed copies go to
 OUT_DIR (default target/notebooks); the committed notebooks stay without outputs.
 
 `--warm` runs only the first code cell of 00_environment (the kit's `:dep` line): it compiles
@@ -38,7 +39,8 @@ def failures(nb):
                 text = "\n".join([out.get("ename", ""), out.get("evalue", "")] + out.get("traceback", []))
             elif out.get("output_type") == "stream" and out.get("name") == "stderr":
                 text = out.get("text", "")
-            if text and (out.get("output_type") == "error" or FAILURE.search(text)):
+            # Any stderr: evcxr prints a `?` error's Display there, whatever its words.
+            if text and (out.get("output_type") in ("error", "stream") or FAILURE.search(text)):
                 yield i, cell.source.splitlines()[0] if cell.source else "", text.strip()
 
 

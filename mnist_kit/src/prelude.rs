@@ -12,7 +12,7 @@ pub use crate::plot::{self, Figure, ImageGrid};
 pub use crate::study::facts::{pct, points, seconds, thousands};
 pub use crate::study::{self, Facts, Metric, StudyConfig};
 pub use crate::train::{
-    EarlyStopping, History, Learner, OptimizerConfig, OptimizerKind, Schedule, TrainConfig,
+    EarlyStopping, History, Optimizer, OptimizerConfig, OptimizerKind, Schedule, TrainConfig,
     TrainData, Trainer, evaluate,
 };
 pub use crate::{Error, Result};

@@ -21,7 +21,7 @@
 
 #![allow(clippy::excessive_precision)] // goldens are PyTorch's printed digits
 
-use mnist_kit::train::{Optimizer, OptimizerConfig, OptimizerKind};
+use mnist_kit::train::{OptimizerConfig, OptimizerKind, OptimizerState};
 
 fn run(kind: OptimizerKind, lr: f64, l2: f64, weight_decay: f64) -> Vec<f32> {
     let cfg = OptimizerConfig {
@@ -30,7 +30,7 @@ fn run(kind: OptimizerKind, lr: f64, l2: f64, weight_decay: f64) -> Vec<f32> {
         weight_decay,
         decay_biases: false,
     };
-    let mut opt = Optimizer::with_params(cfg, &[("w", true)]);
+    let mut opt = OptimizerState::with_params(cfg, &[("w", true)]);
     let mut params = vec![vec![0.5f32, -1.0, 2.0]];
     for t in 1..=3 {
         let sign = if t % 2 == 0 { 1.0 } else { -1.0 };
@@ -101,7 +101,7 @@ fn decay_skips_biases_unless_asked_and_state_round_trips() {
         weight_decay: 0.5,
         decay_biases: false,
     };
-    let mut opt = Optimizer::with_params(cfg, &[("w", true), ("b", false)]);
+    let mut opt = OptimizerState::with_params(cfg, &[("w", true), ("b", false)]);
     let mut params = vec![vec![1.0f32], vec![1.0f32]];
     opt.step(&mut params, &[vec![0.0], vec![0.0]], 0.1).unwrap();
     assert!(params[0][0] < 1.0, "weight decayed");
@@ -111,10 +111,10 @@ fn decay_skips_biases_unless_asked_and_state_round_trips() {
         kind: OptimizerKind::ADAM,
         ..Default::default()
     };
-    let mut a = Optimizer::with_params(adam, &[("w", true)]);
+    let mut a = OptimizerState::with_params(adam, &[("w", true)]);
     let mut pa = vec![vec![0.3f32, -0.2]];
     a.step(&mut pa, &[vec![0.1, 0.2]], 0.01).unwrap();
-    let mut b = Optimizer::with_params(adam, &[("w", true)]);
+    let mut b = OptimizerState::with_params(adam, &[("w", true)]);
     b.load_state_tensors(&a.state_tensors().unwrap()).unwrap();
     let mut pb = pa.clone();
     a.step(&mut pa, &[vec![-0.1, 0.4]], 0.01).unwrap();
@@ -129,7 +129,7 @@ fn step_reports_whether_every_new_weight_is_finite() {
         kind: OptimizerKind::SGD,
         ..Default::default()
     };
-    let mut opt = Optimizer::with_params(sgd, &[("w", true)]);
+    let mut opt = OptimizerState::with_params(sgd, &[("w", true)]);
     // Two parallel chunks and a tail; the overflow sits in the last one.
     let n = 40_000;
     let mut params = vec![vec![1.0f32; n]];
@@ -138,4 +138,43 @@ fn step_reports_whether_every_new_weight_is_finite() {
     grads[0][n - 1] = f32::MAX;
     assert!(!opt.step(&mut params, &grads, 1e10).unwrap());
     assert!(params[0][n - 1].is_infinite());
+}
+
+/// The kit's optimizer through candle-nn's `Optimizer` trait, on bare variables (a network
+/// written with candle-nn): Adam's golden of the first step, then a learning rate that makes a
+/// weight infinite is an error and leaves the weights as they were.
+#[test]
+fn the_kit_optimizer_is_a_candle_optimizer() {
+    use mnist_kit::candle::{Device, Tensor, Var};
+    use mnist_kit::candle_nn::Optimizer as _;
+    use mnist_kit::train::Optimizer;
+    let w = Var::from_slice(&[0.5f32, -1.0, 2.0], (1, 3), &Device::Cpu).unwrap();
+    let cfg = OptimizerConfig::default();
+    let mut opt = Optimizer::new(vec![w.clone()], cfg).unwrap();
+    opt.set_learning_rate(0.1);
+    assert_eq!(opt.learning_rate(), 0.1);
+    // loss = sum(w * g): its gradient is g.
+    let g = Tensor::new(&[[0.1f32, -0.2, 0.3]], &Device::Cpu).unwrap();
+    opt.backward_step(&(w.as_tensor() * &g).unwrap().sum_all().unwrap())
+        .unwrap();
+    // Adam's first step moves every weight by lr against the sign of its gradient.
+    let after = w
+        .as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    for (a, e) in after.iter().zip([0.4f32, -0.9, 1.9]) {
+        assert!((a - e).abs() < 1e-6, "{after:?}");
+    }
+    opt.set_learning_rate(f64::INFINITY);
+    let err = opt.backward_step(&(w.as_tensor() * &g).unwrap().sum_all().unwrap());
+    assert!(err.is_err(), "an infinite step must be refused");
+    let kept = w
+        .as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert_eq!(kept, after, "a refused step leaves the weights");
 }

@@ -288,9 +288,10 @@ fn quick_training_learns_real_digits() {
 
 #[test]
 fn a_loop_written_by_hand_trains_the_trainers_weights_bit_for_bit() {
+    use mnist_kit::candle_nn::Optimizer as _;
     use mnist_kit::data::BatchOptions;
     use mnist_kit::models::Model;
-    use mnist_kit::train::{Learner, Schedule, step::loss};
+    use mnist_kit::train::{Optimizer, Schedule, step::loss};
     let m = mnist();
     let cfg = TrainConfig {
         schedule: Schedule::Cosine { min_factor: 0.01 },
@@ -305,7 +306,7 @@ fn a_loop_written_by_hand_trains_the_trainers_weights_bit_for_bit() {
         .unwrap();
 
     let by_hand = Network::preset("dense128", cfg.seed, &Device::Cpu).unwrap();
-    let mut learner = Learner::new(&by_hand, cfg.optimizer).unwrap();
+    let mut opt = Optimizer::for_network(&by_hand, cfg.optimizer, cfg.lr).unwrap();
     let opts = BatchOptions {
         batch_size: cfg.batch_size,
         shuffle: true,
@@ -322,7 +323,8 @@ fn a_loop_written_by_hand_trains_the_trainers_weights_bit_for_bit() {
             let batch = batch.unwrap();
             let logits = by_hand.forward_t(&batch.images, true).unwrap();
             let l = loss(&logits, &batch.labels, cfg.label_smoothing).unwrap();
-            learner.backward_step(&l, lr).unwrap();
+            opt.set_learning_rate(lr);
+            opt.backward_step(&l).unwrap();
         }
     }
     assert_eq!(weights(&by_hand), weights(&by_trainer));

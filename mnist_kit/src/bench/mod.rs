@@ -197,9 +197,9 @@ fn train_rate(mnist: &Mnist, model: &str, cfg: BenchConfig) -> Result<f64> {
 pub fn profile_layers(mnist: &Mnist, model: &str, cfg: BenchConfig) -> Result<Vec<LayerTime>> {
     use crate::ops::profile;
     use crate::train::step::loss;
-    use crate::train::{Learner, OptimizerConfig};
+    use crate::train::{Optimizer, OptimizerConfig};
     let net = Network::preset(model, 0, &Device::Cpu)?;
-    let mut learner = Learner::new(&net, OptimizerConfig::default())?;
+    let mut optimizer = Optimizer::for_network(&net, OptimizerConfig::default(), 1e-3)?;
     let steps = cfg.train_batches.max(1);
     let warm = 5;
     let split = mnist.train.take(cfg.batch_size * (steps + warm));
@@ -225,7 +225,7 @@ pub fn profile_layers(mnist: &Mnist, model: &str, cfg: BenchConfig) -> Result<Ve
             let t1 = Instant::now();
             let grads = l.backward()?;
             let t2 = Instant::now();
-            learner.step(&grads, 1e-3, |_| true)?;
+            optimizer.step_observed(&grads, 1e-3, |_| true)?;
             let t3 = Instant::now();
             if i >= warm {
                 timed += 1;

@@ -19,9 +19,10 @@ use serde::{Deserialize, Serialize};
 use crate::data::batches::mix;
 use crate::data::{BatchOptions, Mnist, NUM_CLASSES, Normalization, Split};
 use crate::models::{Model, ModelConfig, Network};
-use crate::train::step::{Learner, loss};
+use crate::train::step::{Optimizer, loss};
 use crate::train::{OptimizerConfig, Schedule};
 use crate::{Error, Result};
+use candle_nn::Optimizer as _;
 
 /// The speedrun recipe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -230,7 +231,7 @@ pub fn speedruns(
 }
 
 fn train(net: &Network, train: &Split, cfg: &SpeedrunConfig, seed: u64) -> Result<()> {
-    let mut learner = Learner::new(net, cfg.optimizer)?;
+    let mut opt = Optimizer::for_network(net, cfg.optimizer, cfg.lr)?;
     let opts = BatchOptions {
         batch_size: cfg.batch_size,
         shuffle: true,
@@ -248,7 +249,8 @@ fn train(net: &Network, train: &Split, cfg: &SpeedrunConfig, seed: u64) -> Resul
             let batch = batch?;
             let logits = net.forward_t(&batch.images, true)?;
             let loss = loss(&logits, &batch.labels, cfg.label_smoothing)?;
-            learner.backward_step(&loss, cfg.lr_at(epoch * per_epoch + b, steps))?;
+            opt.set_learning_rate(cfg.lr_at(epoch * per_epoch + b, steps));
+            opt.backward_step(&loss)?;
         }
     }
     Ok(())

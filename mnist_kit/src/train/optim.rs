@@ -282,20 +282,22 @@ struct Slot {
     v: Vec<f32>,
 }
 
-/// An optimizer bound to the trainable parameters of one network.
+/// The state of an optimizer rule (SGD, momentum, Adam, AdamW, RMSprop) for the trainable
+/// parameters of one network: the moments of every slot and the step count. The weights
+/// themselves live in [`super::Optimizer`], which binds this state to a network.
 #[derive(Debug, Clone)]
-pub struct Optimizer {
+pub struct OptimizerState {
     config: OptimizerConfig,
     slots: Vec<Slot>,
     names: Vec<String>,
     step: u64,
 }
 
-impl Optimizer {
+impl OptimizerState {
     /// State for every trainable parameter of `net`.
     pub fn new(net: &Network, config: OptimizerConfig) -> Self {
         let trainable: Vec<_> = net.params().iter().filter(|p| p.trainable()).collect();
-        Optimizer {
+        OptimizerState {
             config,
             slots: trainable
                 .iter()
@@ -311,7 +313,7 @@ impl Optimizer {
 
     /// State for explicitly listed parameters: `(name, decayed)` pairs (tests, custom loops).
     pub fn with_params(config: OptimizerConfig, params: &[(&str, bool)]) -> Self {
-        Optimizer {
+        OptimizerState {
             config,
             slots: params
                 .iter()
@@ -413,7 +415,7 @@ impl Optimizer {
         Ok(out)
     }
 
-    /// Restores state saved by [`Optimizer::state_tensors`].
+    /// Restores state saved by [`OptimizerState::state_tensors`].
     pub fn load_state_tensors(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
         let bad = |r: String| Error::invalid("optimizer state", r);
         let step = state

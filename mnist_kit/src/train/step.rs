@@ -1,25 +1,25 @@
 //! One training step, in the pieces PyTorch's example names: the loss, then backward and the
-//! optimizer step ([`Learner::backward_step`]), plus the per-step gradient statistics
-//! ([`GradStats`]) that Part 2 of the study reads.
+//! optimizer step ([`Optimizer`], a [`candle_nn::Optimizer`]: `backward_step(&loss)`), plus the
+//! per-step gradient statistics ([`GradStats`]) that Part 2 of the study reads.
 //!
 //! A loop written by hand with them trains exactly as [`Trainer`](super::Trainer) does:
 //!
 //! ```no_run
 //! use mnist_kit::candle::Device;
+//! use mnist_kit::candle_nn::Optimizer as _;
 //! use mnist_kit::data::{BatchOptions, Mnist, Normalization};
 //! use mnist_kit::models::{Model, Network};
-//! use mnist_kit::train::{Learner, OptimizerConfig, evaluate, step::loss};
+//! use mnist_kit::train::{Optimizer, OptimizerConfig, evaluate, step::loss};
 //!
 //! let mnist = Mnist::load_default()?;
 //! let net = Network::preset("dense128", 42, &Device::Cpu)?;
-//! let mut learner = Learner::new(&net, OptimizerConfig::default())?;
+//! let mut opt = Optimizer::for_network(&net, OptimizerConfig::default(), 1e-3)?;
 //! let opts = BatchOptions { batch_size: 64, shuffle: true, seed: 42, normalization: Normalization::Standard };
 //! for epoch in 0..2 {
 //!     for batch in mnist.train.batches(net.input_spec(), opts, epoch, &Device::Cpu)? {
 //!         let batch = batch?;
 //!         let logits = net.forward_t(&batch.images, true)?;
-//!         let loss = loss(&logits, &batch.labels, 0.0)?;
-//!         learner.backward_step(&loss, 1e-3)?;
+//!         opt.backward_step(&loss(&logits, &batch.labels, 0.0)?)?;
 //!     }
 //!     let test = evaluate(&net, &mnist.test, 1000, Normalization::Standard)?;
 //!     println!("epoch {}: test accuracy {:.2}%", epoch + 1, 100.0 * test.accuracy);
@@ -31,7 +31,9 @@ use candle_core::Tensor;
 use candle_core::backprop::GradStore;
 use rayon::prelude::*;
 
-use super::optim::{CHUNK, MIN_CHUNKS_PER_TASK, Optimizer, OptimizerConfig, Overwrite};
+use candle_core::Var;
+
+use super::optim::{CHUNK, MIN_CHUNKS_PER_TASK, OptimizerConfig, OptimizerState, Overwrite};
 use crate::models::Network;
 use crate::models::layers::{Param, ParamKind};
 use crate::ops::cpu::storage_slice;
@@ -51,7 +53,7 @@ pub fn loss(logits: &Tensor, labels: &Tensor, label_smoothing: f64) -> Result<Te
     Ok(((ce * (1.0 - label_smoothing))? + (uniform * label_smoothing)?)?)
 }
 
-/// What [`Learner::step`] did.
+/// What [`Optimizer::step_observed`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// The new weights are in the network.
@@ -62,33 +64,39 @@ pub enum Outcome {
     NonFiniteWeights,
 }
 
-/// An optimizer bound to one network's trainable weights: `backward_step(&loss, lr)` does
-/// what `loss.backward(); optimizer.step()` does in PyTorch.
+/// An optimizer bound to one network's trainable weights, at a learning rate: candle's
+/// [`candle_nn::Optimizer`] (`backward_step(&loss)` does what `loss.backward();
+/// optimizer.step()` does in PyTorch; `set_learning_rate` follows a schedule), with the kit's
+/// rules (SGD, momentum, Adam, AdamW, RMSprop; L2 and decoupled weight decay on weights, not
+/// biases) and its fixed summation order.
 ///
-/// The learner keeps a host copy of every trainable weight, where the optimizer works; the
-/// new values go into the network's variables in place after each step.
+/// It keeps a host copy of every trainable weight, where the rule works; the new values go
+/// into the network's variables in place after each step. A step that would make a weight
+/// non-finite is refused: the weights keep their last values and the step is an error.
 #[derive(Debug, Clone)]
-pub struct Learner {
-    opt: Optimizer,
+pub struct Optimizer {
+    state: OptimizerState,
     trainable: Vec<Param>,
     weights: Vec<Vec<f32>>,
+    lr: f64,
 }
 
-impl Learner {
-    /// A fresh optimizer (`config`) for the trainable weights of `net`.
-    pub fn new(net: &Network, config: OptimizerConfig) -> Result<Self> {
-        Learner::with_optimizer(net, Optimizer::new(net, config))
+impl Optimizer {
+    /// A fresh optimizer (`config`) for the trainable weights of `net`, at learning rate `lr`.
+    pub fn for_network(net: &Network, config: OptimizerConfig, lr: f64) -> Result<Self> {
+        Optimizer::with_state(net, OptimizerState::new(net, config), lr)
     }
 
-    /// Binds an existing optimizer (its state, e.g. read from a checkpoint) to `net`.
-    pub fn with_optimizer(net: &Network, opt: Optimizer) -> Result<Self> {
-        let mut l = Learner {
-            opt,
+    /// Binds an existing state (e.g. read from a checkpoint) to `net`.
+    pub fn with_state(net: &Network, state: OptimizerState, lr: f64) -> Result<Self> {
+        let mut o = Optimizer {
+            state,
             trainable: Vec::new(),
             weights: Vec::new(),
+            lr,
         };
-        l.bind(net)?;
-        Ok(l)
+        o.bind(net)?;
+        Ok(o)
     }
 
     /// Binds to `net` (a rebuilt copy of the network, say), reading its current weights; the
@@ -100,6 +108,10 @@ impl Learner {
             .filter(|p| p.trainable())
             .cloned()
             .collect();
+        self.read_weights()
+    }
+
+    fn read_weights(&mut self) -> Result<()> {
         self.weights = self
             .trainable
             .iter()
@@ -108,19 +120,19 @@ impl Learner {
         Ok(())
     }
 
-    /// The optimizer (its step count and state).
-    pub fn optimizer(&self) -> &Optimizer {
-        &self.opt
+    /// The rule's state (its step count and moments).
+    pub fn state(&self) -> &OptimizerState {
+        &self.state
     }
-    /// The optimizer, to load a checkpointed state into.
-    pub fn optimizer_mut(&mut self) -> &mut Optimizer {
-        &mut self.opt
+    /// The rule's state, to load a checkpointed state into.
+    pub fn state_mut(&mut self) -> &mut OptimizerState {
+        &mut self.state
     }
     /// The trainable parameters, in the optimizer's order.
     pub fn params(&self) -> &[Param] {
         &self.trainable
     }
-    /// The current weights, flat, in the order of [`Learner::params`].
+    /// The current weights, flat, in the order of [`Optimizer::params`].
     pub fn weights(&self) -> &[Vec<f32>] {
         &self.weights
     }
@@ -134,26 +146,10 @@ impl Learner {
             .sqrt()
     }
 
-    /// Backpropagates `loss` and takes one optimizer step at learning rate `lr`. Fails, with
-    /// the weights unchanged, when a new weight would not be finite.
-    pub fn backward_step(&mut self, loss: &Tensor, lr: f64) -> Result<()> {
-        match self.step(&loss.backward()?, lr, |_| true)? {
-            Outcome::Applied => Ok(()),
-            _ => Err(Error::invalid(
-                "optimizer step",
-                format!(
-                    "step {}: a new weight is not finite (the weights keep their last values); \
-                     try a lower learning rate",
-                    self.opt.steps()
-                ),
-            )),
-        }
-    }
-
     /// One optimizer step from `grads`: `observe` sees every trainable parameter's gradient
     /// first (flat, where backprop left it; a parameter without a gradient reads as zeros)
     /// and may refuse the step by returning false.
-    pub fn step(
+    pub fn step_observed(
         &mut self,
         grads: &GradStore,
         lr: f64,
@@ -189,7 +185,7 @@ impl Learner {
         if !observe(&flat) {
             return Ok(Outcome::Refused);
         }
-        if !self.opt.step(&mut self.weights, &flat, lr)? {
+        if !self.state.step(&mut self.weights, &flat, lr)? {
             // The variables still hold the pre-step weights: the last good ones.
             return Ok(Outcome::NonFiniteWeights);
         }
@@ -199,6 +195,67 @@ impl Learner {
             p.var.as_tensor().inplace_op1(&Overwrite(w))?;
         }
         Ok(Outcome::Applied)
+    }
+}
+
+impl candle_nn::Optimizer for Optimizer {
+    type Config = OptimizerConfig;
+
+    /// An optimizer for bare variables (a network written with candle-nn, say): a variable of
+    /// rank 2 or more is a weight (decayed by L2 or weight decay), a vector a bias. The
+    /// learning rate starts at 1e-3; `set_learning_rate` changes it.
+    fn new(vars: Vec<Var>, config: OptimizerConfig) -> candle_core::Result<Self> {
+        let trainable: Vec<Param> = vars
+            .into_iter()
+            .enumerate()
+            .map(|(i, var)| Param {
+                name: format!("var{i}"),
+                kind: if var.rank() >= 2 {
+                    ParamKind::Weight
+                } else {
+                    ParamKind::Bias
+                },
+                var,
+            })
+            .collect();
+        let listed: Vec<(&str, bool)> = trainable
+            .iter()
+            .map(|p| (p.name.as_str(), p.kind == ParamKind::Weight))
+            .collect();
+        let state = OptimizerState::with_params(config, &listed);
+        let mut o = Optimizer {
+            state,
+            trainable,
+            weights: Vec::new(),
+            lr: 1e-3,
+        };
+        o.read_weights().map_err(candle_core::Error::wrap)?;
+        Ok(o)
+    }
+
+    fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
+        match self
+            .step_observed(grads, self.lr, |_| true)
+            .map_err(candle_core::Error::wrap)?
+        {
+            Outcome::Applied | Outcome::Refused => Ok(()),
+            Outcome::NonFiniteWeights => Err(candle_core::Error::wrap(Error::invalid(
+                "optimizer step",
+                format!(
+                    "step {}: a new weight is not finite (the weights keep their last values); \
+                     try a lower learning rate",
+                    self.state.steps()
+                ),
+            ))),
+        }
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.lr = lr;
     }
 }
 
@@ -225,13 +282,13 @@ pub struct GradSummary {
 }
 
 impl GradStats {
-    /// Empty statistics for the parameters of `learner`.
-    pub fn new(learner: &Learner) -> Self {
+    /// Empty statistics for the parameters of `opt`.
+    pub fn new(opt: &Optimizer) -> Self {
         GradStats {
-            sum: learner.weights.iter().map(|w| vec![0.0; w.len()]).collect(),
+            sum: opt.weights.iter().map(|w| vec![0.0; w.len()]).collect(),
             sq: 0.0,
-            layer_norm_sum: vec![0.0; learner.trainable.len()],
-            names: learner
+            layer_norm_sum: vec![0.0; opt.trainable.len()],
+            names: opt
                 .trainable
                 .iter()
                 .map(|p| (p.name.clone(), p.kind == ParamKind::Weight))

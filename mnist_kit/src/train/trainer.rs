@@ -13,7 +13,7 @@ use super::config::{Monitor, TrainConfig};
 use super::evaluate::{correct_and_predictions, evaluate};
 use super::history::{EpochRecord, History, StopReason};
 use super::run_dir::RunDir;
-use super::step::{self, GradStats, GradSummary, Learner, Outcome};
+use super::step::{self, GradStats, GradSummary, Optimizer, Outcome};
 use crate::data::batches::mix;
 use crate::data::{BatchOptions, Mnist, Split};
 use crate::models::{Model, Network};
@@ -57,7 +57,7 @@ impl TrainData {
 pub struct Trainer {
     net: Network,
     cfg: TrainConfig,
-    learner: Learner,
+    opt: Optimizer,
     history: History,
     best: Option<(f64, Vec<Tensor>)>,
     run_dir: Option<RunDir>,
@@ -72,7 +72,7 @@ impl Trainer {
     pub fn new(net: &Network, cfg: TrainConfig) -> Result<Self> {
         cfg.validate()?;
         Ok(Trainer {
-            learner: Learner::new(net, cfg.optimizer)?,
+            opt: Optimizer::for_network(net, cfg.optimizer, cfg.lr)?,
             history: History {
                 model: net.name().to_string(),
                 ..Default::default()
@@ -127,7 +127,7 @@ impl Trainer {
                     reason: e.to_string(),
                 }
             })?;
-            t.learner.optimizer_mut().load_state_tensors(&state)?;
+            t.opt.state_mut().load_state_tensors(&state)?;
         }
         if let Some(h) = dir.read_history()? {
             t.history = h;
@@ -185,7 +185,7 @@ impl Trainer {
         if self.history.stop_reason == StopReason::EarlyStopping {
             return Ok(self.history.clone());
         }
-        self.learner.bind(&self.net)?;
+        self.opt.bind(&self.net)?;
         if self.history.is_empty()
             && let Some(dir) = &self.run_dir
         {
@@ -250,7 +250,7 @@ impl Trainer {
         let num_batches = batches.num_batches();
         let t0 = Instant::now();
         let mut m = Measured::default();
-        let mut stats = self.cfg.grad_stats.then(|| GradStats::new(&self.learner));
+        let mut stats = self.cfg.grad_stats.then(|| GradStats::new(&self.opt));
         let mut trace = LossTrace::new(self.cfg.loss_every);
         let mut out_of_time = false;
         for (b, batch) in batches.enumerate() {
@@ -265,8 +265,8 @@ impl Trainer {
             }
             let grads = loss.backward()?;
             let outcome = self
-                .learner
-                .step(&grads, lr, |g| stats.as_mut().is_none_or(|s| s.add(g)))?;
+                .opt
+                .step_observed(&grads, lr, |g| stats.as_mut().is_none_or(|s| s.add(g)))?;
             match outcome {
                 Outcome::Applied => {}
                 Outcome::Refused => return Err(self.non_finite("gradient", epoch, b)),
@@ -324,7 +324,7 @@ impl Trainer {
             test_accuracy: test.as_ref().map(|e| e.accuracy),
             seconds: m.seconds,
             images_per_sec: m.seen as f64 / m.seconds.max(1e-9),
-            weight_norm: self.learner.weight_norm(),
+            weight_norm: self.opt.weight_norm(),
             grad_noise,
             grad_mean_norm,
             layer_grad_norms,
@@ -397,7 +397,7 @@ impl Trainer {
             return Ok(());
         };
         self.net.save_weights(dir.file(RunDir::LAST))?;
-        let state = self.learner.optimizer().state_tensors()?;
+        let state = self.opt.state().state_tensors()?;
         crate::fsutil::write_atomic(&dir.file(RunDir::OPTIMIZER), |tmp| {
             candle_core::safetensors::save(&state, tmp).map_err(Error::from)
         })?;
