@@ -178,8 +178,8 @@ def render_bench(rec):
                           fmt_int(statistics.median(x[key] for x in torch)), text]
             lines.append("| " + " | ".join(cells) + " |")
             if threads == 1:
-                rss.append(f"{label} {min(x['peak_rss_mb'] for x in kit):.0f}-"
-                           f"{max(x['peak_rss_mb'] for x in kit):.0f} MB")
+                lo, hi = (f"{f(x['peak_rss_mb'] for x in kit):.0f}" for f in (min, max))
+                rss.append(f"{label} {lo if lo == hi else f'{lo}-{hi}'} MB")
                 per_round = [pick("mnist_kit", kit_name, 2, r)[0]["train_ips"] /
                              pick("mnist_kit", kit_name, 1, r)[0]["train_ips"] for r in rounds
                              if pick("mnist_kit", kit_name, 2, r) and
@@ -215,7 +215,7 @@ def render_speedrun(rec):
     return (
         f"Recorded by `compare.py speedrun` on {where(rec)}, two threads: the kit "
         f"{pct(k['mean_test_accuracy'])} mean test accuracy over {len(k['seeds'])} seeds "
-        f"({pct(min(k['per_seed']))}-{pct(max(k['per_seed']))}), median "
+        f"({100 * min(k['per_seed']):.2f}-{pct(max(k['per_seed']))}), median "
         f"**{k['seconds_per_run']:.1f} s** per run ({k['train_seconds_per_run']:.1f} s of it "
         f"training); PyTorch ({p.get('peer', 'pytorch')}, right after) "
         f"{pct(p['mean_test_accuracy'])}, median **{p['seconds_per_run']:.1f} s** per run "
@@ -227,7 +227,7 @@ def render_speedrun(rec):
 def render_serve(rec):
     lines = [
         f"Recorded by `compare.py serve` (`cargo bench --bench serve`) on {where(rec)}, model "
-        f"`{rec['scenarios'][0].get('model', '?')}`:",
+        f"`{os.path.relpath(os.path.normpath(rec['scenarios'][0].get('model', '?')), ROOT)}`:",
         "",
         "| requests | clients | connections | p50 ms | p90 ms | p99 ms | requests/s | errors |",
         "|---|---:|---|---:|---:|---:|---:|---:|",

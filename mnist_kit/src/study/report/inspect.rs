@@ -118,7 +118,14 @@ pub(crate) fn parameters(md: &mut String, ctx: &Ctx) -> Result<()> {
         .iter()
         .filter_map(|n| ctx.find(n))
         .collect();
-    let _ = writeln!(md, "\n## Parameter counts explained\n");
+    let _ = writeln!(
+        md,
+        "\n## Parameter counts explained\n\nEvery layer of every architecture with its parameter \
+         count and the formula behind it: [`tables/parameters.csv`](tables/parameters.csv) \
+         (`mnist-kit summary --model M` prints one).\n\n| model | trainable parameters | \
+         buffers | largest layer |\n|---|---:|---:|---|"
+    );
+    let mut csv = String::from("model,layer,kind,output,params,buffers,formula\n");
     for r in &arch {
         let Some(first) = r.first() else { continue };
         let net = Network::named(
@@ -128,27 +135,35 @@ pub(crate) fn parameters(md: &mut String, ctx: &Ctx) -> Result<()> {
             &Device::Cpu,
         )?;
         let s = net.summary();
+        let largest = s
+            .layers
+            .iter()
+            .max_by_key(|l| l.params)
+            .map_or_else(String::new, |l| format!("{} ({})", l.name, l.params));
         let _ = writeln!(
             md,
-            "### {} ({} trainable parameters, {} buffers)\n",
+            "| {} | {} | {} | {largest} |",
             r.name(),
             s.params,
             s.buffers
         );
-        let _ = writeln!(
-            md,
-            "| layer | kind | output | params | buffers | formula |\n|---|---|---|---:|---:|---|"
-        );
         for l in s.layers.iter().filter(|l| l.params + l.buffers > 0) {
+            let shape: Vec<String> = l.output_shape.iter().map(usize::to_string).collect();
             let _ = writeln!(
-                md,
-                "| {} | {} | {:?} | {} | {} | `{}` |",
-                l.name, l.kind, l.output_shape, l.params, l.buffers, l.formula
+                csv,
+                "{},{},\"{}\",{},{},{},\"{}\"",
+                r.name(),
+                l.name,
+                l.kind.replace('"', "'"),
+                shape.join("x"),
+                l.params,
+                l.buffers,
+                l.formula.replace('"', "'")
             );
         }
-        let _ = writeln!(md);
     }
-    Ok(())
+    md.push('\n');
+    ctx.table("parameters.csv", &csv)
 }
 
 pub(crate) fn curves(md: &mut String, ctx: &Ctx) -> Result<()> {

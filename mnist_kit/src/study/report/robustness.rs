@@ -19,6 +19,9 @@ use crate::models::{Model, Network};
 use crate::plot;
 use crate::train::RunDir;
 
+/// Collapses listed in the report, largest first; all of them go to `tables/collapses.csv`.
+const COLLAPSES_SHOWN: usize = 8;
+
 /// The goals of the robust model.
 const GOAL_CLEAN: f64 = 0.995;
 const GOAL_MNIST_C: f64 = 0.97;
@@ -173,11 +176,28 @@ fn collapse_list(md: &mut String, ctx: &Ctx, collapses: &[Collapse]) -> Result<(
             "No model collapsed onto one class under any corruption.\n"
         );
     } else {
+        let mut csv = String::from("experiment,corruption,class,share,predictions_per_class\n");
+        for (name, k, top, share, pooled) in collapses {
+            let counts: Vec<String> = pooled.iter().map(u64::to_string).collect();
+            let _ = writeln!(
+                csv,
+                "{name},{},{top},{share},{}",
+                k.name(),
+                counts.join(" ")
+            );
+        }
+        ctx.table("collapses.csv", &csv)?;
+        let mut worst = collapses.to_vec();
+        worst.sort_by(|a, b| b.3.total_cmp(&a.3));
+        worst.truncate(COLLAPSES_SHOWN);
         let _ = writeln!(
             md,
-            "Collapses (one class took more than half of the predictions):\n\n| experiment | corruption | class | share | predictions per class (0-9, pooled over seeds) |\n|---|---|---:|---:|---|"
+            "{} collapses (one class took more than half of the predictions), all in \
+             [`tables/collapses.csv`](tables/collapses.csv); the {} largest:\n\n| experiment | corruption | class | share | predictions per class (0-9, pooled over seeds) |\n|---|---|---:|---:|---|",
+            collapses.len(),
+            worst.len()
         );
-        for (name, k, top, share, pooled) in collapses {
+        for (name, k, top, share, pooled) in worst {
             let _ = writeln!(
                 md,
                 "| {name} | {} | {top} | {:.0} % | {:?} |",

@@ -298,6 +298,12 @@ pub(crate) fn comparisons(
     );
     if called.is_empty() {
         md.push_str("The rule called none of them.\n\n");
+    } else if called.len() > PAIRS_SHOWN {
+        let _ = writeln!(
+            md,
+            "The rule called {} of them (the figure and the findings below show which).\n",
+            called.len()
+        );
     } else {
         let _ = writeln!(md, "The {} pairs it called:\n", called.len());
         md.push_str(&comparison_rows(&called, metric));
