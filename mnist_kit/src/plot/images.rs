@@ -35,6 +35,7 @@ fn compose(
     columns: usize,
     scale: TileScale,
     row_gap: usize,
+    fixed: Option<(f32, f32)>,
 ) -> (Cells, Vec<(usize, usize)>, usize, usize) {
     let cw = tiles.iter().map(|t| t.width).max().unwrap_or(1);
     let ch = tiles.iter().map(|t| t.height).max().unwrap_or(1);
@@ -46,7 +47,9 @@ fn compose(
     for (k, t) in tiles.iter().enumerate() {
         let (x0, y0) = ((k % cols) * (cw + GAP), (k / cols) * (ch + row_gap));
         origins.push((x0, y0));
-        let (lo, hi) = t.range();
+        // One grey scale for every tile when the grid fixes it (brightness and fog must
+        // show), else each tile stretched to its own range.
+        let (lo, hi) = fixed.unwrap_or_else(|| t.range());
         let span = if hi > lo { hi - lo } else { 1.0 };
         for y in 0..t.height {
             for x in 0..t.width {
@@ -165,7 +168,7 @@ pub fn tiles(name: &str, grid: &ImageGrid, scale: TileScale) -> Figure {
     let cols = grid.columns.clamp(1, grid.tiles.len().max(1));
     let pixel = (900.0 / (cols * (cw + GAP)) as f64).max(4.0);
     let row_gap = GAP + ((font + 6) as f64 / pixel).ceil() as usize;
-    let (z, origins, w, h) = compose(&grid.tiles, grid.columns, scale, row_gap);
+    let (z, origins, w, h) = compose(&grid.tiles, grid.columns, scale, row_gap, grid.fixed_range);
     let mut trace = serde_json::json!({
         "type": "heatmap",
         "z": z,
@@ -374,6 +377,22 @@ pub fn attention_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A grid with a fixed range draws every tile on it: a uniformly grey tile stays grey
+    /// (brightness, fog), instead of being stretched to white like a tile of its own range.
+    #[test]
+    fn a_fixed_range_is_kept_in_the_figure() {
+        let mut g = ImageGrid::new("g", 2);
+        g.push("grey", vec![102.0; 4], 2, 2).unwrap();
+        g.push("ink", vec![0.0, 255.0, 0.0, 255.0], 2, 2).unwrap();
+        let cells =
+            |g: &ImageGrid| compose(&g.tiles, g.columns, TileScale::Ink, 1, g.fixed_range).0;
+        assert_eq!(cells(&g)[0][0], Some(0.0), "its own range: stretched");
+        g.fixed_range = Some((0.0, 255.0));
+        let z = cells(&g);
+        assert!((z[0][0].unwrap() - 0.4).abs() < 1e-6, "{:?}", z[0]);
+        assert_eq!(z[0][4], Some(1.0), "{:?}", z[0]);
+    }
 
     /// PNGs are drawn at twice a figure's size: every image figure is at least 600 px wide,
     /// even with a single tile or a single attention row.
