@@ -892,7 +892,8 @@ pub(crate) fn group(md: &mut String, ctx: &Ctx, g: &Group) -> Result<Value> {
             Value::Array(ce.iter().map(comparison_json).collect()),
         );
     }
-    if members.len() > 1 {
+    // The architectures' dot plot opens the report; it is not drawn twice.
+    if members.len() > 1 && g.name != "architectures" {
         let _ = writeln!(
             md,
             "\n{}",
