@@ -35,23 +35,6 @@ pub(crate) fn with_contents(md: &str) -> String {
     format!("{}{toc}{}", &md[..first + 1], &md[first + 1..])
 }
 
-/// The report's summary: the headline findings (see [`super::readme::headline`]), each with a
-/// link to its section and to the notebook that walks through it.
-pub(crate) fn summary(ctx: &Ctx) -> crate::Result<String> {
-    let mut md = String::from("## Summary\n\n");
-    for h in super::readme::headline(ctx.mnist, ctx.all)? {
-        let _ = writeln!(
-            md,
-            "- {} ([section](#{}); [notebook](notebooks/{}))",
-            h.text,
-            anchor(h.section),
-            h.notebook
-        );
-    }
-    md.push('\n');
-    Ok(md)
-}
-
 /// What this study does not show, from its own settings.
 pub(crate) fn limitations(md: &mut String, ctx: &Ctx) {
     let validation = ctx.all.first().map_or(0, |r| r.experiment.train.validation);

@@ -81,7 +81,7 @@ pub fn write_report(
 
     let mut md = String::new();
     let mut metrics = serde_json::Map::new();
-    sections::intro(&mut md, &ctx, &groups, &front::summary(&ctx)?);
+    sections::intro(&mut md, &ctx, &groups, &readme::summary(&ctx)?);
     sections::architectures(&mut md, &mut metrics, &ctx)?;
     let best = export::best_models(&ctx)?;
     sections::best_model(&mut md, &ctx, &best)?;

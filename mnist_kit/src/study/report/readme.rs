@@ -1,9 +1,10 @@
-//! The README's generated blocks: the findings the README leads with, written from the
+//! The headline findings, for the report's summary and the README's generated blocks: the findings the README leads with, written from the
 //! recorded runs (their results and per-image predictions; no weights needed), so the README
 //! cannot say what the runs do not. A block sits between `<!-- generated:NAME -->` and
 //! `<!-- /generated -->`; everything outside it is hand-written and states no measured number
 //! (`tests/prose.rs`).
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use super::super::facts::{Facts, pct};
@@ -196,6 +197,23 @@ pub fn findings(mnist: &Mnist, all: &[ExperimentResult], models: &Path) -> Resul
     }
     out.push_str(&format!("- {}\n", chosen_models(models)?));
     Ok(out)
+}
+
+/// The report's summary: the headline findings (see [`headline`]), each with a
+/// link to its section and to the notebook that walks through it.
+pub(crate) fn summary(ctx: &super::context::Ctx) -> Result<String> {
+    let mut md = String::from("## Summary\n\n");
+    for h in headline(ctx.mnist, ctx.all)? {
+        let _ = writeln!(
+            md,
+            "- {} ([section](#{}); [notebook](notebooks/{}))",
+            h.text,
+            super::front::anchor(h.section),
+            h.notebook
+        );
+    }
+    md.push('\n');
+    Ok(md)
 }
 
 /// `text` with the content of its generated block `name` replaced by `content`.
