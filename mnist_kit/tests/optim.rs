@@ -155,26 +155,25 @@ fn the_kit_optimizer_is_a_candle_optimizer() {
     assert_eq!(opt.learning_rate(), 0.1);
     // loss = sum(w * g): its gradient is g.
     let g = Tensor::new(&[[0.1f32, -0.2, 0.3]], &Device::Cpu).unwrap();
-    opt.backward_step(&(w.as_tensor() * &g).unwrap().sum_all().unwrap())
-        .unwrap();
+    let loss = || (w.as_tensor() * &g).unwrap().sum_all().unwrap();
+    let weights = || {
+        w.as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    opt.backward_step(&loss()).unwrap();
     // Adam's first step moves every weight by lr against the sign of its gradient.
-    let after = w
-        .as_tensor()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let after = weights();
     for (a, e) in after.iter().zip([0.4f32, -0.9, 1.9]) {
         assert!((a - e).abs() < 1e-6, "{after:?}");
     }
     opt.set_learning_rate(f64::INFINITY);
-    let err = opt.backward_step(&(w.as_tensor() * &g).unwrap().sum_all().unwrap());
-    assert!(err.is_err(), "an infinite step must be refused");
-    let kept = w
-        .as_tensor()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    assert!(
+        opt.backward_step(&loss()).is_err(),
+        "an infinite step must be refused"
+    );
+    let kept = weights();
     assert_eq!(kept, after, "a refused step leaves the weights");
 }

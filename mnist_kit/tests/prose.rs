@@ -181,7 +181,8 @@ fn the_readme_blocks_are_the_recorded_runs_findings() {
     let all = collect_recorded(&cfg).expect("recorded runs");
     assert!(all.len() > 100, "only {} recorded runs", all.len());
     let text = std::fs::read_to_string(root().join("README.md")).expect("README.md");
-    for (name, expected) in readme::blocks(&mnist, &all, &cfg.out.join("models")).expect("blocks") {
+    let facts = mnist_kit::study::Facts::new(&mnist, &all).expect("facts");
+    for (name, expected) in readme::blocks(&facts, &all, &cfg.out.join("models")).expect("blocks") {
         let block = readme::block(&text, name).unwrap_or_else(|| panic!("no {name} block"));
         assert_eq!(
             block.trim(),

@@ -519,10 +519,8 @@ fn study_readme(mnist: &Mnist, cfg: &mnist_kit::study::StudyConfig) -> Result<()
         .parent()
         .unwrap_or(std::path::Path::new("."))
         .join("README.md");
-    let mut changed = false;
-    for (name, text) in readme::blocks(mnist, &all, &cfg.out.join("models"))? {
-        changed |= readme::update(&path, name, &text)?;
-    }
+    let facts = mnist_kit::study::Facts::new(mnist, &all)?;
+    let changed = readme::rewrite(&path, &facts, &all, &cfg.out.join("models"))?;
     println!(
         "{} from {} recorded runs: {}",
         if changed { "rewritten" } else { "unchanged" },

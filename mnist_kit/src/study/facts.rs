@@ -22,7 +22,8 @@
 use super::ExperimentResult;
 use super::aggregate::{Metric, Replicates, by_experiment};
 use super::evidence::Evidence;
-use super::stats::{Comparison, Method, Summary, Verdict};
+use super::findings::{diff_text, mdd_text};
+use super::stats::{Comparison, Summary, Verdict};
 use crate::Result;
 use crate::data::Mnist;
 
@@ -30,19 +31,43 @@ use crate::data::Mnist;
 pub const NA: &str = "n/a";
 
 /// The runs of a notebook section with their evidence, asked by experiment name.
-pub struct Facts {
-    evidence: Evidence,
+pub struct Facts<'e> {
+    evidence: Held<'e>,
     reps: Vec<Replicates>,
 }
 
-impl Facts {
+/// The evidence a [`Facts`] reads: its own, or one already read (the report's).
+enum Held<'e> {
+    Own(Box<Evidence>),
+    Lent(&'e Evidence),
+}
+
+impl Facts<'static> {
     /// The facts of `runs` (every seed of every experiment a paragraph talks about), paired
     /// over the test images of `mnist`.
-    pub fn new(mnist: &Mnist, runs: &[ExperimentResult]) -> Result<Facts> {
+    pub fn new(mnist: &Mnist, runs: &[ExperimentResult]) -> Result<Facts<'static>> {
         Ok(Facts {
-            evidence: Evidence::new(mnist, runs)?,
+            evidence: Held::Own(Box::new(Evidence::new(mnist, runs)?)),
             reps: by_experiment(runs),
         })
+    }
+}
+
+impl<'e> Facts<'e> {
+    /// The facts of `runs` with evidence already read (the report's), so its predictions are
+    /// not read and its comparisons not made twice.
+    pub fn with_evidence(evidence: &'e Evidence, runs: &[ExperimentResult]) -> Facts<'e> {
+        Facts {
+            evidence: Held::Lent(evidence),
+            reps: by_experiment(runs),
+        }
+    }
+
+    fn evidence(&self) -> &Evidence {
+        match &self.evidence {
+            Held::Own(e) => e,
+            Held::Lent(e) => e,
+        }
     }
 
     /// The seeds of experiment `name`, if the runs hold it.
@@ -92,11 +117,13 @@ impl Facts {
         let Some(s) = self.summary(name, metric) else {
             return NA.into();
         };
-        let one = |v: f64| Summary::of(&[v]).map_or_else(|| NA.into(), |s| metric.show(&s));
         if s.n < 2 || s.min == s.max {
-            return with_unit(one(s.mean), metric);
+            return with_unit(shown(s.mean, metric), metric);
         }
-        with_unit(format!("{}-{}", one(s.min), one(s.max)), metric)
+        with_unit(
+            format!("{}-{}", shown(s.min, metric), shown(s.max, metric)),
+            metric,
+        )
     }
 
     /// The lowest to the highest mean over the experiments `names` on `metric`:
@@ -112,11 +139,11 @@ impl Facts {
         }
         let lo = means.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = means.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let one = |v: f64| Summary::of(&[v]).map_or_else(|| NA.into(), |s| metric.show(&s));
-        if one(lo) == one(hi) {
-            return with_unit(one(lo), metric);
+        let (lo, hi) = (shown(lo, metric), shown(hi, metric));
+        if lo == hi {
+            return with_unit(lo, metric);
         }
-        with_unit(format!("{}-{}", one(lo), one(hi)), metric)
+        with_unit(format!("{lo}-{hi}"), metric)
     }
 
     /// Mean wall seconds of one seed's training: `37 s`.
@@ -127,35 +154,21 @@ impl Facts {
 
     /// The paired comparison of `a` against `b` on `metric`, as the tables make it.
     pub fn compare(&self, a: &str, b: &str, metric: Metric) -> Option<Comparison> {
-        self.evidence
+        self.evidence()
             .compare(self.replicates(a)?, self.replicates(b)?, metric)
     }
 
     /// `a` minus `b` on `metric` in its unit, with the 95 % interval and the smallest
-    /// difference the design could detect: `+0.25 points, 95 % interval [+0.02, +0.50],
-    /// 0.35 points detectable`.
+    /// difference the design could detect: `+0.25 [+0.02, +0.50] points (95 % interval),
+    /// 0.35 points detectable` (the tables' [`diff_text`] and [`mdd_text`]).
     pub fn diff(&self, a: &str, b: &str, metric: Metric) -> String {
-        let Some(p) = self.compare(a, b, metric).and_then(|c| c.paired) else {
-            return NA.into();
-        };
-        let (scale, d, unit) = diff_unit(metric);
-        let mut s = format!("{:+.d$}{unit}", scale * p.diff);
-        if p.method == Method::None || !p.diff_ci95[0].is_finite() {
-            s.push_str(", one value a side: no interval");
-            return s;
-        }
-        s.push_str(&format!(
-            ", 95 % interval [{:+.d$}, {:+.d$}], {:.d$}{unit} detectable",
-            scale * p.diff_ci95[0],
-            scale * p.diff_ci95[1],
-            scale * p.mdd80
-        ));
-        s
+        self.compare(a, b, metric)
+            .map_or_else(|| NA.into(), |c| diff_words(&c, metric))
     }
 
     /// The verdict of `a` against `b` on `metric` in words, with the numbers behind it:
-    /// "**lenet5** beats **mlp-61k** on test accuracy by 3.03 points (99.05 ± 0.06 % against
-    /// 96.02 ± 0.29 %; 95 % interval ...)", or "**a** and **b** cannot be told apart on ...".
+    /// "**lenet5** beats **mlp-61k** on test accuracy (99.05 ± 0.06 % against 96.02 ± 0.29 %;
+    /// difference ...)", or "**a** and **b** cannot be told apart on ...".
     pub fn verdict(&self, a: &str, b: &str, metric: Metric) -> String {
         let Some(c) = self.compare(a, b, metric) else {
             return format!(
@@ -163,48 +176,32 @@ impl Facts {
                 metric.label()
             );
         };
-        let numbers = format!(
-            "{} against {}",
-            with_unit(metric.show(&c.summary_a), metric),
-            with_unit(metric.show(&c.summary_b), metric)
-        );
-        let diff = self.diff(a, b, metric);
-        match c.verdict {
-            Verdict::NotDistinguishable => format!(
-                "**{a}** and **{b}** cannot be told apart on {} ({numbers}; difference {diff})",
-                metric.label()
+        let label = metric.label();
+        let (c, head) = match c.verdict {
+            Verdict::NotDistinguishable => (
+                c,
+                format!("**{a}** and **{b}** cannot be told apart on {label}"),
             ),
-            Verdict::ABetter | Verdict::BBetter if !metric.has_direction() => {
-                let verb = if c.verdict == Verdict::ABetter {
+            v if !metric.has_direction() => {
+                let verb = if v == Verdict::ABetter {
                     "higher"
                 } else {
                     "lower"
                 };
-                format!(
-                    "the {} is {verb} with **{a}** than with **{b}** ({numbers}; difference {diff})",
-                    metric.label()
+                (
+                    c,
+                    format!("the {label} is {verb} with **{a}** than with **{b}**"),
                 )
             }
-            v => {
-                let (w, l) = if v == Verdict::ABetter {
-                    (a, b)
-                } else {
-                    (b, a)
-                };
-                let (ws, ls) = if v == Verdict::ABetter {
-                    (c.summary_a, c.summary_b)
-                } else {
-                    (c.summary_b, c.summary_a)
-                };
-                format!(
-                    "**{w}** beats **{l}** on {} ({} against {}; difference {})",
-                    metric.label(),
-                    with_unit(metric.show(&ws), metric),
-                    with_unit(metric.show(&ls), metric),
-                    self.diff(w, l, metric)
-                )
-            }
-        }
+            Verdict::ABetter => (c, format!("**{a}** beats **{b}** on {label}")),
+            Verdict::BBetter => (c.flipped(), format!("**{b}** beats **{a}** on {label}")),
+        };
+        format!(
+            "{head} ({} against {}; difference {})",
+            with_unit(metric.show(&c.summary_a), metric),
+            with_unit(metric.show(&c.summary_b), metric),
+            diff_words(&c, metric)
+        )
     }
 
     /// Of every pair of `names` (in order `i < j`) compared on `metric`: how many the rule
@@ -228,12 +225,19 @@ impl Facts {
     }
 }
 
-fn diff_unit(metric: Metric) -> (f64, usize, &'static str) {
-    if metric.is_percent() {
-        (100.0, 2, " points")
-    } else {
-        (1.0, 4, "")
-    }
+/// A comparison's difference in words: the tables' interval and detectable difference.
+fn diff_words(c: &Comparison, metric: Metric) -> String {
+    let unit = if metric.is_percent() { " points" } else { "" };
+    format!(
+        "{}{unit} (95 % interval), {}{unit} detectable",
+        diff_text(c, metric),
+        mdd_text(c, metric)
+    )
+}
+
+/// One value of `metric` as its summaries show it (`99.05`, `0.0325`), without the unit.
+fn shown(v: f64, metric: Metric) -> String {
+    Summary::of(&[v]).map_or_else(|| NA.into(), |s| metric.show(&s))
 }
 
 fn with_unit(shown: String, metric: Metric) -> String {

@@ -81,7 +81,7 @@ pub fn write_report(
 
     let mut md = String::new();
     let mut metrics = serde_json::Map::new();
-    sections::intro(&mut md, &ctx, &groups, &readme::summary(&ctx)?);
+    sections::intro(&mut md, &ctx, &groups, &readme::summary(&ctx));
     sections::architectures(&mut md, &mut metrics, &ctx)?;
     let best = export::best_models(&ctx)?;
     sections::best_model(&mut md, &ctx, &best)?;
@@ -98,25 +98,25 @@ pub fn write_report(
     inspect::curves(&mut md, &ctx)?;
     front::limitations(&mut md, &ctx);
     export::finish(&mut md, metrics, &ctx, &best, started)?;
-    write_readme_findings(mnist, cfg, all)?;
+    write_readme_blocks(&ctx)?;
     Ok(())
 }
 
-/// The full study rewrites the findings block of the README beside its output directory
-/// (`results/` in the repository); quick runs and other directories leave it alone.
-fn write_readme_findings(mnist: &Mnist, cfg: &StudyConfig, all: &[ExperimentResult]) -> Result<()> {
-    let Some(readme) = cfg.out.parent().map(|p| p.join("README.md")) else {
+/// The full study rewrites the generated blocks of the README beside its output directory
+/// (`results/` in the repository) from the report's evidence; quick runs and other
+/// directories leave it alone.
+fn write_readme_blocks(ctx: &Ctx) -> Result<()> {
+    let Some(readme) = ctx.cfg.out.parent().map(|p| p.join("README.md")) else {
         return Ok(());
     };
     let has_block = std::fs::read_to_string(&readme)
         .is_ok_and(|t| readme::block(&t, readme::FINDINGS).is_some());
-    if cfg.quick || !has_block {
+    if ctx.cfg.quick || !has_block {
         return Ok(());
     }
-    for (name, text) in readme::blocks(mnist, all, &cfg.out.join("models"))? {
-        if readme::update(&readme, name, &text)? {
-            println!("README block {name} rewritten: {}", readme.display());
-        }
+    let facts = super::facts::Facts::with_evidence(&ctx.evidence, ctx.all);
+    if readme::rewrite(&readme, &facts, ctx.all, &ctx.cfg.out.join("models"))? {
+        println!("README's generated blocks rewritten: {}", readme.display());
     }
     Ok(())
 }

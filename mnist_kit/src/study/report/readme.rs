@@ -9,7 +9,6 @@ use std::path::Path;
 
 use super::super::facts::{Facts, pct};
 use super::super::{ExperimentResult, Metric, by_experiment};
-use crate::data::Mnist;
 use crate::data::corrupt::Corruption;
 use crate::train::RunDir;
 use crate::{Error, Result};
@@ -33,16 +32,27 @@ pub fn cost(all: &[ExperimentResult]) -> String {
     )
 }
 
-/// Both generated blocks of the README from the recorded runs: `(name, content)`.
+/// Both generated blocks of the README from the recorded runs `all` (their facts `f`):
+/// `(name, content)`.
 pub fn blocks(
-    mnist: &Mnist,
+    f: &Facts,
     all: &[ExperimentResult],
     models: &Path,
 ) -> Result<Vec<(&'static str, String)>> {
     Ok(vec![
-        (FINDINGS, findings(mnist, all, models)?),
+        (FINDINGS, findings(f, all, models)?),
         (COST, cost(all)),
     ])
+}
+
+/// Rewrites the generated blocks of the README at `readme` from the recorded runs; true when
+/// one changed. The study calls it after its report, `study --readme` without training.
+pub fn rewrite(readme: &Path, f: &Facts, all: &[ExperimentResult], models: &Path) -> Result<bool> {
+    let mut changed = false;
+    for (name, text) in blocks(f, all, models)? {
+        changed |= update(readme, name, &text)?;
+    }
+    Ok(changed)
 }
 
 /// One headline finding: its sentence, the report section that shows the evidence (its `##`
@@ -75,8 +85,7 @@ const NB03: &str = "03_architectures.ipynb";
 
 /// The five headline findings of the runs `all` (every recorded seed of the study), each a
 /// verdict of the report's rule on the quantity it is about.
-pub fn headline(mnist: &Mnist, all: &[ExperimentResult]) -> Result<Vec<Finding>> {
-    let f = Facts::new(mnist, all)?;
+pub fn headline(f: &Facts, all: &[ExperimentResult]) -> Vec<Finding> {
     let acc = Metric::TestAccuracy;
     let (convs, mlps) = (CONVS, MLPS);
     let epochs = f
@@ -95,7 +104,7 @@ pub fn headline(mnist: &Mnist, all: &[ExperimentResult]) -> Result<Vec<Finding>>
         .collect();
     let names: Vec<&str> = optimizers.iter().map(String::as_str).collect();
     let (called, pairs) = f.called_pairs(&names, acc);
-    Ok(vec![
+    vec![
         Finding {
             text: format!(
                 "On one recipe ({epochs} epochs of Adam with cosine decay) the convolutional \
@@ -153,7 +162,7 @@ pub fn headline(mnist: &Mnist, all: &[ExperimentResult]) -> Result<Vec<Finding>>
             section: "LeNet-5 regularization ablation",
             notebook: NB03,
         },
-    ])
+    ]
 }
 
 /// The two chosen models of `models` (`results/models`, with `best/` and `robust/`) in a
@@ -185,9 +194,9 @@ pub fn chosen_models(models: &Path) -> Result<String> {
 
 /// The README's findings block: the headline findings, each with its report section and
 /// notebook, and the chosen models.
-pub fn findings(mnist: &Mnist, all: &[ExperimentResult], models: &Path) -> Result<String> {
+pub fn findings(f: &Facts, all: &[ExperimentResult], models: &Path) -> Result<String> {
     let mut out = String::new();
-    for h in headline(mnist, all)? {
+    for h in headline(f, all) {
         out.push_str(&format!(
             "- {} ([report](results/REPORT.md#{}), [notebook](results/notebooks/{}))\n",
             h.text,
@@ -201,9 +210,9 @@ pub fn findings(mnist: &Mnist, all: &[ExperimentResult], models: &Path) -> Resul
 
 /// The report's summary: the headline findings (see [`headline`]), each with a
 /// link to its section and to the notebook that walks through it.
-pub(crate) fn summary(ctx: &super::context::Ctx) -> Result<String> {
+pub(crate) fn summary(ctx: &super::context::Ctx) -> String {
     let mut md = String::from("## Summary\n\n");
-    for h in headline(ctx.mnist, ctx.all)? {
+    for h in headline(&Facts::with_evidence(&ctx.evidence, ctx.all), ctx.all) {
         let _ = writeln!(
             md,
             "- {} ([section](#{}); [notebook](notebooks/{}))",
@@ -213,7 +222,7 @@ pub(crate) fn summary(ctx: &super::context::Ctx) -> Result<String> {
         );
     }
     md.push('\n');
-    Ok(md)
+    md
 }
 
 /// `text` with the content of its generated block `name` replaced by `content`.
