@@ -26,11 +26,13 @@ pub const CNN_SEEDS: usize = 5;
 /// Seeds of a ResNet experiment.
 pub const RESNET_SEEDS: usize = 3;
 /// Epochs of the shared recipe.
-pub const SHARED_EPOCHS: usize = 5;
+pub const SHARED_EPOCHS: usize = 10;
+/// Epochs of the plateau arms: twice the shared recipe's, which they must not beat.
+pub const LONG_EPOCHS: usize = 2 * SHARED_EPOCHS;
+/// Epochs of each architecture's best recipe (augmentation needs a longer schedule).
+pub const BEST_EPOCHS: usize = 30;
 /// Epochs of Part 2's constant-rate recipe.
 pub const PART2_EPOCHS: usize = 8;
-/// Epochs of the robust recipe (its augmentation needs more than the shared recipe's).
-pub const ROBUST_EPOCHS: usize = 10;
 /// First training seed of the A/A control's replica, after the base seed.
 pub const REPLICA_OFFSET: u64 = 1000;
 
@@ -84,13 +86,19 @@ pub fn shared(quick: bool, seed: u64) -> TrainConfig {
     }
 }
 
-/// The robust recipe: the shared recipe with [`AugmentConfig::robust`] for
-/// [`ROBUST_EPOCHS`] epochs.
+/// The robust recipe: the shared recipe with [`AugmentConfig::robust`], same epochs (so
+/// that it changes one thing: the augmentation).
 pub fn robust(quick: bool, seed: u64) -> TrainConfig {
     TrainConfig {
         augment: Some(AugmentConfig::robust()),
-        ..shared(quick, seed).with_epochs(quick, ROBUST_EPOCHS)
+        ..shared(quick, seed)
     }
+}
+
+/// An architecture's best recipe: the robust recipe's augmentation for [`BEST_EPOCHS`]
+/// epochs (cosine decay to 1 %, as the shared recipe).
+pub fn best(quick: bool, seed: u64) -> TrainConfig {
+    robust(quick, seed).with_epochs(quick, BEST_EPOCHS)
 }
 
 impl TrainConfig {
@@ -179,6 +187,16 @@ fn early_stopping(quick: bool, seed: u64) -> Result<Experiment> {
     Ok(e)
 }
 
+/// The same 30 epochs without early stopping: the last epoch's weights, beside the restored
+/// best ones; at a constant rate its per-epoch curves are also seed study 002's epoch sweep
+/// (the network after k epochs is the network trained for k epochs).
+fn no_early_stopping(quick: bool, seed: u64) -> Result<Experiment> {
+    let mut e = early_stopping(quick, seed)?;
+    e.name = "no-early-stopping".into();
+    e.train.early_stopping = None;
+    Ok(e)
+}
+
 /// Part 2's recipe: [`PART2_EPOCHS`] epochs of Adam at a constant 1e-3, batch 64, with the
 /// per-step gradient statistics (gradient noise and flow).
 /// Epochs of Part 2's recipe in this mode.
@@ -186,11 +204,28 @@ pub fn part2_epochs(quick: bool) -> usize {
     part2_base(quick, 0).epochs
 }
 
+/// Part 2 keeps the seed studies' constant rate, so its last epoch is noisy: every run
+/// returns the weights of its best validation epoch (validation loss, watched from the first
+/// epoch; the patience is the whole run, so no run stops early).
 fn part2_base(quick: bool, seed: u64) -> TrainConfig {
     TrainConfig {
         grad_stats: true,
+        early_stopping: Some(EarlyStopping {
+            patience: PART2_EPOCHS,
+            restore_best_weights: true,
+            ..Default::default()
+        }),
         ..base(quick, seed, PART2_EPOCHS)
     }
+}
+
+/// The batch sizes of Part 2.
+pub const BATCH_SIZES: [usize; 4] = [8, 32, 64, 128];
+
+/// The learning rate of batch size `batch` under the square-root scaling rule for Adam
+/// (Malladi et al. 2022): 1e-3 at batch 64, times sqrt(batch / 64).
+pub fn batch_lr(batch: usize) -> f64 {
+    1e-3 * (batch as f64 / 64.0).sqrt()
 }
 
 /// Part 2 of the study on 784-500-150-10: dropout, L2 and activations, each one change to
@@ -236,7 +271,7 @@ pub fn part2(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
             t.clone(),
         ));
     }
-    for batch in [8, 32, 128] {
+    for batch in BATCH_SIZES {
         out.push(exp(
             &format!("batch-{batch}"),
             "part2-batch-size",
@@ -244,6 +279,7 @@ pub fn part2(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
             dense.clone(),
             TrainConfig {
                 batch_size: batch,
+                lr: batch_lr(batch),
                 ..t.clone()
             },
         ));
@@ -339,8 +375,15 @@ pub fn lenet5_ablation(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
             "lenet5-28-004",
             "pair-28x28-regularized",
             "lenet5-28",
-            lenet28.with_batch_norm(true).with_dropout(0.5),
-            aug,
+            lenet28.clone().with_batch_norm(true).with_dropout(0.5),
+            aug.with_epochs(quick, LONG_EPOCHS),
+        ),
+        exp(
+            "lenet5-28-long",
+            "pair-28x28-regularized",
+            "lenet5-28",
+            lenet28,
+            train.with_epochs(quick, LONG_EPOCHS),
         ),
     ])
 }
@@ -355,28 +398,66 @@ fn replica(quick: bool, seed: u64) -> Result<Experiment> {
 }
 
 /// Blocks per stage of the depth study.
-pub const RESNET_DEPTHS: [usize; 2] = [1, 2];
+pub const RESNET_DEPTHS: [usize; 3] = [1, 2, 3];
 
-/// ResNet depth on the shared recipe: 2 basic blocks per stage, and the plain networks (no
-/// shortcuts, no projections) of depth 1 and 2; depth 1 with shortcuts is `resnet` itself.
+/// ResNet depth on the shared recipe: 1, 2 and 3 basic blocks per stage, each with shortcuts
+/// and as a plain network (no shortcuts, no projections); depth 1 with shortcuts is `resnet`
+/// itself.
 pub fn resnet_depth(quick: bool, seed: u64) -> Vec<Experiment> {
     let mut out = Vec::new();
-    for (residual, blocks) in [(true, 2), (false, 1), (false, 2)] {
-        let config = ModelConfig::Resnet(ResNetConfig {
-            blocks_per_stage: blocks,
-            residual,
-            ..Default::default()
-        });
-        let kind = if residual { "resnet" } else { "plain" };
-        out.push(exp(
-            &format!("{kind}-depth-{blocks}"),
-            "resnet-depth",
-            "resnet",
-            config,
-            shared(quick, seed),
-        ));
+    for blocks in RESNET_DEPTHS {
+        for residual in [true, false] {
+            if residual && blocks == 1 {
+                continue;
+            }
+            let config = ModelConfig::Resnet(ResNetConfig {
+                blocks_per_stage: blocks,
+                residual,
+                ..Default::default()
+            });
+            out.push(exp(
+                &depth_name(residual, blocks),
+                "resnet-depth",
+                "resnet",
+                config,
+                shared(quick, seed),
+            ));
+        }
     }
     out
+}
+
+/// The networks whose plateau the study checks: each also trained for [`LONG_EPOCHS`] on the
+/// shared recipe (`lenet5-long`, `resnet-long`).
+pub const PLATEAU: [&str; 2] = ["lenet5", "resnet"];
+
+/// The plateau arms: the shared recipe at twice the epochs. If the shared recipe sits at its
+/// plateau, they cannot be told apart from it.
+pub fn plateau(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
+    PLATEAU
+        .iter()
+        .map(|name| {
+            let train = shared(quick, seed).with_epochs(quick, LONG_EPOCHS);
+            let mut e = scored(preset(name, &format!("plateau-{name}"), train)?);
+            e.name = format!("{name}-long");
+            Ok(e)
+        })
+        .collect()
+}
+
+/// The networks with a best recipe ([`best`]): LeNet-5 with BatchNorm and dropout (the
+/// regularized preset) and the ResNet.
+pub const BEST: [&str; 2] = ["lenet5-regularized", "resnet"];
+
+/// Each architecture's best recipe, scored on MNIST-C (the candidates of the served model).
+pub fn best_recipes(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
+    BEST.iter()
+        .map(|name| {
+            let mut e = scored(preset(name, &format!("best-{name}"), best(quick, seed))?);
+            e.name = format!("{name}-best");
+            Ok(e)
+        })
+        .collect()
 }
 
 /// The name of a depth-study network (`resnet` for depth 1 with shortcuts).
@@ -630,12 +711,15 @@ pub fn plan(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
     let mut plan = architectures(quick, seed)?;
     plan.push(normalization(quick, seed)?);
     plan.push(early_stopping(quick, seed)?);
+    plan.push(no_early_stopping(quick, seed)?);
     plan.extend(part2(quick, seed)?);
     plan.extend(sweep(quick, seed));
     plan.extend(lenet5_ablation(quick, seed)?);
     plan.push(replica(quick, seed)?);
     plan.extend(resnet_depth(quick, seed));
+    plan.extend(plateau(quick, seed)?);
     plan.extend(robustness(quick, seed)?);
+    plan.extend(best_recipes(quick, seed)?);
     Ok(plan)
 }
 
@@ -652,7 +736,10 @@ pub fn groups() -> Vec<Group> {
         "the shared recipe: Adam 1e-3, cosine decay to 1 %, batch 64, no augmentation, \
          {SHARED_EPOCHS} epochs"
     );
-    let part2_words = format!("{PART2_EPOCHS} epochs of Adam at a constant 1e-3, batch 64");
+    let part2_words = format!(
+        "{PART2_EPOCHS} epochs of Adam at a constant 1e-3, batch 64, returning the weights of \
+         the best validation epoch"
+    );
     let mut out = vec![
         g(
             "architectures",
@@ -690,9 +777,10 @@ pub fn groups() -> Vec<Group> {
                 "004's combination on its 28x28 LeNet-5: BatchNorm after each convolution, \
                  dropout 0.5 after each hidden fully connected layer and augmentation \
                  (shifts, rotations, scaling, shear), against the plain network; both on \
-                 {shared_words} (augmentation on for the regularized one)."
+                 the shared recipe at {LONG_EPOCHS} epochs, so that the regularized network \
+                 converges too (augmentation on for the regularized one)."
             ),
-            &["lenet5-28", "lenet5-28-004"],
+            &["lenet5-28-long", "lenet5-28-004"],
         ),
         g(
             "advanced-mlp",
@@ -717,8 +805,10 @@ pub fn groups() -> Vec<Group> {
             "part1-early-stopping",
             "Part 1: early stopping",
             "784-500-150-10 at a constant learning rate for up to 30 epochs; early stopping \
-             watches the validation loss with patience 3 and restores the best epoch.",
-            &["early-stopping"],
+             watches the validation loss with patience 3 and restores the best epoch \
+             (early-stopping), against all 30 epochs and the last epoch's weights \
+             (no-early-stopping).",
+            &["early-stopping", "no-early-stopping"],
         ),
         g(
             "part2-dropout",
@@ -754,9 +844,10 @@ pub fn groups() -> Vec<Group> {
     out.push(g(
         "part2-batch-size",
         "Part 2: batch size",
-        "784-128-10 at batch 8, 32 and 128, Adam 1e-3 constant (the same rate for every \
-         batch size), 8 epochs; the gradient noise is measured per step.",
-        &["batch-8", "batch-32", "batch-128"],
+        "784-128-10 at batch 8, 32, 64 and 128 for the same 8 epochs, Adam at a constant rate \
+         scaled by the square-root rule (1e-3 at batch 64, times sqrt(batch / 64)), the \
+         best validation epoch returned; the gradient noise is measured per step.",
+        &["batch-8", "batch-32", "batch-64", "batch-128"],
     ));
     out.push(g(
         "part2-activations",
@@ -824,11 +915,19 @@ pub fn groups() -> Vec<Group> {
         "resnet-depth",
         "ResNet depth and shortcuts",
         &format!(
-            "1 and 2 basic blocks per stage, with shortcuts (resnet, resnet-depth-2) and \
-             without (plain: no identity shortcuts and no projections), all on the full \
-             training set with {shared_words}. resnet is the architecture comparison's ResNet."
+            "1, 2 and 3 basic blocks per stage, with shortcuts (resnet, resnet-depth-2, \
+             resnet-depth-3) and without (plain: no identity shortcuts and no projections), \
+             all on the full training set with {shared_words}. resnet is the architecture \
+             comparison's ResNet."
         ),
-        &["resnet", "resnet-depth-2", "plain-depth-1", "plain-depth-2"],
+        &[
+            "resnet",
+            "resnet-depth-2",
+            "resnet-depth-3",
+            "plain-depth-1",
+            "plain-depth-2",
+            "plain-depth-3",
+        ],
     ));
     out.push(g(
         "robustness-causes",
@@ -850,11 +949,12 @@ pub fn groups() -> Vec<Group> {
         "robust-recipe",
         "The robust recipe",
         &format!(
-            "Four networks on the shared recipe and on the robust recipe: {ROBUST_EPOCHS} \
-             epochs with stronger geometric augmentation (±15°, ±3 px, ±20 % scale, ±15° \
-             shear) and changes of appearance (stroke width, blur, contrast, brightness, \
-             smooth background, pixel noise, erased patches; none of them an MNIST-C \
-             corruption)."
+            "Four networks on the shared recipe and on the robust recipe, which changes one \
+             thing, the augmentation ({SHARED_EPOCHS} epochs both): stronger geometric \
+             augmentation (±15°, ±3 px, ±20 % scale, ±15° shear) and changes of appearance \
+             (stroke width, hollow strokes, blur, contrast, brightness, smooth background, \
+             ruled or dashed lines, pixel noise, erased patches; written from their plain \
+             definitions, not MNIST-C's code)."
         ),
         &[
             "dense128",
@@ -867,6 +967,30 @@ pub fn groups() -> Vec<Group> {
             "resnet-robust",
         ],
     ));
+    for name in PLATEAU {
+        out.push(g(
+            &format!("plateau-{name}"),
+            &format!("Plateau: {name} at twice the epochs"),
+            &format!(
+                "{name} on {shared_words}, and the same recipe for {LONG_EPOCHS} epochs \
+                 ({name}-long). If the shared recipe has reached the network's plateau, the \
+                 two cannot be told apart."
+            ),
+            &[name, &format!("{name}-long")],
+        ));
+    }
+    for name in BEST {
+        out.push(g(
+            &format!("best-{name}"),
+            &format!("Best recipe: {name}"),
+            &format!(
+                "{name} on {shared_words}, and on its best recipe ({name}-best): the robust \
+                 recipe's augmentation for {BEST_EPOCHS} epochs with the same cosine decay. \
+                 Chosen on validation as the candidates of the served model."
+            ),
+            &[name, &format!("{name}-best")],
+        ));
+    }
     out
 }
 
