@@ -12,8 +12,8 @@ pub use crate::plot::{self, Figure, ImageGrid};
 pub use crate::study::facts::{pct, points, seconds, thousands};
 pub use crate::study::{self, Facts, Metric, StudyConfig};
 pub use crate::train::{
-    EarlyStopping, History, Optimizer, OptimizerConfig, OptimizerKind, Schedule, TrainConfig,
-    TrainData, Trainer, evaluate,
+    EarlyStopping, History, Optimizer, OptimizerConfig, OptimizerKind, Run, Schedule, TrainConfig,
+    Trainer, evaluate,
 };
 pub use crate::{Error, Result};
 pub use candle_core::Device;

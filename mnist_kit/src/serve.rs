@@ -49,7 +49,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use candle_core::Device;
+
 use serde_json::{Value, json};
 use tower::Service;
 
@@ -57,8 +57,8 @@ use crate::analysis::{Answer, Calibration, answer, digit_from_bytes, digit_salie
 use crate::data::Normalization;
 use crate::models::Network;
 use crate::study::ExperimentResult;
+use crate::train::Run;
 use crate::train::RunDir;
-use crate::train::load_run;
 use crate::{Error, Result};
 
 /// Largest request body accepted (2 MB); larger bodies get 413.
@@ -217,7 +217,7 @@ impl Models {
         if let Some(m) = self.loaded.lock().ok().and_then(|l| l.get(&name).cloned()) {
             return Ok((name, m));
         }
-        let run = load_run(&entry.dir, &Device::Cpu)
+        let run = Run::open(&entry.dir)
             .map_err(|e| Reply::error(500, &format!("cannot load {name}: {e}")))?;
         let calibration = Calibration::load(&entry.dir)
             .map_err(|e| Reply::error(500, &format!("cannot load {name}: {e}")))?;

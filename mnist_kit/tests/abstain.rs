@@ -4,15 +4,15 @@
 
 use mnist_kit::analysis::Calibration;
 use mnist_kit::analysis::abstain::{Abstention, Measure, measure};
-use mnist_kit::candle::Device;
+
 use mnist_kit::data::Mnist;
-use mnist_kit::train::load_run;
+use mnist_kit::train::Run;
 
 const ROBUST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../results/models/robust");
 
 #[test]
 fn the_served_model_abstains_where_it_should() {
-    let run = load_run(ROBUST, &Device::Cpu).unwrap();
+    let run = Run::open(ROBUST).unwrap();
     let cal = Calibration::load(ROBUST)
         .unwrap()
         .expect("results/models/robust has a calibration.json");

@@ -128,9 +128,7 @@ fn cli_training_is_deterministic_and_eval_matches() {
             .unwrap()
             .to_string();
         let result: serde_json::Value = serde_json::from_str(&last).unwrap();
-        let net = mnist_kit::train::RunDir::new(&out_dir)
-            .load_network(&candle_core::Device::Cpu)
-            .unwrap();
+        let net = mnist_kit::train::Run::open(&out_dir).unwrap().net;
         let weights = net
             .params()
             .iter()

@@ -11,7 +11,7 @@ use mnist_kit::candle::Device;
 use mnist_kit::data::Mnist;
 use mnist_kit::data::augment::AugmentConfig;
 use mnist_kit::models::Network;
-use mnist_kit::train::{OptimizerKind, TrainConfig, TrainData, Trainer};
+use mnist_kit::train::{OptimizerKind, TrainConfig, Trainer};
 
 /// FNV-1a over the bits of every parameter, in the network's order.
 fn fingerprint(net: &Network) -> u64 {
@@ -40,11 +40,8 @@ fn trained(mnist: &Mnist, model: &str, kind: OptimizerKind, augment: bool) -> u6
         verbose: false,
         ..TrainConfig::default().optimizer(kind)
     };
-    let net = Network::preset(model, 5, &Device::Cpu).unwrap();
-    Trainer::new(&net, cfg.clone())
-        .unwrap()
-        .fit(&TrainData::new(mnist, &cfg).unwrap())
-        .unwrap();
+    let mut net = Network::preset(model, 5, &Device::Cpu).unwrap();
+    Trainer::new(cfg).fit(&mut net, mnist).unwrap();
     fingerprint(&net)
 }
 

@@ -138,7 +138,7 @@ fn same_seed_same_weights_and_save_load_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     let run = mnist_kit::train::RunDir::new(dir.path());
     run.save_network(&c).unwrap();
-    let loaded = run.load_network(&Device::Cpu).unwrap();
+    let loaded = mnist_kit::train::Run::open(dir.path()).unwrap().net;
     assert_eq!(loaded.name(), "lenet5-regularized");
     assert_eq!(logits(&c, &x, false), logits(&loaded, &x, false));
 
@@ -159,7 +159,9 @@ fn same_seed_same_weights_and_save_load_round_trips() {
     let path = dir.path().join("weights.safetensors");
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-    let err = run.load_network(&Device::Cpu).unwrap_err().to_string();
+    let err = mnist_kit::train::Run::open(dir.path())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("safetensors"), "{err}");
 }
 

@@ -10,7 +10,7 @@ use image::{DynamicImage, GrayImage, Luma, imageops};
 use mnist_kit::analysis::{load_digit, predict_digit, synthetic_digit};
 use mnist_kit::data::Mnist;
 use mnist_kit::models::Network;
-use mnist_kit::train::{TrainConfig, TrainData, Trainer};
+use mnist_kit::train::{TrainConfig, Trainer};
 
 /// Writes test image `i` of MNIST as a user-style photo; returns its path and label.
 fn render(mnist: &Mnist, i: usize, dir: &std::path::Path) -> (PathBuf, u8) {
@@ -47,13 +47,11 @@ fn a_trained_model_reads_rendered_user_digits() {
         verbose: false,
         ..Default::default()
     };
-    let net = Network::preset("lenet5", 1, &Device::Cpu).unwrap();
+    let mut net = Network::preset("lenet5", 1, &Device::Cpu).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    Trainer::new(&net, cfg.clone())
-        .unwrap()
-        .with_run_dir(dir.path().join("run"))
-        .unwrap()
-        .fit(&TrainData::new(&mnist, &cfg).unwrap())
+    Trainer::new(cfg.clone())
+        .run_dir(dir.path().join("run"))
+        .fit(&mut net, &mnist)
         .unwrap();
     let samples: Vec<_> = (0..30).map(|i| render(&mnist, i, dir.path())).collect();
     let correct = samples

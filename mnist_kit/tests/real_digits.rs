@@ -2,8 +2,8 @@
 //! committed models read it.
 
 use mnist_kit::analysis::real_digits::RealDigits;
-use mnist_kit::candle::Device;
-use mnist_kit::train::load_run;
+
+use mnist_kit::train::Run;
 
 #[test]
 fn the_set_holds_every_digit_of_every_subset_preprocessed() {
@@ -49,7 +49,7 @@ fn the_committed_models_read_real_digits() {
         if !dir.join("weights.safetensors").exists() {
             continue;
         }
-        let run = load_run(&dir, &Device::Cpu).unwrap();
+        let run = Run::open(&dir).unwrap();
         let score = set.score(&run.net, run.train.normalization).unwrap();
         assert_eq!(score.predictions.len(), set.len());
         assert_eq!(score.subsets.iter().map(|s| s.n).sum::<usize>(), set.len());

@@ -25,12 +25,12 @@ fn noise_png() -> Vec<u8> {
 #[test]
 fn a_calibrated_model_abstains_on_noise_and_answers_digits() {
     use mnist_kit::analysis::Calibration;
-    use mnist_kit::train::load_run;
+    use mnist_kit::train::Run;
     let mnist = Mnist::load_default().unwrap();
     let root = tempfile::tempdir().unwrap();
     let run = root.path().join("calibrated");
     trained_lenet(&mnist, &run).unwrap();
-    let loaded = load_run(&run, &mnist_kit::candle::Device::Cpu).unwrap();
+    let loaded = Run::open(&run).unwrap();
     let (_, val) = mnist.train.split_validation(2000, 7).unwrap();
     let cal = Calibration::fit(
         &loaded.net,

@@ -6,10 +6,32 @@ use mnist_kit::study::findings::comparisons;
 use mnist_kit::study::run::{collect_finished, with_seed};
 use mnist_kit::study::stats::Verdict;
 use mnist_kit::study::{
-    Metric, StudyConfig, by_experiment, plan, run_dir, run_experiment, run_study, staging_dir,
+    Experiment, ExperimentResult, Metric, StudyConfig, by_experiment, plan, run_dir, staging_dir,
     write_report,
 };
-use mnist_kit::train::{TrainData, Trainer};
+use mnist_kit::train::Trainer;
+
+/// What `cargo study` does: run what `cfg.only` selects, then every finished run of the plan.
+fn run_study(mnist: &Mnist, cfg: &StudyConfig) -> mnist_kit::Result<Vec<ExperimentResult>> {
+    mnist_kit::study::run(mnist, cfg, cfg.only.as_deref().unwrap_or(""))?;
+    collect_finished(cfg)
+}
+
+/// One run of `e` (its seed) under `out/runs`, through the one entry point.
+fn run_experiment(mnist: &Mnist, e: &Experiment, out: &std::path::Path) -> ExperimentResult {
+    let cfg = StudyConfig {
+        out: out.to_path_buf(),
+        seed: e.train.seed,
+        seeds_override: Some(1),
+        jobs: 1,
+        ..StudyConfig::new(true)
+    };
+    let e = Experiment {
+        first_seed: None,
+        ..e.clone()
+    };
+    mnist_kit::study::run(mnist, &cfg, &e).unwrap().remove(0)
+}
 
 fn quick(dir: &std::path::Path, only: &str, seeds: usize) -> StudyConfig {
     StudyConfig {
@@ -179,14 +201,14 @@ fn an_interrupted_run_resumes_from_its_last_epoch_bit_for_bit() {
     let e = with_seed(plan.iter().find(|e| e.name == "l2-1e-4").unwrap(), 43);
     assert_eq!(e.train.epochs, 2);
     let whole = tempfile::tempdir().unwrap();
-    let full = run_experiment(&mnist, &e, whole.path()).unwrap();
+    let full = run_experiment(&mnist, &e, whole.path());
 
     // The same run, "killed" after its first epoch: a trainer that stops there leaves the
     // checkpoint an interrupted study run leaves in its staging directory; the config it was
     // started with says 2. The run's own directory holds an older finished run meanwhile
     // (as a clone holds the committed one): it stays untouched until the new run is done.
     let cut = tempfile::tempdir().unwrap();
-    let committed = run_dir(cut.path(), &e);
+    let committed = run_dir(&cut.path().join("runs"), &e);
     std::fs::create_dir_all(&committed).unwrap();
     std::fs::write(committed.join("result.json"), b"{\"committed\": true}").unwrap();
     let dir = staging_dir(&committed);
@@ -194,18 +216,16 @@ fn an_interrupted_run_resumes_from_its_last_epoch_bit_for_bit() {
         epochs: 1,
         ..e.train.clone()
     };
-    let net = mnist_kit::models::Network::named(
+    let mut net = mnist_kit::models::Network::named(
         &e.model,
         &e.config,
         e.train.seed,
         &mnist_kit::candle::Device::Cpu,
     )
     .unwrap();
-    Trainer::new(&net, one.clone())
-        .unwrap()
-        .with_run_dir(&dir)
-        .unwrap()
-        .fit(&TrainData::new(&mnist, &one).unwrap())
+    Trainer::new(one)
+        .run_dir(&dir)
+        .fit(&mut net, &mnist)
         .unwrap();
     let config_path = dir.join("config.json");
     let mut config: serde_json::Value =
@@ -221,7 +241,7 @@ fn an_interrupted_run_resumes_from_its_last_epoch_bit_for_bit() {
         "the interrupted run left the committed one alone"
     );
 
-    let resumed = run_experiment(&mnist, &e, cut.path()).unwrap();
+    let resumed = run_experiment(&mnist, &e, cut.path());
     assert_eq!(resumed.epochs, 2);
     assert_eq!(
         resumed.history.epochs[0], before.epochs[0],
@@ -247,7 +267,7 @@ fn an_interrupted_run_resumes_from_its_last_epoch_bit_for_bit() {
     let w = |d: &std::path::Path| std::fs::read(d.join("weights.safetensors")).unwrap();
     assert_eq!(
         w(&committed),
-        w(&run_dir(whole.path(), &e)),
+        w(&run_dir(&whole.path().join("runs"), &e)),
         "same weights, bit for bit"
     );
     assert!(!dir.exists(), "the staging directory became the run's");
@@ -274,13 +294,12 @@ fn only_selects_exact_names_and_identical_configs_are_not_distinguishable() {
 
     // Two experiments with identical configs under different names, both trained: the same
     // numbers on every seed, so the verdict must be "not distinguishable".
-    let runs = dir.path().join("runs");
     let twin: Vec<_> = done
         .iter()
         .map(|r| {
             let mut e = r.experiment.clone();
             e.name = "twin".into();
-            run_experiment(&mnist, &e, &runs).unwrap()
+            run_experiment(&mnist, &e, dir.path())
         })
         .collect();
     assert_eq!(twin.len(), 2);

@@ -7,7 +7,7 @@ use mnist_kit::data::Mnist;
 use mnist_kit::data::augment::AugmentConfig;
 use mnist_kit::models::Network;
 use mnist_kit::train::{
-    EarlyStopping, History, OptimizerKind, TrainConfig, TrainData, Trainer, evaluate, load_run,
+    EarlyStopping, History, OptimizerKind, Run, TrainConfig, TrainData, Trainer, evaluate,
 };
 
 fn mnist() -> Mnist {
@@ -60,18 +60,13 @@ fn same_seed_same_history_and_weights_bit_for_bit() {
         augment: Some(AugmentConfig::with_elastic()),
         ..quick(2)
     };
-    let data = TrainData::new(&m, &cfg).unwrap();
     let run = |seed| {
-        let net = Network::preset("lenet5-regularized", seed, &Device::Cpu).unwrap();
-        let h = Trainer::new(
-            &net,
-            TrainConfig {
-                seed,
-                ..cfg.clone()
-            },
-        )
-        .unwrap()
-        .fit(&data)
+        let mut net = Network::preset("lenet5-regularized", seed, &Device::Cpu).unwrap();
+        let h = Trainer::new(TrainConfig {
+            seed,
+            ..cfg.clone()
+        })
+        .fit(&mut net, &m)
         .unwrap();
         (numbers(&h), weights(&net))
     };
@@ -96,8 +91,8 @@ fn evaluation_never_sees_augmentation() {
         ..quick(1)
     };
     let data = TrainData::new(&m, &cfg).unwrap();
-    let net = Network::preset("dense128", 1, &Device::Cpu).unwrap();
-    let h = Trainer::new(&net, cfg.clone()).unwrap().fit(&data).unwrap();
+    let mut net = Network::preset("dense128", 1, &Device::Cpu).unwrap();
+    let h = Trainer::new(cfg.clone()).fit(&mut net, &m).unwrap();
     let rec = h.last().unwrap();
     // The validation numbers in the history are those of clean validation images.
     let val = evaluate(
@@ -131,8 +126,8 @@ fn early_stopping_stops_and_restores_the_best_weights() {
         ..quick(10)
     };
     let data = TrainData::new(&m, &cfg).unwrap();
-    let net = Network::preset("dense128", 2, &Device::Cpu).unwrap();
-    let h = Trainer::new(&net, cfg.clone()).unwrap().fit(&data).unwrap();
+    let mut net = Network::preset("dense128", 2, &Device::Cpu).unwrap();
+    let h = Trainer::new(cfg.clone()).fit(&mut net, &m).unwrap();
     assert_eq!(h.len(), 3);
     assert_eq!(h.best_epoch, Some(1));
     assert_eq!(h.stopped_epoch, Some(3));
@@ -156,16 +151,12 @@ fn early_stopping_stops_and_restores_the_best_weights() {
         start_from_epoch: 2,
         ..es
     };
-    let net = Network::preset("dense128", 2, &Device::Cpu).unwrap();
-    let h = Trainer::new(
-        &net,
-        TrainConfig {
-            early_stopping: Some(es),
-            ..cfg
-        },
-    )
-    .unwrap()
-    .fit(&data)
+    let mut net = Network::preset("dense128", 2, &Device::Cpu).unwrap();
+    let h = Trainer::new(TrainConfig {
+        early_stopping: Some(es),
+        ..cfg
+    })
+    .fit(&mut net, &m)
     .unwrap();
     assert_eq!((h.best_epoch, h.stopped_epoch), (Some(3), Some(5)));
 }
@@ -180,36 +171,44 @@ fn resume_from_checkpoint_continues_exactly() {
         },
         ..quick(2)
     };
-    let data = TrainData::new(&m, &cfg).unwrap();
     let dir_a = tempfile::tempdir().unwrap();
-    let a = Network::preset("lenet5-regularized", 3, &Device::Cpu).unwrap();
-    let ha = Trainer::new(&a, cfg.clone())
-        .unwrap()
-        .with_run_dir(dir_a.path())
-        .unwrap()
-        .fit(&data)
+    let mut a = Network::preset("lenet5-regularized", 3, &Device::Cpu).unwrap();
+    let ha = Trainer::new(cfg.clone())
+        .run_dir(dir_a.path())
+        .fit(&mut a, &m)
         .unwrap();
 
+    // One epoch, then the same run dir with two: it continues from the checkpoint.
     let dir_b = tempfile::tempdir().unwrap();
-    let b = Network::preset("lenet5-regularized", 3, &Device::Cpu).unwrap();
-    Trainer::new(
-        &b,
-        TrainConfig {
-            epochs: 1,
-            ..cfg.clone()
-        },
-    )
-    .unwrap()
-    .with_run_dir(dir_b.path())
-    .unwrap()
-    .fit(&data)
+    let mut b = Network::preset("lenet5-regularized", 3, &Device::Cpu).unwrap();
+    Trainer::new(TrainConfig {
+        epochs: 1,
+        ..cfg.clone()
+    })
+    .run_dir(dir_b.path())
+    .fit(&mut b, &m)
     .unwrap();
-    let mut resumed = Trainer::resume(dir_b.path(), Some(2), &Device::Cpu).unwrap();
-    let hb = resumed.fit(&data).unwrap();
+    let mut resumed = Network::preset("lenet5-regularized", 3, &Device::Cpu).unwrap();
+    let hb = Trainer::new(cfg.clone())
+        .run_dir(dir_b.path())
+        .fit(&mut resumed, &m)
+        .unwrap();
     assert_eq!(numbers(&ha), numbers(&hb));
-    assert_eq!(weights(&a), weights(resumed.network()));
+    assert_eq!(weights(&a), weights(&resumed));
 
-    let run = load_run(dir_a.path(), &Device::Cpu).unwrap();
+    // Another config in the same directory starts over.
+    let mut fresh = Network::preset("lenet5-regularized", 3, &Device::Cpu).unwrap();
+    let other = Trainer::new(TrainConfig {
+        lr: 3e-3,
+        ..cfg.clone()
+    })
+    .run_dir(dir_b.path())
+    .fit(&mut fresh, &m)
+    .unwrap();
+    assert_eq!(other.len(), 2);
+    assert_ne!(numbers(&other), numbers(&ha));
+
+    let run = Run::open(dir_a.path()).unwrap();
     assert_eq!(weights(&run.net), weights(&a));
     assert_eq!(run.history.len(), 2);
     for f in [
@@ -237,14 +236,11 @@ fn absurd_learning_rate_stops_with_a_typed_error_and_keeps_good_weights() {
         },
         ..quick(3)
     };
-    let data = TrainData::new(&m, &cfg).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let net = Network::preset("dense128", 4, &Device::Cpu).unwrap();
-    let err = Trainer::new(&net, cfg)
-        .unwrap()
-        .with_run_dir(dir.path())
-        .unwrap()
-        .fit(&data)
+    let mut net = Network::preset("dense128", 4, &Device::Cpu).unwrap();
+    let err = Trainer::new(cfg)
+        .run_dir(dir.path())
+        .fit(&mut net, &m)
         .unwrap_err();
     match &err {
         Error::NonFinite { epoch, batch, .. } => assert!(*epoch >= 1 && *batch >= 1),
@@ -268,8 +264,8 @@ fn quick_training_learns_real_digits() {
     };
     let data = TrainData::new(&m, &cfg).unwrap();
     for (model, target) in [("dense128", 0.85), ("lenet5", 0.85)] {
-        let net = Network::preset(model, 42, &Device::Cpu).unwrap();
-        let h = Trainer::new(&net, cfg.clone()).unwrap().fit(&data).unwrap();
+        let mut net = Network::preset(model, 42, &Device::Cpu).unwrap();
+        let h = Trainer::new(cfg.clone()).fit(&mut net, &m).unwrap();
         let test = evaluate(&net, &data.test, 1000, cfg.normalization).unwrap();
         eprintln!("{model}: quick-run test accuracy {:.4}", test.accuracy);
         assert!(
@@ -299,11 +295,8 @@ fn a_loop_written_by_hand_trains_the_trainers_weights_bit_for_bit() {
     };
     let data = TrainData::new(&m, &cfg).unwrap();
 
-    let by_trainer = Network::preset("dense128", cfg.seed, &Device::Cpu).unwrap();
-    Trainer::new(&by_trainer, cfg.clone())
-        .unwrap()
-        .fit(&data)
-        .unwrap();
+    let mut by_trainer = Network::preset("dense128", cfg.seed, &Device::Cpu).unwrap();
+    Trainer::new(cfg.clone()).fit(&mut by_trainer, &m).unwrap();
 
     let by_hand = Network::preset("dense128", cfg.seed, &Device::Cpu).unwrap();
     let mut opt = Optimizer::for_network(&by_hand, cfg.optimizer, cfg.lr).unwrap();

@@ -14,8 +14,8 @@
 //!
 //! ```no_run
 //! use mnist_kit::analysis::{Calibration, answer, load_digit};
-//! use mnist_kit::train::load_run;
-//! let run = load_run("results/models/robust", &mnist_kit::candle::Device::Cpu)?;
+//! use mnist_kit::train::Run;
+//! let run = Run::open("results/models/robust")?;
 //! let calibration = Calibration::load(&run.dir)?;
 //! let a = answer(&run.net, &load_digit("my-digit.png")?, run.train.normalization, calibration.as_ref())?;
 //! match a.digit {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{BatchOptions, Mnist};
 use crate::models::{Model, Network};
-use crate::train::{TrainConfig, TrainData, Trainer};
+use crate::train::{TrainConfig, Trainer};
 use crate::{Error, Result};
 
 /// The shortest timed phase: this shared machine's speed moves within seconds.
@@ -163,7 +163,7 @@ fn bench_rounds(mnist: &Mnist, model: &str, cfg: BenchConfig) -> Result<BenchRes
 /// time.
 fn train_rate(mnist: &Mnist, model: &str, cfg: BenchConfig) -> Result<f64> {
     let fit = |epochs: usize| -> Result<Vec<(f64, f64)>> {
-        let net = Network::preset(model, 0, &Device::Cpu)?;
+        let mut net = Network::preset(model, 0, &Device::Cpu)?;
         let train = TrainConfig {
             epochs,
             batch_size: cfg.batch_size,
@@ -172,8 +172,7 @@ fn train_rate(mnist: &Mnist, model: &str, cfg: BenchConfig) -> Result<f64> {
             verbose: false,
             ..Default::default()
         };
-        let data = TrainData::new(mnist, &train)?;
-        let h = Trainer::new(&net, train)?.fit(&data)?;
+        let h = Trainer::new(train).fit(&mut net, mnist)?;
         let images = (cfg.batch_size * cfg.train_batches.max(1)) as f64;
         Ok(h.epochs.iter().map(|e| (images, e.seconds)).collect())
     };

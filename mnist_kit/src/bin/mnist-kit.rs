@@ -13,7 +13,7 @@ use mnist_kit::data::augment::AugmentConfig;
 use mnist_kit::data::{DataStats, Mnist};
 use mnist_kit::models::{Activation, MODEL_NAMES, ModelConfig, Network, display_name};
 use mnist_kit::train::{
-    EarlyStopping, OptimizerKind, Schedule, TrainConfig, TrainData, Trainer, evaluate, load_run,
+    EarlyStopping, OptimizerKind, Run, Schedule, TrainConfig, TrainData, Trainer, evaluate,
 };
 
 // Tensors of a few MB are allocated and freed every step; glibc returns them to the OS each
@@ -485,11 +485,16 @@ fn study(a: StudyArgs) -> Result<()> {
         return study_readme(&mnist, &cfg);
     }
     let started = std::time::Instant::now();
-    let all = if report {
-        mnist_kit::study::run::collect_finished(&cfg)?
-    } else {
-        mnist_kit::study::run_study(&mnist, &cfg)?
-    };
+    if !report {
+        mnist_kit::study::run(&mnist, &cfg, cfg.only.as_deref().unwrap_or(""))?;
+    }
+    let all = mnist_kit::study::run::collect_finished(&cfg)?;
+    if all.is_empty() {
+        return Err(mnist_kit::Error::Invalid {
+            what: "study",
+            reason: "no finished run to report (did --only match anything?)".into(),
+        });
+    }
     if let Some((i, n)) = shard {
         println!(
             "shard {i}/{n} done ({} runs of the plan finished in {}); write the report \
@@ -662,7 +667,7 @@ fn real_digits(runs: Vec<PathBuf>, dir: Option<PathBuf>, json: bool) -> Result<(
         runs
     };
     for run in runs {
-        let r = load_run(&run, &Device::Cpu)?;
+        let r = Run::open(&run)?;
         let score = set.score(&r.net, r.train.normalization)?;
         if json {
             println!(
@@ -796,11 +801,12 @@ fn train(a: TrainArgs) -> Result<()> {
     cfg.optimizer.l2 = a.l2;
     cfg.optimizer.weight_decay = a.weight_decay;
     let mnist = Mnist::load_from(a.data_dir.as_deref())?;
-    let data = TrainData::new(&mnist, &cfg)?;
-    let net = Network::named(display_name(&a.model), &model, a.seed, &Device::Cpu)?;
-    let mut trainer = Trainer::new(&net, cfg.clone())?.with_run_dir(&a.out)?;
-    let history = trainer.fit(&data)?;
-    let test = evaluate(&net, &data.test, cfg.eval_batch_size, cfg.normalization)?;
+    let mut net = Network::named(display_name(&a.model), &model, a.seed, &Device::Cpu)?;
+    let history = Trainer::new(cfg.clone())
+        .run_dir(&a.out)
+        .fit(&mut net, &mnist)?;
+    let test_split = TrainData::new(&mnist, &cfg)?.test;
+    let test = evaluate(&net, &test_split, cfg.eval_batch_size, cfg.normalization)?;
     let result = serde_json::json!({
         "test_accuracy": test.accuracy,
         "test_loss": test.loss,
@@ -823,7 +829,7 @@ fn train(a: TrainArgs) -> Result<()> {
 }
 
 fn eval(run: &std::path::Path, data_dir: Option<PathBuf>, json: bool) -> Result<()> {
-    let run = load_run(run, &Device::Cpu)?;
+    let run = Run::open(run)?;
     let mnist = Mnist::load_from(data_dir.as_deref())?;
     let e = evaluate(&run.net, &mnist.test, 1000, run.train.normalization)?;
     let confusion = mnist_kit::analysis::ConfusionMatrix::of(&e)?.counts;
@@ -881,7 +887,7 @@ fn default_run(run: Option<PathBuf>) -> PathBuf {
 
 fn predict(run: &std::path::Path, json: bool, images: &[PathBuf]) -> Result<()> {
     use mnist_kit::analysis::{Calibration, abstain::answer_file};
-    let loaded = load_run(run, &Device::Cpu)?;
+    let loaded = Run::open(run)?;
     let calibration = Calibration::load(run)?;
     let model = loaded.net.name().to_string();
     let mut failed = 0;
@@ -926,7 +932,7 @@ fn calibrate(a: CalibrateArgs) -> Result<()> {
     use mnist_kit::analysis::Calibration;
     use mnist_kit::analysis::abstain::{Measure, measure};
     let dir = default_run(a.run);
-    let run = load_run(&dir, &Device::Cpu)?;
+    let run = Run::open(&dir)?;
     let mnist = Mnist::load_from(a.data_dir.as_deref())?;
     let kept = if a.keep {
         Calibration::load(&dir)?

@@ -20,7 +20,7 @@ use crate::train::Schedule;
 /// ```no_run
 /// # use mnist_kit::prelude::*;
 /// # let (mnist, cfg) = (Mnist::load_default()?, StudyConfig::for_notebooks());
-/// let runs = study::run_matching(&mnist, "part2-dropout", &cfg)?;
+/// let runs = study::run(&mnist, &cfg, "part2-dropout")?;
 /// study::configs(&runs)?.evcxr_display();
 /// # Ok::<(), mnist_kit::Error>(())
 /// ```

@@ -9,7 +9,7 @@
 //! use mnist_kit::{data::Mnist, study};
 //! let mnist = Mnist::load_default()?;
 //! let cfg = study::StudyConfig::for_notebooks();
-//! let runs = study::run_matching(&mnist, "part2-dropout", &cfg)?;
+//! let runs = study::run(&mnist, &cfg, "part2-dropout")?;
 //! let evidence = study::Evidence::new(&mnist, &runs)?;
 //! let reps = study::by_experiment(&runs);
 //! let c = evidence.compare(&reps[0], &reps[1], study::Metric::TestAccuracy);

@@ -8,7 +8,7 @@
 //! use mnist_kit::study::Metric::TestAccuracy;
 //! let mnist = Mnist::load_default()?;
 //! let cfg = study::StudyConfig::for_notebooks();
-//! let runs = study::run_matching(&mnist, "parameter-matched", &cfg)?;
+//! let runs = study::run(&mnist, &cfg, "parameter-matched")?;
 //! let f = study::Facts::new(&mnist, &runs)?;
 //! let md = markdown(format!(
 //!     "LeNet-5 reaches {} over {} seeds; {}.",

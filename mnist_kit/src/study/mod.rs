@@ -3,7 +3,7 @@
 //! | file | job |
 //! |---|---|
 //! | [`plan`](mod@plan) | what runs: every experiment, its group and its seeded configs |
-//! | [`run`] | running them, one run directory per seed, reusing and resuming finished work |
+//! | [`run`](mod@run) | running them ([`run()`]: the one entry point), one run directory per seed, reusing and resuming finished work |
 //! | [`stats`] | the mathematics: the paired bootstrap and its verdict rule, McNemar, Welch, Holm |
 //! | [`aggregate`] | each experiment over its seeds: metrics, tables, ensembles, the best run |
 //! | [`evidence`](mod@evidence) | the runs' per-image predictions, and the comparisons made from them |
@@ -44,10 +44,7 @@ pub use findings::{Findings, findings, findings_with};
 pub use notebook::{claims_of, corruptions, dots, ensembles, findings_on, questions_of};
 pub use plan::{Group, groups, plan, selects};
 pub use report::write_report;
-pub use run::{
-    finished, fit_seeds, load_network, run_dir, run_experiment, run_matching, run_named, run_study,
-    staging_dir,
-};
+pub use run::{Selection, finished, run, run_dir, staging_dir};
 
 /// Environment variable that turns on quick mode for notebooks and the CLI.
 pub const QUICK_ENV: &str = "MNIST_KIT_QUICK";
@@ -273,6 +270,22 @@ impl StudyConfig {
             t.validation = 1000;
         }
         t
+    }
+
+    /// The run directory of experiment `name`'s first seed (`out/runs/NAME/seed-S`): open it
+    /// with [`crate::train::Run::open`].
+    ///
+    /// ```no_run
+    /// use mnist_kit::prelude::*;
+    /// let cfg = StudyConfig::for_notebooks();
+    /// let lenet = Run::open(cfg.run_path("lenet5"))?.net;
+    /// # Ok::<(), mnist_kit::Error>(())
+    /// ```
+    pub fn run_path(&self, name: &str) -> PathBuf {
+        self.out
+            .join("runs")
+            .join(name)
+            .join(format!("seed-{}", self.seed))
     }
 
     /// Checks the values.

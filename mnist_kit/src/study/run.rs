@@ -51,18 +51,21 @@ pub fn run_dir(runs: &Path, e: &Experiment) -> PathBuf {
 /// model, configs, seeds) is there; the group is a label of the report and may differ (a
 /// notebook trains the study's runs under no group).
 pub fn finished(e: &Experiment, runs: &Path) -> Option<ExperimentResult> {
-    read_back(e, runs, RunDir::WEIGHTS)
+    read_back(e, runs, RunDir::WEIGHTS, true)
 }
 
-/// The recorded evidence of `e`'s run in `runs`: its result and per-image predictions, with
-/// or without its weights (a clone of the repository has no weights). Enough for every number
-/// and comparison; not for a figure that runs the network.
+/// The recorded evidence of the run of `e`'s name and seed in `runs`: its result and
+/// per-image predictions, with or without its weights (a clone of the repository has no
+/// weights). Enough for every number and comparison; not for a figure that runs the network.
+/// What was recorded, as it was recorded: when the plan has changed since, the run keeps the
+/// config it trained with (its result says which), until the study trains the new one.
 pub fn recorded(e: &Experiment, runs: &Path) -> Option<ExperimentResult> {
-    read_back(e, runs, RunDir::PREDICTIONS)
+    read_back(e, runs, RunDir::PREDICTIONS, false)
 }
 
-/// The result of `e`'s run in `runs` when it trained exactly `e` and `needs` is there.
-fn read_back(e: &Experiment, runs: &Path, needs: &str) -> Option<ExperimentResult> {
+/// The result of the run of `e`'s name and seed in `runs` when `needs` is there and, if
+/// `exact`, it trained exactly `e`.
+fn read_back(e: &Experiment, runs: &Path, needs: &str, exact: bool) -> Option<ExperimentResult> {
     let dir = run_dir(runs, e);
     let text = std::fs::read_to_string(dir.join(RunDir::RESULT)).ok()?;
     let mut done: ExperimentResult = serde_json::from_str(&text).ok()?;
@@ -70,7 +73,8 @@ fn read_back(e: &Experiment, runs: &Path, needs: &str) -> Option<ExperimentResul
         group: e.group.clone(),
         ..done.experiment.clone()
     } == *e;
-    if !(same && dir.join(needs).exists()) {
+    let same_run = done.experiment.name == e.name && done.experiment.train.seed == e.train.seed;
+    if !((same || !exact) && same_run && dir.join(needs).exists()) {
         return None;
     }
     done.experiment.group = e.group.clone();
@@ -95,30 +99,26 @@ fn resumable(e: &Experiment, dir: &RunDir) -> bool {
 }
 
 /// Trains one run of `e` (with its seed) into its run directory under `runs`, resuming from
-/// the last completed epoch when an interrupted run of the same config is there; the result is
-/// the same, bit for bit, as an uninterrupted run's.
-pub fn run_experiment(mnist: &Mnist, e: &Experiment, runs: &Path) -> Result<ExperimentResult> {
-    run_one(mnist, e, runs, false)
-}
-
-/// [`run_experiment`]; `shared`: other runs print to the same terminal, so every log line
-/// names the experiment and seed and the progress bar stays off.
+/// the last completed epoch when an interrupted run of the same config is there (the result
+/// is the same, bit for bit, as an uninterrupted run's); `shared`: other runs print to the
+/// same terminal, so every log line names the experiment and seed and the progress bar stays
+/// off.
 fn run_one(mnist: &Mnist, e: &Experiment, runs: &Path, shared: bool) -> Result<ExperimentResult> {
     let started = Instant::now();
     // Train into a staging directory; the run's directory is replaced only when it is done,
     // so a stopped study leaves every committed run as it was.
     let final_dir = run_dir(runs, e);
     let dir = RunDir::new(staging_dir(&final_dir));
-    let data = TrainData::new(mnist, &e.train)?;
-    let mut trainer = trainer_for(e, &dir)?;
+    // Time already spent on the epochs of a run that resumes.
+    let earlier = prepare_staging(e, &dir)?;
+    let mut net = Network::named(&e.model, &e.config, e.train.seed, &Device::Cpu)?;
+    let mut trainer = Trainer::new(e.train.clone()).run_dir(dir.path());
     if shared {
-        trainer = trainer.with_label(format!("{} seed {}", e.name, e.train.seed));
+        trainer = trainer.label(format!("{} seed {}", e.name, e.train.seed));
     }
-    // Time already spent on the epochs a resumed run had finished.
-    let earlier: f64 = trainer.history().epochs.iter().map(|r| r.seconds).sum();
-    let history = trainer.fit(&data)?;
-    let net = trainer.network();
-    let scores = score(mnist, e, net, &data, &dir)?;
+    let history = trainer.fit(&mut net, mnist)?;
+    let data = TrainData::new(mnist, &e.train)?;
+    let scores = score(mnist, e, &net, &data, &dir)?;
     let cm = ConfusionMatrix::of(&scores.test)?;
     let seconds: f64 = history.epochs.iter().map(|r| r.seconds).sum();
     let images: f64 = history
@@ -178,29 +178,27 @@ fn replace_dir(staged: &Path, dst: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The trainer of `e` in `dir`: resumed from its last completed epoch when an interrupted run
-/// of the same config is there, else fresh (after removing any other config's files).
-fn trainer_for(e: &Experiment, dir: &RunDir) -> Result<Trainer> {
+/// Readies `e`'s staging directory: an interrupted run of exactly `e` stays (the trainer
+/// continues it; returns the seconds its finished epochs took), anything else there goes.
+fn prepare_staging(e: &Experiment, dir: &RunDir) -> Result<f64> {
     if resumable(e, dir) {
-        let t = Trainer::resume(dir, None, &Device::Cpu)?;
+        let history = dir.read_history()?.unwrap_or_default();
         println!(
             "{} seed {}: resuming after epoch {} of {}",
             e.name,
             e.train.seed,
-            t.history().len(),
+            history.len(),
             e.train.epochs
         );
-        return Ok(t);
+        return Ok(history.epochs.iter().map(|r| r.seconds).sum());
     }
-    // A stale checkpoint of another config must not be resumed later.
     for f in RunDir::FILES {
         let path = dir.file(f);
-        if f != RunDir::CONFIG && path.exists() {
+        if path.exists() {
             std::fs::remove_file(&path).map_err(|err| Error::io(&path, err))?;
         }
     }
-    let net = Network::named(&e.model, &e.config, e.train.seed, &Device::Cpu)?;
-    Trainer::new(&net, e.train.clone())?.with_run_dir(dir.path())
+    Ok(0.0)
 }
 
 /// What a finished run is scored on.
@@ -339,29 +337,101 @@ pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(
     write_bytes_atomic(path, &bytes)
 }
 
-/// Runs every run of the plan that `pattern` selects (see [`plan::selects`]), reusing finished
-/// runs in `cfg.out/runs` (unless `cfg.force`): what a notebook cell calls, and what
-/// [`run_study`] runs. Returns every seed's result, experiment by experiment.
+/// What [`run`] trains: experiments of the plan, by name, group or pattern (see
+/// [`plan::selects`]: `"lenet5"`, `"part2-dropout"`, `"lenet5*"`), or experiments of your own.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Selection {
+    /// Each pattern's experiments of the plan, pattern by pattern (`""` selects all).
+    Plan(Vec<String>),
+    /// These experiments, every seed.
+    Own(Vec<Experiment>),
+}
+
+impl From<&str> for Selection {
+    fn from(pattern: &str) -> Self {
+        Selection::Plan(vec![pattern.to_string()])
+    }
+}
+
+impl From<&[&str]> for Selection {
+    fn from(patterns: &[&str]) -> Self {
+        Selection::Plan(patterns.iter().map(|p| p.to_string()).collect())
+    }
+}
+
+impl<const N: usize> From<[&str; N]> for Selection {
+    fn from(patterns: [&str; N]) -> Self {
+        Selection::from(&patterns[..])
+    }
+}
+
+impl From<&Experiment> for Selection {
+    fn from(e: &Experiment) -> Self {
+        Selection::Own(vec![e.clone()])
+    }
+}
+
+impl From<Experiment> for Selection {
+    fn from(e: Experiment) -> Self {
+        Selection::Own(vec![e])
+    }
+}
+
+/// The one way to run the study's experiments: trains every seed of what `what` selects (each
+/// in `cfg.out/runs/NAME/seed-S`, `cfg.jobs` at a time), reusing runs that finished with
+/// exactly this config (unless `cfg.force`) and resuming interrupted ones. Returns every
+/// seed's result, experiment by experiment, in the order asked. What a notebook cell, the CLI
+/// and the tests call.
 ///
 /// ```no_run
 /// use mnist_kit::{data::Mnist, study};
 /// let mnist = Mnist::load_default()?;
 /// let cfg = study::StudyConfig::for_notebooks();
-/// let dropout = study::run_matching(&mnist, "part2-dropout", &cfg)?;
+/// let dropout = study::run(&mnist, &cfg, "part2-dropout")?;
 /// study::comparison("dropout", &dropout)?; // mean ± std over seeds, shown as a table
 /// study::findings(&mnist, &dropout)?; // verdicts: which differences are real
+/// let pair = study::run(&mnist, &cfg, ["lenet5", "mlp-61k"])?; // exactly these two
 /// # Ok::<(), mnist_kit::Error>(())
 /// ```
-pub fn run_matching(
+///
+/// An experiment of your own:
+///
+/// ```no_run
+/// use mnist_kit::prelude::*;
+/// use mnist_kit::models::MlpConfig;
+/// let mnist = Mnist::load_default()?;
+/// let cfg = StudyConfig::for_notebooks();
+/// let model = ModelConfig::Mlp(MlpConfig { hidden: vec![128], ..Default::default() });
+/// let train = cfg.adapt(TrainConfig { epochs: 10, ..Default::default() });
+/// let runs = study::run(&mnist, &cfg, study::Experiment::new("my-mlp", "mlp", model, train))?;
+/// # Ok::<(), mnist_kit::Error>(())
+/// ```
+pub fn run(
     mnist: &Mnist,
-    pattern: &str,
     cfg: &StudyConfig,
+    what: impl Into<Selection>,
 ) -> Result<Vec<ExperimentResult>> {
-    let results = run_where(mnist, cfg, |e| plan::selects(pattern, e))?;
-    if results.is_empty() {
-        return Err(matches_nothing(pattern));
+    match what.into() {
+        Selection::Plan(patterns) => {
+            let mut out = Vec::new();
+            for pattern in &patterns {
+                let found = run_where(mnist, cfg, |e| plan::selects(pattern, e))?;
+                if found.is_empty() && cfg.shard.is_none() {
+                    return Err(matches_nothing(pattern));
+                }
+                out.extend(found);
+            }
+            Ok(out)
+        }
+        Selection::Own(experiments) => {
+            cfg.validate()?;
+            for e in &experiments {
+                e.train.validate()?;
+                e.config.validate()?;
+            }
+            run_all(mnist, &experiments, cfg)
+        }
     }
-    Ok(results)
 }
 
 fn matches_nothing(pattern: &str) -> Error {
@@ -372,56 +442,6 @@ fn matches_nothing(pattern: &str) -> Error {
              pattern, e.g. \"lenet5*\")"
         ),
     )
-}
-
-/// Runs (or reuses) the experiments called exactly `names`, in that order, every seed.
-pub fn run_named(
-    mnist: &Mnist,
-    names: &[&str],
-    cfg: &StudyConfig,
-) -> Result<Vec<ExperimentResult>> {
-    let mut out = Vec::new();
-    for name in names {
-        let found = run_where(mnist, cfg, |e| e.name == *name)?;
-        if found.is_empty() {
-            return Err(Error::invalid(
-                "experiment",
-                format!("no experiment is called {name:?}"),
-            ));
-        }
-        out.extend(found);
-    }
-    Ok(out)
-}
-
-/// Trains every seed of `e` (each in `cfg.out/runs/NAME/seed-S`, printing a line per epoch),
-/// or reads back the seeds that already finished with exactly this config (unless
-/// `cfg.force`): how a notebook cell trains a model whose config it shows.
-///
-/// ```no_run
-/// use mnist_kit::prelude::*;
-/// use mnist_kit::models::MlpConfig;
-/// let mnist = Mnist::load_default()?;
-/// let cfg = StudyConfig::for_notebooks();
-/// let model = ModelConfig::Mlp(MlpConfig { hidden: vec![128], ..Default::default() });
-/// let train = cfg.adapt(TrainConfig { epochs: 10, ..Default::default() });
-/// let runs = study::fit_seeds(&mnist, &study::Experiment::new("my-mlp", "mlp", model, train), &cfg)?;
-/// # Ok::<(), mnist_kit::Error>(())
-/// ```
-pub fn fit_seeds(
-    mnist: &Mnist,
-    e: &Experiment,
-    cfg: &StudyConfig,
-) -> Result<Vec<ExperimentResult>> {
-    cfg.validate()?;
-    e.train.validate()?;
-    e.config.validate()?;
-    run_seeds(mnist, e, cfg)
-}
-
-/// Runs every seed of `e`, reusing finished runs unless `force`.
-fn run_seeds(mnist: &Mnist, e: &Experiment, cfg: &StudyConfig) -> Result<Vec<ExperimentResult>> {
-    run_all(mnist, std::slice::from_ref(e), cfg)
 }
 
 /// The runs of `plan` already finished (in their slots, unless `force`) and the ones this
@@ -760,40 +780,4 @@ fn collect_with(
         out.extend(grid);
     }
     Ok(out)
-}
-
-/// The trained network of a finished experiment: its first seed's run.
-pub fn load_network(cfg: &StudyConfig, name: &str) -> Result<Network> {
-    let dir = cfg.out.join("runs").join(name);
-    let path = dir.join(format!("seed-{}", cfg.seed));
-    RunDir::new(if path.exists() { path } else { dir }).load_network(&Device::Cpu)
-}
-
-/// Runs the study: every run `cfg.only` selects (all of them by default), reusing finished
-/// runs with an identical config unless `force` is set. Returns every finished run of the
-/// plan, those `only` left out included, for [`super::write_report`].
-///
-/// ```no_run
-/// use mnist_kit::{data::Mnist, study};
-/// let mnist = Mnist::load_default()?;
-/// let cfg = study::StudyConfig::new(true);
-/// let started = std::time::Instant::now();
-/// let all = study::run_study(&mnist, &cfg)?;
-/// study::write_report(&mnist, &cfg, &all, started)?;
-/// # Ok::<(), mnist_kit::Error>(())
-/// ```
-pub fn run_study(mnist: &Mnist, cfg: &StudyConfig) -> Result<Vec<ExperimentResult>> {
-    let only = cfg.only.as_deref().unwrap_or("");
-    let ran = run_where(mnist, cfg, |e| plan::selects(only, e))?;
-    if ran.is_empty() && cfg.shard.is_none() {
-        return Err(matches_nothing(only));
-    }
-    let all = collect_finished(cfg)?;
-    if all.is_empty() {
-        return Err(Error::invalid(
-            "study",
-            "no finished run to report (did --only match anything?)",
-        ));
-    }
-    Ok(all)
 }

@@ -26,11 +26,12 @@ use crate::{Error, Result};
 
 /// A run directory (see the module docs for its files).
 ///
+/// Read a finished run with [`super::Run::open`].
+///
 /// ```no_run
 /// use mnist_kit::train::RunDir;
 /// let run = RunDir::new("results/models/best");
-/// let net = run.load_network(&mnist_kit::candle::Device::Cpu)?;
-/// println!("{} trained with {:?}", net.name(), run.read_train_config()?.optimizer.kind);
+/// println!("trained with {:?}", run.read_train_config()?.optimizer.kind);
 /// # Ok::<(), mnist_kit::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -165,8 +166,9 @@ impl RunDir {
         net.save_weights(self.file(Self::WEIGHTS))
     }
 
-    /// The model as returned by training: `config.json` and `weights.safetensors`.
-    pub fn load_network(&self, device: &Device) -> Result<Network> {
+    /// The model as returned by training: `config.json` and `weights.safetensors` (read a
+    /// run with [`super::Run::open`]).
+    pub(crate) fn load_network(&self, device: &Device) -> Result<Network> {
         let (name, config) = self.read_model()?;
         let net = Network::named(name, &config, 0, device)?;
         net.load_weights(self.file(Self::WEIGHTS))?;

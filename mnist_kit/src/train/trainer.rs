@@ -3,7 +3,7 @@
 //! run directory that can be resumed exactly.
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
@@ -52,9 +52,112 @@ impl TrainData {
     }
 }
 
-/// Trains one network; keeps the optimizer and early-stopping state so that training can be
-/// continued or resumed from a run directory.
+/// Trains networks: the configuration once, then [`Trainer::fit`] with the network and the
+/// data. With a run directory it writes the config, the history and checkpoints after every
+/// epoch, and a later `fit` into the same directory resumes where an interrupted one stopped.
+///
+/// ```no_run
+/// use mnist_kit::prelude::*;
+/// let mnist = Mnist::load_default()?;
+/// let mut net = Network::preset("lenet5", 42, &Device::Cpu)?;
+/// let cfg = TrainConfig { epochs: 2, ..Default::default() };
+/// let history = Trainer::new(cfg).run_dir("runs/lenet5").fit(&mut net, &mnist)?;
+/// println!("{}", history.to_dataframe()?);
+/// let run = Run::open("runs/lenet5")?; // the network, its config and history, read back
+/// # Ok::<(), mnist_kit::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
 pub struct Trainer {
+    cfg: TrainConfig,
+    run_dir: Option<PathBuf>,
+    label: Option<String>,
+}
+
+impl Trainer {
+    /// A trainer with `cfg` (checked when [`Trainer::fit`] starts).
+    pub fn new(cfg: TrainConfig) -> Self {
+        Trainer {
+            cfg,
+            run_dir: None,
+            label: None,
+        }
+    }
+
+    /// Writes config, history and checkpoints to `dir` after every epoch, and resumes from
+    /// there: when `dir` holds a run of the same network and training config (the epoch count
+    /// and the logging aside) that has not finished, `fit` continues it from its last
+    /// completed epoch, bit for bit as if it had not stopped; a run of another config there is
+    /// replaced.
+    pub fn run_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.run_dir = Some(dir.into());
+        self
+    }
+
+    /// Names the run in its log lines (`"lenet5 seed 43"`), and turns the in-place progress
+    /// bar off (for runs that share a terminal).
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+
+    /// Trains `net` on `mnist` as configured (the validation split and limits of the config)
+    /// until the epochs are done (counting those a resumed run had done), early stopping
+    /// fires or the time budget runs out; `net` ends with the trained weights (the best
+    /// epoch's when early stopping restores them). Returns the history.
+    pub fn fit(&self, net: &mut Network, mnist: &Mnist) -> Result<History> {
+        self.cfg.validate()?;
+        let data = TrainData::new(mnist, &self.cfg)?;
+        let mut session = match &self.run_dir {
+            Some(path) => {
+                let dir = RunDir::new(path.as_path());
+                if continues(&dir, net, &self.cfg) {
+                    Session::resume(dir, net, self.cfg.clone())?
+                } else {
+                    Session::new(net, self.cfg.clone())?.in_dir(dir)?
+                }
+            }
+            None => Session::new(net, self.cfg.clone())?,
+        };
+        if let Some(label) = &self.label {
+            session.label = Some(label.clone());
+            session.progress_bar = false;
+        }
+        session.fit(&data)
+    }
+}
+
+/// True when `dir` holds a run of `net`'s model trained with `cfg` (the epoch count and the
+/// logging aside) that can continue: a completed epoch, the last weights and the optimizer
+/// state.
+fn continues(dir: &RunDir, net: &Network, cfg: &TrainConfig) -> bool {
+    let same_model = dir
+        .read_model()
+        .is_ok_and(|(name, model)| name == net.name() && &model == net.config());
+    let training = |t: &TrainConfig| TrainConfig {
+        epochs: 0,
+        verbose: false,
+        log_every: 0,
+        ..t.clone()
+    };
+    let same_train = dir
+        .read_train_config()
+        .is_ok_and(|t| training(&t) == training(cfg));
+    let epochs_done = dir.read_history().ok().flatten().map_or(0, |h| h.len());
+    same_model
+        && same_train
+        && epochs_done > 0
+        && dir.has(RunDir::LAST)
+        && dir.has(RunDir::OPTIMIZER)
+}
+
+/// One network in training: the optimizer and early-stopping state, and the run directory
+/// it checkpoints to.
+struct Session {
     net: Network,
     cfg: TrainConfig,
     opt: Optimizer,
@@ -67,11 +170,10 @@ pub struct Trainer {
     progress_bar: bool,
 }
 
-impl Trainer {
-    /// A trainer for `net` (the trainer shares its parameters: training updates `net`).
-    pub fn new(net: &Network, cfg: TrainConfig) -> Result<Self> {
-        cfg.validate()?;
-        Ok(Trainer {
+impl Session {
+    /// A session for `net` (it shares its parameters: training updates `net`).
+    fn new(net: &Network, cfg: TrainConfig) -> Result<Self> {
+        Ok(Session {
             opt: Optimizer::for_network(net, cfg.optimizer, cfg.lr)?,
             history: History {
                 model: net.name().to_string(),
@@ -86,39 +188,32 @@ impl Trainer {
         })
     }
 
-    /// Names the run in its log lines (`"lenet5 seed 43"`), and turns the in-place progress
-    /// bar off (for runs that share a terminal).
-    pub fn with_label(mut self, label: impl Into<String>) -> Self {
-        self.label = Some(label.into());
-        self.progress_bar = false;
-        self
-    }
-
-    /// Writes config, history and checkpoints to `dir` after every epoch.
-    pub fn with_run_dir(mut self, dir: impl Into<PathBuf>) -> Result<Self> {
-        let dir = RunDir::create(dir)?;
+    /// Trains into `dir` from the start: removes another run's checkpoints there, then writes
+    /// the config.
+    fn in_dir(mut self, dir: RunDir) -> Result<Self> {
+        let dir = RunDir::create(dir.path())?;
+        for f in RunDir::FILES {
+            let path = dir.file(f);
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(|err| Error::io(&path, err))?;
+            }
+        }
         dir.write_config(&self.net, Some(&self.cfg))?;
         self.run_dir = Some(dir);
         Ok(self)
     }
 
-    /// Reopens a run directory: the model at its last completed epoch, optimizer state and
-    /// history, so that [`Trainer::fit`] continues exactly where it stopped. `epochs`, when
-    /// given, replaces the configured epoch count.
-    pub fn resume(dir: impl AsRef<Path>, epochs: Option<usize>, device: &Device) -> Result<Self> {
-        let dir = RunDir::new(dir.as_ref());
-        let (name, model_cfg) = dir.read_model()?;
-        let mut cfg = dir.read_train_config()?;
-        if let Some(e) = epochs {
-            cfg.epochs = e;
-        }
-        let net = Network::named(name, &model_cfg, cfg.seed, device)?;
+    /// Reopens the interrupted run in `dir` (see [`continues`]) for `net`: its weights after
+    /// the last completed epoch, the optimizer state, the history and the best epoch so far,
+    /// so that [`Session::fit`] continues exactly where it stopped. `cfg` may set another
+    /// epoch count.
+    fn resume(dir: RunDir, net: &Network, cfg: TrainConfig) -> Result<Self> {
         net.load_weights(dir.file(if dir.has(RunDir::LAST) {
             RunDir::LAST
         } else {
             RunDir::WEIGHTS
         }))?;
-        let mut t = Trainer::new(&net, cfg)?;
+        let mut t = Session::new(net, cfg)?;
         if dir.has(RunDir::OPTIMIZER) {
             let path = dir.file(RunDir::OPTIMIZER);
             let state = candle_core::safetensors::load(&path, &Device::Cpu).map_err(|e| {
@@ -137,7 +232,7 @@ impl Trainer {
         {
             let value = monitored(rec, es.monitor).unwrap_or(f64::NAN);
             let snap = if dir.has(RunDir::BEST) {
-                let probe = Network::named(t.net.name(), t.net.config(), 0, device)?;
+                let probe = Network::named(t.net.name(), t.net.config(), 0, t.net.device())?;
                 probe.load_weights(dir.file(RunDir::BEST))?;
                 probe.snapshot()?
             } else {
@@ -145,26 +240,14 @@ impl Trainer {
             };
             t.best = Some((value, snap));
         }
+        dir.write_config(&t.net, Some(&t.cfg))?;
         t.run_dir = Some(dir);
         Ok(t)
     }
 
-    /// The network being trained.
-    pub fn network(&self) -> &Network {
-        &self.net
-    }
-    /// The history so far.
-    pub fn history(&self) -> &History {
-        &self.history
-    }
-    /// The configuration.
-    pub fn config(&self) -> &TrainConfig {
-        &self.cfg
-    }
-
     /// Trains until `cfg.epochs` epochs are done (counting epochs already in the history),
     /// early stopping fires or the time budget runs out. Returns the history.
-    pub fn fit(&mut self, data: &TrainData) -> Result<History> {
+    fn fit(&mut self, data: &TrainData) -> Result<History> {
         // Train fresh variables (see `Network::rebuilt`), then hand the values back to the
         // caller's network, also when training stopped on an error.
         let shared = self.net.clone();
@@ -463,45 +546,6 @@ fn monitored(r: &EpochRecord, m: Monitor) -> Option<f64> {
         Monitor::ValLoss => r.val_loss,
         Monitor::ValAccuracy => r.val_accuracy,
     }
-}
-
-/// Trains `net` on `mnist` with `cfg` (no run directory) and returns the history.
-///
-/// ```no_run
-/// use mnist_kit::{data::Mnist, models::Network, train::{fit, TrainConfig}};
-/// let mnist = Mnist::load_default()?;
-/// let net = Network::preset("dense128", 42, &mnist_kit::candle::Device::Cpu)?;
-/// let history = fit(&net, &mnist, &TrainConfig { epochs: 2, ..Default::default() })?;
-/// println!("{}", history.to_dataframe()?);
-/// # Ok::<(), mnist_kit::Error>(())
-/// ```
-pub fn fit(net: &Network, mnist: &Mnist, cfg: &TrainConfig) -> Result<History> {
-    let data = TrainData::new(mnist, cfg)?;
-    Trainer::new(net, cfg.clone())?.fit(&data)
-}
-
-/// A finished run read back from its directory.
-#[derive(Debug, Clone)]
-pub struct Run {
-    /// The model as returned by training (best weights when restore-best applied).
-    pub net: Network,
-    /// The training configuration.
-    pub train: TrainConfig,
-    /// The history.
-    pub history: History,
-    /// Where it was read from.
-    pub dir: PathBuf,
-}
-
-/// Loads a run directory written by a [`Trainer`] with a run dir (or `mnist-kit train`).
-pub fn load_run(dir: impl AsRef<Path>, device: &Device) -> Result<Run> {
-    let run = RunDir::new(dir.as_ref());
-    Ok(Run {
-        net: run.load_network(device)?,
-        train: run.read_train_config()?,
-        history: run.read_history()?.unwrap_or_default(),
-        dir: run.path().to_path_buf(),
-    })
 }
 
 /// One epoch's training measurements.

@@ -7,7 +7,7 @@ use mnist_kit::data::Mnist;
 use mnist_kit::data::augment::AugmentConfig;
 use mnist_kit::models::Network;
 use mnist_kit::ops;
-use mnist_kit::train::{OptimizerKind, TrainConfig, TrainData, Trainer};
+use mnist_kit::train::{OptimizerKind, TrainConfig, Trainer};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -145,11 +145,8 @@ pub fn training_bits(mnist: &Mnist) -> Bits {
             verbose: false,
             ..TrainConfig::default().optimizer(kind)
         };
-        let net = Network::preset(model, 1, &Device::Cpu).unwrap();
-        let h = Trainer::new(&net, cfg.clone())
-            .unwrap()
-            .fit(&TrainData::new(mnist, &cfg).unwrap())
-            .unwrap();
+        let mut net = Network::preset(model, 1, &Device::Cpu).unwrap();
+        let h = Trainer::new(cfg).fit(&mut net, mnist).unwrap();
         for p in net.params() {
             out.push((format!("{model} {}", p.name), bits(p.var.as_tensor())));
         }

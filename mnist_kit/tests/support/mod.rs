@@ -14,7 +14,7 @@ use std::net::{SocketAddr, TcpStream};
 use mnist_kit::candle::Device;
 use mnist_kit::data::Mnist;
 use mnist_kit::models::Network;
-use mnist_kit::train::{TrainConfig, TrainData, Trainer};
+use mnist_kit::train::{TrainConfig, Trainer};
 
 /// Every `.rs` file under `dir`, recursively (the tests that read the crate's own sources).
 pub fn rust_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -147,9 +147,7 @@ pub fn trained_lenet(mnist: &Mnist, dir: &std::path::Path) -> mnist_kit::Result<
         verbose: false,
         ..Default::default()
     };
-    let net = Network::preset("lenet5", 3, &Device::Cpu)?;
-    Trainer::new(&net, cfg.clone())?
-        .with_run_dir(dir)?
-        .fit(&TrainData::new(mnist, &cfg)?)?;
+    let mut net = Network::preset("lenet5", 3, &Device::Cpu)?;
+    Trainer::new(cfg).run_dir(dir).fit(&mut net, mnist)?;
     Ok(())
 }
