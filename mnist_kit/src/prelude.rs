@@ -13,7 +13,7 @@ pub use crate::study::facts::{pct, points, seconds, thousands};
 pub use crate::study::{self, Facts, Metric, StudyConfig};
 pub use crate::train::{
     EarlyStopping, History, Optimizer, OptimizerConfig, OptimizerKind, Run, Schedule, TrainConfig,
-    Trainer, evaluate,
+    TrainData, Trainer, evaluate,
 };
 pub use crate::{Error, Result};
 pub use candle_core::Device;

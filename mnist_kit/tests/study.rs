@@ -384,3 +384,77 @@ fn shards_split_the_runs_and_together_give_what_one_process_gives() {
         );
     }
 }
+
+/// Copies `from` into `to`, leaving out the runs' weights, checkpoints and optimizer state
+/// (what a clone of the repository lacks; `models/` keeps its own, as committed).
+fn copy_without_weights(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if src.is_dir() {
+            std::fs::create_dir_all(&dst).unwrap();
+            copy_without_weights(&src, &dst);
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().to_string();
+        let in_runs = src.components().any(|c| c.as_os_str() == "runs");
+        if in_runs && name.ends_with(".safetensors") && name != "predictions.safetensors" {
+            continue;
+        }
+        std::fs::copy(&src, &dst).unwrap();
+    }
+}
+
+#[test]
+fn the_report_rewrites_itself_from_the_evidence_without_any_weights() {
+    let mnist = Mnist::load_default().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // One architecture of the zoo: the report inspects its attention, scores it on MNIST-C and
+    // the real digits, copies it out as both models and shows its mistakes.
+    let cfg = quick(dir.path(), "lenet5-attention", 1);
+    let all = run_study(&mnist, &cfg).unwrap();
+    write_report(&mnist, &cfg, &all, std::time::Instant::now()).unwrap();
+    assert!(dir.path().join("probes.json").exists());
+
+    let clone = tempfile::tempdir().unwrap();
+    copy_without_weights(dir.path(), clone.path());
+    assert!(
+        !clone
+            .path()
+            .join("runs/lenet5-attention/seed-42/weights.safetensors")
+            .exists()
+    );
+    let again = StudyConfig {
+        out: clone.path().to_path_buf(),
+        report_only: true,
+        ..quick(clone.path(), "lenet5-attention", 1)
+    };
+    let recorded = mnist_kit::study::run::collect_recorded(&again).unwrap();
+    assert_eq!(recorded.len(), all.len());
+    write_report(&mnist, &again, &recorded, std::time::Instant::now()).unwrap();
+    let mut files = vec![
+        "REPORT.md".to_string(),
+        "metrics.json".to_string(),
+        "probes.json".to_string(),
+    ];
+    for t in std::fs::read_dir(dir.path().join("tables")).unwrap() {
+        files.push(format!(
+            "tables/{}",
+            t.unwrap().file_name().to_string_lossy()
+        ));
+    }
+    for f in &files {
+        assert_eq!(
+            std::fs::read(dir.path().join(f)).unwrap(),
+            std::fs::read(clone.path().join(f)).unwrap(),
+            "{f} differs"
+        );
+    }
+    assert!(
+        clone
+            .path()
+            .join("models/best/weights.safetensors")
+            .exists(),
+        "the committed models stay"
+    );
+}

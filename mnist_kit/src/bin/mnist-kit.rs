@@ -479,16 +479,21 @@ fn study(a: StudyArgs) -> Result<()> {
     let cfg = mnist_kit::study::StudyConfig {
         jobs: jobs.unwrap_or(cfg.jobs),
         shard,
+        report_only: report,
         ..cfg
     };
     if readme {
         return study_readme(&mnist, &cfg);
     }
     let started = std::time::Instant::now();
-    if !report {
+    // `--report` renders what the runs recorded (a clone has no weights); a study that
+    // trains reports the runs it finished.
+    let all = if report {
+        mnist_kit::study::run::collect_recorded(&cfg)?
+    } else {
         mnist_kit::study::run(&mnist, &cfg, cfg.only.as_deref().unwrap_or(""))?;
-    }
-    let all = mnist_kit::study::run::collect_finished(&cfg)?;
+        mnist_kit::study::run::collect_finished(&cfg)?
+    };
     if all.is_empty() {
         return Err(mnist_kit::Error::Invalid {
             what: "study",

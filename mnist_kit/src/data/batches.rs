@@ -25,6 +25,9 @@ pub enum Normalization {
     Standard,
     /// `x/255` in `[0, 1]`.
     UnitRange,
+    /// The raw intensities `x` in `[0, 255]`, unscaled (what seed study 002 compares scaling
+    /// against).
+    Raw,
 }
 
 impl Normalization {
@@ -34,6 +37,7 @@ impl Normalization {
         match self {
             Normalization::Standard => (unit - MNIST_MEAN) / MNIST_STD,
             Normalization::UnitRange => unit,
+            Normalization::Raw => unit * 255.0,
         }
     }
     /// The input value of a background (zero) pixel.

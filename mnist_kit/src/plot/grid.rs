@@ -16,7 +16,7 @@ use crate::models::Network;
 use crate::{Error, Result};
 
 /// One grayscale image and its caption.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Tile {
     /// Caption under the image.
     pub caption: String,
@@ -45,7 +45,7 @@ pub(crate) fn range(values: &[f32]) -> (f32, f32) {
 }
 
 /// A titled grid of [`Tile`]s.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ImageGrid {
     /// Title above the grid.
     pub title: String,

@@ -237,6 +237,7 @@ pub fn tiles(name: &str, grid: &ImageGrid, scale: TileScale) -> Figure {
 }
 
 /// One sample with its attention maps: the digit (28x28) and each map with its side.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AttentionRow {
     /// Row label (`#7: 3`).
     pub label: String,
@@ -350,6 +351,45 @@ pub fn attention_of(
     positions: &[usize],
     normalization: Normalization,
 ) -> Result<Figure> {
+    let rows = attention_rows(net, split, positions, normalization)?;
+    Ok(attention(
+        &format!("attention_{}", net.name()),
+        &format!(
+            "{}: where the attention weighs up (one colour scale, weight 0 to 1)",
+            net.name()
+        ),
+        &rows,
+    ))
+}
+
+/// Attention rows as a plain image grid (each digit, then its maps): what a report shows where
+/// no browser draws [`attention`].
+pub fn attention_grid(title: &str, rows: &[AttentionRow]) -> Result<ImageGrid> {
+    let mut g = ImageGrid::new(title, 4);
+    for r in rows {
+        g.push(r.label.clone(), r.digit.clone(), 28, 28)?;
+        for (k, (side, m)) in r.maps.iter().enumerate() {
+            g.push(
+                format!("attention {} ({side}x{side})", k + 1),
+                m.clone(),
+                *side,
+                *side,
+            )?;
+        }
+    }
+    g.columns = (g.tiles.len() / rows.len().max(1)).max(1);
+    g.scale_label = Some("attention weight (each map from its lowest to its highest)".into());
+    Ok(g)
+}
+
+/// The digits at `positions` of `split` with `net`'s attention maps: what
+/// [`attention_of`] draws.
+pub fn attention_rows(
+    net: &Network,
+    split: &Split,
+    positions: &[usize],
+    normalization: Normalization,
+) -> Result<Vec<AttentionRow>> {
     let mut rows = Vec::new();
     for &i in positions {
         let img = split.image(i).ok_or_else(|| {
@@ -364,14 +404,7 @@ pub fn attention_of(
             maps: attention_maps(net, split, i, normalization)?,
         });
     }
-    Ok(attention(
-        &format!("attention_{}", net.name()),
-        &format!(
-            "{}: where the attention weighs up (one colour scale, weight 0 to 1)",
-            net.name()
-        ),
-        &rows,
-    ))
+    Ok(rows)
 }
 
 #[cfg(test)]

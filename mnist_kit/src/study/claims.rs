@@ -227,10 +227,10 @@ fn catalogue() -> Vec<Row> {
         row(
             "002 Task 1",
             "Normalization improves convergence and stabilizes training.",
-            "784-128-10 on standardized pixels (dense128) against raw [0, 1] pixels \
-             (dense128-unit), shared recipe: the first epoch's training loss (lower: faster \
-             convergence).",
-            ext("dense128", &["dense128-unit"], FirstTrainLoss, false),
+            "The seed's normalization, pixels scaled from 0-255 to [0, 1] (dense128-unit), \
+             against the raw 0-255 intensities (dense128-raw), 784-128-10 on the shared recipe: \
+             the first epoch's training loss (lower: faster convergence).",
+            ext("dense128-unit", &["dense128-raw"], FirstTrainLoss, false),
         ),
         row(
             "002 Task 2",

@@ -10,6 +10,7 @@
 //! | [`findings`](mod@findings) | verdict sentences of a group |
 //! | [`facts`] | numbers and verdicts for notebook prose, rendered from the runs |
 //! | [`claims`](mod@claims) | the seed studies' claims in their words, and the study's own questions, tested |
+//! | [`probes`] | what the report measures on the trained networks themselves, kept in `probes.json` |
 //! | [`report`] | `REPORT.md`, `metrics.json`, `figures/`, `tables/`, `models/best/`, `models/robust/` |
 //!
 //! The notebooks and the CLI call the same functions, so `cargo study` and a notebook tell the
@@ -23,6 +24,7 @@ pub mod facts;
 pub mod findings;
 pub mod notebook;
 pub mod plan;
+pub mod probes;
 pub mod report;
 pub mod run;
 pub mod stats;
@@ -205,6 +207,10 @@ pub struct StudyConfig {
     /// machines sharing `out` split the study between them; the report is written once
     /// they have all finished (`--report`).
     pub shard: Option<(usize, usize)>,
+    /// Only rewrite the report from what the runs recorded and `probes.json` holds
+    /// (`--report`): nothing trains, and the report states the run time and machine of the
+    /// study that made the runs.
+    pub report_only: bool,
 }
 
 /// Most seeds a study may ask for.
@@ -223,6 +229,7 @@ impl StudyConfig {
             seeds_override: quick.then_some(1),
             jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
             shard: None,
+            report_only: false,
         }
     }
 

@@ -9,6 +9,7 @@ use super::super::StudyConfig;
 use super::super::aggregate::Replicates;
 use super::super::evidence::Evidence;
 use super::super::plan::Group;
+use super::super::probes::{Machine, Probes};
 use super::figures::FigureSink;
 use crate::Result;
 use crate::data::Mnist;
@@ -24,6 +25,9 @@ pub(crate) struct Ctx<'a> {
     pub evidence: Evidence,
     pub sink: FigureSink,
     pub tables: PathBuf,
+    /// What the report measures on the networks themselves: read from `probes.json` when it
+    /// holds it, else measured now (the weights must be there) and kept.
+    pub probes: std::sync::Mutex<Probes>,
 }
 
 impl Ctx<'_> {
@@ -35,6 +39,39 @@ impl Ctx<'_> {
     /// The finished members of `g`.
     pub fn members(&self, g: &Group) -> Vec<&Replicates> {
         g.members.iter().filter_map(|m| self.find(m)).collect()
+    }
+
+    /// A probe of the trained networks: what `read` finds in the probes, else what `measure`
+    /// gives (from the weights), kept with `keep`.
+    pub fn probe<T: Clone>(
+        &self,
+        read: impl Fn(&Probes) -> Option<T>,
+        measure: impl FnOnce() -> Result<T>,
+        keep: impl FnOnce(&mut Probes, T),
+    ) -> Result<T> {
+        if let Some(v) = self.probes.lock().ok().and_then(|p| read(&p)) {
+            return Ok(v);
+        }
+        let v = measure()?;
+        if let Ok(mut p) = self.probes.lock() {
+            keep(&mut p, v.clone());
+        }
+        Ok(v)
+    }
+
+    /// The machine the report states: the recorded study's when only the report is
+    /// rewritten, else this one (its wall time filled in at the end).
+    pub fn machine(&self) -> Machine {
+        let recorded = self.probes.lock().ok().and_then(|p| p.machine.clone());
+        match recorded {
+            Some(m) if self.cfg.report_only => m,
+            _ => Machine {
+                cpu: crate::bench::cpu_name(),
+                logical_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                jobs: self.cfg.jobs,
+                invocation_seconds: f64::NAN,
+            },
+        }
     }
 
     /// Writes a CSV table.

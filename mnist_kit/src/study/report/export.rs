@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::super::ExperimentResult;
 use super::super::aggregate::{Metric, Replicates, best_on_validation, returned_val_accuracy};
+use super::super::probes::Machine;
 use super::super::run::{run_dir, write_json};
 use super::super::stats::Summary;
 use super::context::{Ctx, finite};
@@ -40,41 +41,48 @@ impl BestModels {
 }
 
 /// Chooses `models/best` (highest validation accuracy) and `models/robust` (of the runs within
-/// 0.2 points of that, the best validation MNIST-C accuracy: the validation images under the
+/// [`ROBUST_TOLERANCE`] of that, the best validation MNIST-C accuracy: the validation images under the
 /// 15 corruptions, seeded apart from the test set's), on validation only, and copies them.
 pub(crate) fn best_models(ctx: &Ctx) -> Result<BestModels> {
-    let with_weights: Vec<ExperimentResult> = ctx
-        .all
-        .iter()
-        .filter(|r| {
-            r.dir
-                .as_ref()
-                .is_some_and(|d| d.join(RunDir::WEIGHTS).exists())
-        })
-        .cloned()
-        .collect();
-    let best = best_on_validation(&with_weights).cloned();
+    // Chosen from what the runs recorded, weights or not (a clone has none).
+    let runs: Vec<ExperimentResult> = ctx.all.to_vec();
+    let best = best_on_validation(&runs).cloned();
     let top = best
         .as_ref()
         .and_then(returned_val_accuracy)
         .unwrap_or(f64::NAN);
     let mut candidates = Vec::new();
-    for r in &with_weights {
+    for r in &runs {
         let Some(v) = returned_val_accuracy(r) else {
             continue;
         };
         if v + ROBUST_TOLERANCE < top {
             continue;
         }
-        candidates.push((r.clone(), validation_mnist_c(ctx, r)?));
+        let key = super::super::probes::run_key(r);
+        let v = ctx.probe(
+            |p| p.validation_mnist_c.get(&key).copied(),
+            || validation_mnist_c(ctx, r),
+            |p, v| {
+                p.validation_mnist_c.insert(key.clone(), v);
+            },
+        )?;
+        candidates.push((r.clone(), v));
     }
     candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
     let out = &ctx.cfg.out;
-    if let Some(b) = &best {
+    // Copied out only from runs that have their weights: `--report` on a clone keeps the
+    // committed models.
+    let has_weights = |r: &ExperimentResult| {
+        r.dir
+            .as_ref()
+            .is_some_and(|d| d.join(RunDir::WEIGHTS).exists())
+    };
+    if let Some(b) = best.as_ref().filter(|b| has_weights(b)) {
         copy_run(b, &out.join("models").join("best"))?;
         calibrate(ctx, b, &out.join("models").join("best"))?;
     }
-    if let Some((r, _)) = candidates.first() {
+    if let Some((r, _)) = candidates.first().filter(|(r, _)| has_weights(r)) {
         copy_run(r, &out.join("models").join("robust"))?;
         calibrate(ctx, r, &out.join("models").join("robust"))?;
     }
@@ -183,6 +191,33 @@ pub(crate) fn experiment_json(r: &Replicates) -> Value {
 
 /// `metrics.json` (with the experiments, the best models and the run time) and `REPORT.md`'s
 /// closing section, then both files.
+/// The closing "Run time" section: the study's wall time and machine, and its runs' sum.
+fn run_time(md: &mut String, machine: &Machine, total_seconds: f64) {
+    let wall = machine.invocation_seconds;
+    let _ = writeln!(
+        md,
+        "\n## Run time\n\nThis run of the study took **{:.0} s ({:.1} min) wall**, from start to \
+         this report (training, evaluation, figures and tables), on {} ({} logical CPUs); its \
+         runs account for {:.0} s{}.",
+        wall,
+        wall / 60.0,
+        machine.cpu,
+        machine.logical_cpus,
+        total_seconds,
+        if total_seconds > wall * machine.jobs as f64 {
+            " (more than the wall time allows: finished runs were reused from an earlier run)"
+                .to_string()
+        } else if machine.jobs > 1 {
+            format!(
+                " in all, summed over the runs trained {} at a time",
+                machine.jobs
+            )
+        } else {
+            String::new()
+        }
+    );
+}
+
 pub(crate) fn finish(
     md: &mut String,
     mut metrics: serde_json::Map<String, Value>,
@@ -197,10 +232,11 @@ pub(crate) fn finish(
         .iter()
         .map(|r| (r.name().to_string(), experiment_json(r)))
         .collect();
+    let mut machine = ctx.machine();
     let fields = json!({
         "quick": cfg.quick,
-        "cpu": crate::bench::cpu_name(),
-        "logical_cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "cpu": machine.cpu,
+        "logical_cpus": machine.logical_cpus,
         "seeds": cfg.seeds_override.unwrap_or(cfg.seeds),
         "seeds_per_family": {
             "mlp": super::super::plan::MLP_SEEDS,
@@ -208,7 +244,7 @@ pub(crate) fn finish(
             "resnet": super::super::plan::RESNET_SEEDS,
         },
         "base_seed": cfg.seed,
-        "jobs": cfg.jobs,
+        "jobs": machine.jobs,
         "experiments": experiments,
         "best": best.best.as_ref().map(|b| json!({
             "experiment": b.name(),
@@ -235,31 +271,19 @@ pub(crate) fn finish(
     if let Value::Object(f) = fields {
         metrics.extend(f);
     }
-    // Measured last, so that it covers the figures and tables too.
-    let wall = started.elapsed().as_secs_f64();
-    let _ = writeln!(
-        md,
-        "\n## Run time\n\nThis run of the study took **{:.0} s ({:.1} min) wall**, from start to \
-         this report (training, evaluation, figures and tables), on {} ({} logical CPUs); its \
-         runs account for {:.0} s{}.",
-        wall,
-        wall / 60.0,
-        crate::bench::cpu_name(),
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        total_seconds,
-        if total_seconds > wall * cfg.jobs as f64 {
-            " (more than the wall time allows: finished runs were reused from an earlier run)"
-                .to_string()
-        } else if cfg.jobs > 1 {
-            format!(
-                " in all, summed over the runs trained {} at a time",
-                cfg.jobs
-            )
-        } else {
-            String::new()
-        }
+    // Measured last, so that it covers the figures and tables too; `--report` states the
+    // recorded study's.
+    if !machine.invocation_seconds.is_finite() {
+        machine.invocation_seconds = started.elapsed().as_secs_f64();
+    }
+    run_time(md, &machine, total_seconds);
+    metrics.insert(
+        "invocation_seconds".into(),
+        json!(machine.invocation_seconds),
     );
-    metrics.insert("invocation_seconds".into(), json!(wall));
+    if let Ok(mut p) = ctx.probes.lock() {
+        p.machine = Some(machine);
+    }
     write_json(&cfg.out.join("metrics.json"), &Value::Object(metrics))?;
     super::front::write_markdown(&cfg.out.join("REPORT.md"), md)
 }

@@ -29,13 +29,24 @@ impl FigureSink {
     }
 
     /// Saves `fig`; returns the Markdown that shows it (the PNG with links) or links the HTML.
+    /// A figure whose page (its data and layout, written into the HTML) is what the directory
+    /// already holds, with its PNG and SVG beside it, is not drawn again: a rerun of the report
+    /// redraws only the figures whose data changed.
     pub fn save(&self, fig: &plot::Figure, caption: &str) -> Result<String> {
-        write_bytes_atomic(
-            &self.dir.join(format!("{}.html", fig.name)),
-            fig.to_html_linked(plot::PLOTLY_JS).as_bytes(),
-        )?;
+        let page = self.dir.join(format!("{}.html", fig.name));
+        let html = fig.to_html_linked(plot::PLOTLY_JS);
+        let unchanged = std::fs::read(&page).is_ok_and(|old| old == html.as_bytes());
+        if !unchanged {
+            write_bytes_atomic(&page, html.as_bytes())?;
+        }
+        let drawn = |ext: &str| self.dir.join(format!("{}.{ext}", fig.name)).exists();
         if let Some(x) = &self.exporter {
-            match x.export(fig, &self.dir) {
+            let exported = if unchanged && drawn("png") && drawn("svg") {
+                Ok(Vec::new())
+            } else {
+                x.export(fig, &self.dir)
+            };
+            match exported {
                 Ok(_) => {
                     return Ok(format!(
                         "![{caption}](figures/{n}.png)\n\n[SVG](figures/{n}.svg) · \
@@ -74,5 +85,35 @@ impl FigureSink {
             "![{caption}](figures/{n}.png)\n\n[interactive HTML](figures/{n}.html)",
             n = fig.name
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_figure_whose_data_did_not_change_is_not_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FigureSink {
+            dir: dir.path().to_path_buf(),
+            exporter: None,
+        };
+        let page = dir.path().join("b.html");
+        let fig = |v: f64| plot::bars("b", "value", &[("a".to_string(), v)]);
+        sink.save(&fig(1.0), "b").unwrap();
+        // Mark the page: a second save of the same data must leave it as it is.
+        let mut text = std::fs::read_to_string(&page).unwrap();
+        let first = text.clone();
+        sink.save(&fig(1.0), "b").unwrap();
+        assert_eq!(std::fs::read_to_string(&page).unwrap(), first);
+        text.push_str("<!-- stale -->");
+        std::fs::write(&page, &text).unwrap();
+        sink.save(&fig(2.0), "b").unwrap();
+        let now = std::fs::read_to_string(&page).unwrap();
+        assert!(
+            !now.contains("stale") && now != first,
+            "new data is written"
+        );
     }
 }

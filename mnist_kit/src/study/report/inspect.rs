@@ -33,8 +33,14 @@ pub(crate) fn weights(md: &mut String, ctx: &Ctx) -> Result<()> {
         let Some(first) = r.first() else { continue };
         let Some(dir) = &first.dir else { continue };
         let name = r.name();
-        let net = RunDir::new(dir).load_network(&Device::Cpu)?;
-        let stats = crate::analysis::weight_stats(&net)?;
+        let load = || RunDir::new(dir).load_network(&Device::Cpu);
+        let stats = ctx.probe(
+            |p| p.weights.get(name).cloned(),
+            || crate::analysis::weight_stats(&load()?),
+            |p, v| {
+                p.weights.insert(name.to_string(), v);
+            },
+        )?;
         let _ = writeln!(md, "### {name} (seed {})\n", first.seed());
         let _ = writeln!(
             md,
@@ -69,7 +75,13 @@ pub(crate) fn weights(md: &mut String, ctx: &Ctx) -> Result<()> {
                 r.params()
             );
         }
-        let grid = plot::ImageGrid::filters(&net, 32)?;
+        let grid = ctx.probe(
+            |p| p.filters.get(name).cloned(),
+            || plot::ImageGrid::filters(&load()?, 32),
+            |p, v| {
+                p.filters.insert(name.to_string(), v);
+            },
+        )?;
         let fig = plot::images::tiles(
             &format!("filters_{name}"),
             &grid,
@@ -92,12 +104,26 @@ pub(crate) fn weights(md: &mut String, ctx: &Ctx) -> Result<()> {
         && let Some(first) = att.first()
         && let Some(dir) = &first.dir
     {
-        let net = RunDir::new(dir).load_network(&Device::Cpu)?;
         let positions = [0, 1, 2, 3];
         let normalization = first.experiment.train.normalization;
-        let fig = plot::images::attention_of(&net, &mnist.test, &positions, normalization)?;
-        // The plain grid (a second pass over the samples) only where no browser draws `fig`.
-        let grid = || plot::ImageGrid::attention(&net, &mnist.test, &positions, normalization);
+        let name = att.name();
+        let rows = ctx.probe(
+            |p| p.attention.get(name).cloned(),
+            || {
+                let net = RunDir::new(dir).load_network(&Device::Cpu)?;
+                plot::images::attention_rows(&net, &mnist.test, &positions, normalization)
+            },
+            |p, v| {
+                p.attention.insert(name.to_string(), v);
+            },
+        )?;
+        let fig = plot::images::attention(
+            &format!("attention_{name}"),
+            &format!("{name}: where the attention weighs up (one colour scale, weight 0 to 1)"),
+            &rows,
+        );
+        // The plain grid only where no browser draws `fig`.
+        let grid = || plot::images::attention_grid(&format!("{name}: where it looks"), &rows);
         let _ = writeln!(
             md,
             "\n## Where LeNet-5 with attention looks\n\n{}\n\nEach row: a test digit, then the \

@@ -28,6 +28,7 @@ use serde_json::Value;
 use super::aggregate::by_experiment;
 use super::evidence::Evidence;
 use super::plan::{self, Group};
+use super::probes::Probes;
 use super::{ExperimentResult, StudyConfig};
 use crate::data::Mnist;
 use crate::plot;
@@ -73,6 +74,12 @@ pub fn write_report(
         evidence: Evidence::new(mnist, all)?,
         sink,
         tables,
+        // A study that trains measures afresh; `--report` renders what was measured.
+        probes: std::sync::Mutex::new(if cfg.report_only {
+            Probes::load(out)?
+        } else {
+            Probes::default()
+        }),
     };
     let groups: Vec<Group> = plan::groups()
         .into_iter()
@@ -99,6 +106,9 @@ pub fn write_report(
     front::limitations(&mut md, &ctx);
     export::finish(&mut md, metrics, &ctx, &best, started)?;
     write_readme_blocks(&ctx)?;
+    if let Ok(p) = ctx.probes.lock() {
+        p.save(out)?;
+    }
     Ok(())
 }
 

@@ -7,7 +7,9 @@ use std::fmt::Write as _;
 use candle_core::Device;
 use serde_json::{Value, json};
 
+use super::super::ExperimentResult;
 use super::super::aggregate::Replicates;
+use super::super::probes::run_key;
 use super::context::{Ctx, finite};
 use super::export::BestModels;
 use crate::Result;
@@ -63,11 +65,8 @@ pub(crate) fn section(
         let scores = r
             .runs
             .iter()
-            .filter_map(|x| x.dir.as_ref())
-            .map(|d| {
-                let net = RunDir::new(d.as_path()).load_network(&Device::Cpu)?;
-                set.score(&net, r.runs[0].experiment.train.normalization)
-            })
+            .filter(|x| x.dir.is_some())
+            .map(|x| score_of(ctx, &set, x))
             .collect::<Result<Vec<_>>>()?;
         row(md, r.name(), &scores, &subsets);
         json_all.insert(r.name().to_string(), to_json(&scores, &subsets));
@@ -76,21 +75,34 @@ pub(crate) fn section(
         ("models/best", best.best.as_ref()),
         ("models/robust", best.robust().map(|c| &c.0)),
     ] {
-        let Some(dir) = run.and_then(|r| r.dir.as_ref()) else {
+        let Some(run) = run.filter(|r| r.dir.is_some()) else {
             continue;
         };
-        let net = RunDir::new(dir.as_path()).load_network(&Device::Cpu)?;
-        let score = set.score(&net, Default::default())?;
-        let name = format!(
-            "`{label}` ({} seed {})",
-            run.map_or("", |r| r.name()),
-            run.map_or(0, |r| r.seed())
-        );
+        let score = score_of(ctx, &set, run)?;
+        let name = format!("`{label}` ({} seed {})", run.name(), run.seed());
         row(md, &name, std::slice::from_ref(&score), &subsets);
         json_all.insert(label.to_string(), to_json(&[score], &subsets));
     }
     metrics.insert("real_digits".into(), Value::Object(json_all));
     Ok(())
+}
+
+/// Run `r`'s score on the real-world digits (a probe: measured once, from its weights).
+fn score_of(ctx: &Ctx, set: &RealDigits, r: &ExperimentResult) -> Result<RealDigitsScore> {
+    let key = run_key(r);
+    ctx.probe(
+        |p| p.real_digits.get(&key).cloned(),
+        || {
+            let dir = r.dir.as_ref().ok_or_else(|| {
+                crate::Error::invalid("real digits", format!("{key} has no run directory"))
+            })?;
+            let net = RunDir::new(dir.as_path()).load_network(&Device::Cpu)?;
+            set.score(&net, r.experiment.train.normalization)
+        },
+        |p, v| {
+            p.real_digits.insert(key.clone(), v);
+        },
+    )
 }
 
 fn accuracies(scores: &[RealDigitsScore], subset: Option<&str>) -> Vec<f64> {

@@ -341,14 +341,30 @@ fn causes(md: &mut String, metrics: &mut serde_json::Map<String, Value>, ctx: &C
         if has_dropout {
             continue;
         }
-        let net = RunDir::new(dir).load_network(&Device::Cpu)?;
         let norm = first.experiment.train.normalization;
+        let measured = ctx.probe(
+            |p| p.batch_statistics.get(name).cloned(),
+            || {
+                let net = RunDir::new(dir).load_network(&Device::Cpu)?;
+                let mut out = std::collections::BTreeMap::new();
+                for (k, split) in &sets {
+                    let s = split.take(ctx.evidence_test_len());
+                    out.insert(
+                        k.name().to_string(),
+                        batch_statistics_accuracy(&net, &s, norm)?,
+                    );
+                }
+                Ok(out)
+            },
+            |p, v| {
+                p.batch_statistics.insert(name.to_string(), v);
+            },
+        )?;
         let mut running = 0.0;
         let mut batch = 0.0;
         let mut worst = (String::new(), 1.0, 1.0);
-        for (k, split) in &sets {
-            let s = split.take(ctx.evidence_test_len());
-            let b = batch_statistics_accuracy(&net, &s, norm)?;
+        for (k, _) in &sets {
+            let b = measured.get(k.name()).copied().unwrap_or(f64::NAN);
             let a = Metric::Corrupted(*k).of(first).unwrap_or(f64::NAN);
             running += a;
             batch += b;
@@ -401,15 +417,30 @@ fn causes(md: &mut String, metrics: &mut serde_json::Map<String, Value>, ctx: &C
             continue;
         };
         let Some(dir) = &first.dir else { continue };
-        let net = RunDir::new(dir).load_network(&Device::Cpu)?;
-        let test = ctx.mnist.test.take(ctx.evidence_test_len());
+        let measured = ctx.probe(
+            |p| p.brightness.get(name).cloned(),
+            || {
+                let net = RunDir::new(dir).load_network(&Device::Cpu)?;
+                let test = ctx.mnist.test.take(ctx.evidence_test_len());
+                let mut out = Vec::new();
+                for &b in &shifts {
+                    let shifted = brightened(&test, b)?;
+                    let norm = first.experiment.train.normalization;
+                    out.push((
+                        b,
+                        crate::train::evaluate(&net, &shifted, 1000, norm)?.accuracy,
+                    ));
+                }
+                Ok(out)
+            },
+            |p, v| {
+                p.brightness.insert(name.to_string(), v);
+            },
+        )?;
         let mut pts = Vec::new();
-        for &b in &shifts {
-            let shifted = brightened(&test, b)?;
-            let e =
-                crate::train::evaluate(&net, &shifted, 1000, first.experiment.train.normalization)?;
-            pts.push((f64::from(b), e.accuracy * 100.0, 0.0));
-            let _ = writeln!(csv, "{name},{b},{:.6}", e.accuracy);
+        for (b, accuracy) in measured {
+            pts.push((f64::from(b), accuracy * 100.0, 0.0));
+            let _ = writeln!(csv, "{name},{b},{accuracy:.6}");
         }
         series.push((name.to_string(), pts));
     }

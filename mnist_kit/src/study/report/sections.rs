@@ -22,11 +22,11 @@ use crate::train::{History, evaluate};
 
 pub(crate) fn intro(md: &mut String, ctx: &Ctx, groups: &[Group], summary: &str) {
     let cfg = ctx.cfg;
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let machine = ctx.machine();
     let _ = writeln!(
         md,
-        "# mnist_kit study report: {}, {cpus} logical CPUs\n",
-        crate::bench::cpu_name()
+        "# mnist_kit study report: {}, {} logical CPUs\n",
+        machine.cpu, machine.logical_cpus
     );
     if cfg.quick {
         let _ = writeln!(
@@ -560,7 +560,14 @@ pub(crate) fn architectures(
     // Seed ensembles.
     let mut ensembles: Vec<Ensemble> = Vec::new();
     for r in arch.iter().filter(|r| r.runs.len() > 1) {
-        ensembles.push(ensemble(ctx.mnist, ctx.cfg, r)?);
+        let e = ctx.probe(
+            |p| p.ensembles.get(r.name()).cloned(),
+            || ensemble(ctx.mnist, ctx.cfg, r),
+            |p, e| {
+                p.ensembles.insert(r.name().to_string(), e);
+            },
+        )?;
+        ensembles.push(e);
     }
     if !ensembles.is_empty() {
         let _ = writeln!(
@@ -677,20 +684,29 @@ pub(crate) fn best_model(md: &mut String, ctx: &Ctx, best: &BestModels) -> Resul
         100.0 * b.test_accuracy,
         b.test_loss
     );
+    // From the run's recorded predictions: no inference.
     let Some(dir) = &b.dir else { return Ok(()) };
-    let net = RunDir::new(dir).load_network(&candle_core::Device::Cpu)?;
+    let Some(predicted) =
+        crate::train::Predictions::read(&RunDir::new(dir))?.and_then(|p| p.classes("test"))
+    else {
+        return Ok(());
+    };
     let test = match b.experiment.train.test_limit {
         Some(n) => ctx.mnist.test.take(n),
         None => ctx.mnist.test.clone(),
     };
-    let e = evaluate(&net, &test, 1000, b.experiment.train.normalization)?;
-    let cm = ConfusionMatrix::of(&e)?;
+    let labels = test.labels();
+    let cm = ConfusionMatrix::new(&labels, &predicted)?;
+    let errors = labels
+        .iter()
+        .zip(&predicted)
+        .filter(|(a, b)| a != b)
+        .count();
     let pairs: Vec<String> = cm
         .most_confused(5)
         .iter()
         .map(|p| format!("{}→{} ({})", p.truth, p.predicted, p.count))
         .collect();
-    let errors = e.len() - (e.accuracy * e.len() as f64).round() as usize;
     let _ = writeln!(
         md,
         "Its {errors} test errors; the most confused pairs (true→predicted, count): {}.\n",
@@ -704,13 +720,36 @@ pub(crate) fn best_model(md: &mut String, ctx: &Ctx, best: &BestModels) -> Resul
             &format!("confusion matrix of {}", b.name())
         )?
     );
-    let mistakes = crate::analysis::most_confident_mistakes(&e, 16);
+    mistakes_gallery(md, ctx, b, dir, &test)
+}
+
+/// The 16 most confident test mistakes of run `b` as an image grid (a probe: measured once,
+/// from its weights in `dir`).
+fn mistakes_gallery(
+    md: &mut String,
+    ctx: &Ctx,
+    b: &super::super::ExperimentResult,
+    dir: &std::path::Path,
+    test: &crate::data::Split,
+) -> Result<()> {
+    let key = super::super::probes::run_key(b);
+    let mistakes = ctx.probe(
+        |p| p.mistakes.get(&key).cloned(),
+        || {
+            let net = RunDir::new(dir).load_network(&candle_core::Device::Cpu)?;
+            let e = evaluate(&net, test, 1000, b.experiment.train.normalization)?;
+            Ok(crate::analysis::most_confident_mistakes(&e, 16))
+        },
+        |p, m| {
+            p.mistakes.insert(key.clone(), m);
+        },
+    )?;
     let mut grid = plot::ImageGrid::predictions(
         &format!(
             "{}: the 16 most confident mistakes (true → predicted, confidence)",
             b.name()
         ),
-        &test,
+        test,
         &mistakes,
     )?;
     for t in &mut grid.tiles {
