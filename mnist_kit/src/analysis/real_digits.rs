@@ -6,9 +6,9 @@
 //!
 //! ```no_run
 //! use mnist_kit::analysis::real_digits::RealDigits;
-//! use mnist_kit::train::RunDir;
+//! use mnist_kit::train::Run;
 //! let set = RealDigits::load_default()?;
-//! let net = RunDir::new("results/models/robust").load_network(&mnist_kit::candle::Device::Cpu)?;
+//! let net = Run::open("results/models/robust")?.net;
 //! for s in set.score(&net, Default::default())?.subsets {
 //!     println!("{}: {:.1}% of {}", s.subset, 100.0 * s.accuracy, s.n);
 //! }
