@@ -1093,10 +1093,11 @@ pub(crate) fn claims(
         "Each row quotes a sentence of a seed study (`shared/seeds/`: 000 the project series, \
          001 and 004 the LeNet-5/MLP reports, 002 the Part 1/Part 2 notebook, 003 the model \
          list), says what we tested and how, and ends with the verdict of the rule above: \
-         **confirmed**, **contradicted** or **not distinguishable**. A claim about speed or \
-         smoothness is tested on a speed or smoothness measure; a claim that one setting is \
-         best is tested against each other one. A hypothesis is labelled as one. Rows whose \
-         runs did not finish are left out.\n"
+         **confirmed**, **contradicted** or **not distinguishable**, or **not testable as \
+         stated** with the reason (a remark, or a number of a seed's own run whose recipe it \
+         does not give). A claim about speed or smoothness is tested on a speed or smoothness \
+         measure; a claim that one setting is best is tested against each other one. A \
+         hypothesis is labelled as one. Rows whose runs did not finish are left out.\n"
     );
     md.push_str(&tested.to_markdown());
     let _ = writeln!(md, "\n## Questions this study adds\n");
