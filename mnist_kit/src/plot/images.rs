@@ -352,14 +352,16 @@ pub fn attention_of(
     normalization: Normalization,
 ) -> Result<Figure> {
     let rows = attention_rows(net, split, positions, normalization)?;
-    Ok(attention(
-        &format!("attention_{}", net.name()),
-        &format!(
-            "{}: where the attention weighs up (one colour scale, weight 0 to 1)",
-            net.name()
-        ),
-        &rows,
-    ))
+    Ok(attention_figure(net.name(), &rows))
+}
+
+/// [`attention`] of network `name`'s rows, with its usual name and title.
+pub fn attention_figure(name: &str, rows: &[AttentionRow]) -> Figure {
+    attention(
+        &format!("attention_{name}"),
+        &format!("{name}: where the attention weighs up (one colour scale, weight 0 to 1)"),
+        rows,
+    )
 }
 
 /// Attention rows as a plain image grid (each digit, then its maps): what a report shows where

@@ -24,8 +24,8 @@ use super::aggregate::{Metric, Replicates};
 use super::stats::{self, Comparison, ImageResamples, Sample, Summary, Verdict, welch};
 use crate::data::Mnist;
 use crate::data::corrupt::Corruption;
-use crate::train::RunDir;
 use crate::train::TrainData;
+use crate::train::{Predictions, RunDir};
 use crate::{Error, Result};
 
 /// Seed of the shared image resamples.
@@ -65,10 +65,8 @@ impl Evidence {
     /// Run `r`'s predicted classes on `split` (`test`, `validation` or a corruption's name),
     /// from its predictions file.
     fn classes(r: &ExperimentResult, split: &str) -> Option<Vec<u8>> {
-        let path = r.dir.as_ref()?.join(RunDir::PREDICTIONS);
-        let name = format!("{split}.class");
-        let tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).ok()?;
-        tensors.get(&name)?.to_vec1::<u8>().ok()
+        let dir = RunDir::new(r.dir.as_ref()?.as_path());
+        Predictions::read(&dir).ok()??.classes(split)
     }
 
     fn outcomes(

@@ -82,22 +82,6 @@ fn read_back(e: &Experiment, runs: &Path, needs: &str, exact: bool) -> Option<Ex
     Some(done)
 }
 
-/// True when `dir` holds an interrupted run of exactly `e`: its config, at least one
-/// checkpointed epoch, the last weights and the optimizer state.
-fn resumable(e: &Experiment, dir: &RunDir) -> bool {
-    let Ok((name, model)) = dir.read_model() else {
-        return false;
-    };
-    let same_train = dir.read_train_config().is_ok_and(|t| t == e.train);
-    let epochs_done = dir.read_history().ok().flatten().map_or(0, |h| h.len());
-    name == e.model
-        && model == e.config
-        && same_train
-        && epochs_done > 0
-        && dir.has(RunDir::LAST)
-        && dir.has(RunDir::OPTIMIZER)
-}
-
 /// Trains one run of `e` (with its seed) into its run directory under `runs`, resuming from
 /// the last completed epoch when an interrupted run of the same config is there (the result
 /// is the same, bit for bit, as an uninterrupted run's); `shared`: other runs print to the
@@ -109,9 +93,9 @@ fn run_one(mnist: &Mnist, e: &Experiment, runs: &Path, shared: bool) -> Result<E
     // so a stopped study leaves every committed run as it was.
     let final_dir = run_dir(runs, e);
     let dir = RunDir::new(staging_dir(&final_dir));
-    // Time already spent on the epochs of a run that resumes.
-    let earlier = prepare_staging(e, &dir)?;
     let mut net = Network::named(&e.model, &e.config, e.train.seed, &Device::Cpu)?;
+    // Time already spent on the epochs of a run that resumes.
+    let earlier = prepare_staging(e, &net, &dir)?;
     let mut trainer = Trainer::new(e.train.clone()).run_dir(dir.path());
     if shared {
         trainer = trainer.label(format!("{} seed {}", e.name, e.train.seed));
@@ -178,10 +162,12 @@ fn replace_dir(staged: &Path, dst: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Readies `e`'s staging directory: an interrupted run of exactly `e` stays (the trainer
-/// continues it; returns the seconds its finished epochs took), anything else there goes.
-fn prepare_staging(e: &Experiment, dir: &RunDir) -> Result<f64> {
-    if resumable(e, dir) {
+/// Readies `e`'s staging directory for `net`: an interrupted run of exactly `e` stays (the
+/// trainer continues it; returns the seconds its finished epochs took); anything else there
+/// goes, also a run that differs only in its epoch count, which the trainer would continue.
+fn prepare_staging(e: &Experiment, net: &Network, dir: &RunDir) -> Result<f64> {
+    let exactly_e = dir.read_train_config().is_ok_and(|t| t == e.train);
+    if exactly_e && crate::train::trainer::continues(dir, net, &e.train) {
         let history = dir.read_history()?.unwrap_or_default();
         println!(
             "{} seed {}: resuming after epoch {} of {}",

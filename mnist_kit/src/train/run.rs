@@ -72,26 +72,8 @@ impl Predictions {
         Ok(Some(Predictions { tensors }))
     }
 
-    /// The sets it covers, sorted.
-    pub fn sets(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .tensors
-            .keys()
-            .filter_map(|k| k.strip_suffix(".class").map(str::to_string))
-            .collect();
-        out.sort();
-        out
-    }
-
     /// The predicted digit of every image of `set`, when recorded.
     pub fn classes(&self, set: &str) -> Option<Vec<u8>> {
         self.tensors.get(&format!("{set}.class"))?.to_vec1().ok()
-    }
-
-    /// The probability of the true digit of every image of `set` (`test` or `validation`),
-    /// when recorded.
-    pub fn p_true(&self, set: &str) -> Option<Vec<f32>> {
-        let t = self.tensors.get(&format!("{set}.p_true"))?;
-        t.to_dtype(candle_core::DType::F32).ok()?.to_vec1().ok()
     }
 }

@@ -100,11 +100,6 @@ impl Trainer {
         self
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &TrainConfig {
-        &self.cfg
-    }
-
     /// Trains `net` on `mnist` as configured (the validation split and limits of the config)
     /// until the epochs are done (counting those a resumed run had done), early stopping
     /// fires or the time budget runs out; `net` ends with the trained weights (the best
@@ -134,7 +129,7 @@ impl Trainer {
 /// True when `dir` holds a run of `net`'s model trained with `cfg` (the epoch count and the
 /// logging aside) that can continue: a completed epoch, the last weights and the optimizer
 /// state.
-fn continues(dir: &RunDir, net: &Network, cfg: &TrainConfig) -> bool {
+pub(crate) fn continues(dir: &RunDir, net: &Network, cfg: &TrainConfig) -> bool {
     let same_model = dir
         .read_model()
         .is_ok_and(|(name, model)| name == net.name() && &model == net.config());

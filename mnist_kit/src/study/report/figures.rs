@@ -102,10 +102,19 @@ mod tests {
         let page = dir.path().join("b.html");
         let fig = |v: f64| plot::bars("b", "value", &[("a".to_string(), v)]);
         sink.save(&fig(1.0), "b").unwrap();
-        // Mark the page: a second save of the same data must leave it as it is.
+        // Date the page back: a second save of the same data must not write it at all.
+        let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        let stamp = || std::fs::metadata(&page).unwrap().modified().unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&page)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
         let mut text = std::fs::read_to_string(&page).unwrap();
         let first = text.clone();
         sink.save(&fig(1.0), "b").unwrap();
+        assert_eq!(stamp(), old, "an unchanged figure is not written again");
         assert_eq!(std::fs::read_to_string(&page).unwrap(), first);
         text.push_str("<!-- stale -->");
         std::fs::write(&page, &text).unwrap();

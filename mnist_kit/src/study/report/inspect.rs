@@ -117,11 +117,7 @@ pub(crate) fn weights(md: &mut String, ctx: &Ctx) -> Result<()> {
                 p.attention.insert(name.to_string(), v);
             },
         )?;
-        let fig = plot::images::attention(
-            &format!("attention_{name}"),
-            &format!("{name}: where the attention weighs up (one colour scale, weight 0 to 1)"),
-            &rows,
-        );
+        let fig = plot::images::attention_figure(name, &rows);
         // The plain grid only where no browser draws `fig`.
         let grid = || plot::images::attention_grid(&format!("{name}: where it looks"), &rows);
         let _ = writeln!(

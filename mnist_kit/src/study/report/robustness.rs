@@ -319,35 +319,26 @@ fn causes(md: &mut String, metrics: &mut serde_json::Map<String, Value>, ctx: &C
          - **Brightness.** Accuracy when a uniform brightness `b` is added to every pixel \
          (clipped): the mean that clipped noise adds to a black background is about 0.08.\n"
     );
+    // The BatchNorm networks without dropout (training mode would switch dropout on too).
     let bn_models = [
         "lenet5-batchnorm",
-        "lenet5-regularized",
         "resnet",
         "resnet-adamw",
         "resnet-robust",
     ];
-    let sets = corrupted_test_sets(ctx.mnist)?;
     let mut rows = Vec::new();
     let mut json_bn = serde_json::Map::new();
     for name in bn_models {
         let Some(r) = ctx.find(name) else { continue };
         let Some(first) = r.first() else { continue };
         let Some(dir) = &first.dir else { continue };
-        // Dropout stays off only where the model has none.
-        let has_dropout = !matches!(
-            r.name(),
-            "lenet5-batchnorm" | "resnet" | "resnet-adamw" | "resnet-robust"
-        );
-        if has_dropout {
-            continue;
-        }
         let norm = first.experiment.train.normalization;
         let measured = ctx.probe(
             |p| p.batch_statistics.get(name).cloned(),
             || {
                 let net = RunDir::new(dir).load_network(&Device::Cpu)?;
                 let mut out = std::collections::BTreeMap::new();
-                for (k, split) in &sets {
+                for (k, split) in &corrupted_test_sets(ctx.mnist)? {
                     let s = split.take(ctx.evidence_test_len());
                     out.insert(
                         k.name().to_string(),
@@ -363,9 +354,9 @@ fn causes(md: &mut String, metrics: &mut serde_json::Map<String, Value>, ctx: &C
         let mut running = 0.0;
         let mut batch = 0.0;
         let mut worst = (String::new(), 1.0, 1.0);
-        for (k, _) in &sets {
+        for k in Corruption::ALL {
             let b = measured.get(k.name()).copied().unwrap_or(f64::NAN);
-            let a = Metric::Corrupted(*k).of(first).unwrap_or(f64::NAN);
+            let a = Metric::Corrupted(k).of(first).unwrap_or(f64::NAN);
             running += a;
             batch += b;
             if a < worst.1 {
@@ -376,7 +367,7 @@ fn causes(md: &mut String, metrics: &mut serde_json::Map<String, Value>, ctx: &C
                 json!({"running": a, "batch": b}),
             );
         }
-        let n = sets.len() as f64;
+        let n = Corruption::ALL.len() as f64;
         rows.push((name, running / n, batch / n, worst));
     }
     if !rows.is_empty() {
