@@ -74,3 +74,43 @@ fn a_calibration_survives_the_round_trip_and_bad_files_are_errors() {
     .unwrap();
     assert!(Calibration::load(dir.path()).is_err());
 }
+
+/// The digit gate on real MNIST: trained briefly, it keeps the validation digits it was set
+/// on, refuses most synthesized non-digits it never saw (other seeds than its training's), and
+/// survives the round trip through its directory.
+#[test]
+fn the_digit_gate_tells_digits_from_non_digits() {
+    use mnist_kit::analysis::gate::{GATE_TAIL, Gate, GateConfig};
+    use mnist_kit::analysis::synthetic::synthetic_non_digit;
+    let mnist = Mnist::load_default().unwrap();
+    let (train, validation) = mnist.train.split_validation(2000, 42).unwrap();
+    let cfg = GateConfig {
+        epochs: 2,
+        train_limit: Some(20_000),
+        ..Default::default()
+    };
+    let gate = Gate::train(&train, &validation, &cfg).unwrap();
+    let (n, under) = gate.fit.validation;
+    assert_eq!(n, 2000);
+    assert!(under <= GATE_TAIL + 1e-9, "{under}");
+    // Test digits it never saw pass.
+    let test = mnist.test.take(2000);
+    let scores = gate.scores(&test).unwrap();
+    let kept = scores.iter().filter(|&&s| !gate.rejects(s)).count();
+    assert!(
+        kept as f64 >= 0.98 * 2000.0,
+        "kept {kept} of 2000 test digits"
+    );
+    // Non-digits from seeds far past the training's are refused.
+    let refused = (0..200u64)
+        .filter(|&k| {
+            let (_, img) = synthetic_non_digit(u64::MAX / 2 + k);
+            gate.rejects(gate.score(&img).unwrap())
+        })
+        .count();
+    assert!(refused >= 140, "refused {refused} of 200 non-digits");
+    let dir = tempfile::tempdir().unwrap();
+    gate.save(dir.path()).unwrap();
+    assert_eq!(Gate::load(dir.path()).unwrap(), Some(gate));
+    assert_eq!(Gate::load(dir.path().join("none")).unwrap(), None);
+}

@@ -31,6 +31,7 @@ use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use super::custom_digit::{Digit, SIDE, digit_input, most_likely};
+use super::gate::{GATE_DIR, Gate};
 use super::real_digits::{RealDigits, file_name, sorted_entries};
 use crate::data::{BatchOptions, NUM_CLASSES, Normalization, Split};
 use crate::models::Network;
@@ -152,6 +153,10 @@ pub struct Calibration {
     pub distance: Option<FeatureDistance>,
     /// How the fit did on validation.
     pub fit: CalibrationFit,
+    /// The digit gate, kept in the run's `gate/` directory (not in `calibration.json`):
+    /// abstain when it says the image is no digit.
+    #[serde(skip)]
+    pub gate: Option<Gate>,
 }
 
 /// Class-conditional Gaussians with one shared covariance over the penultimate features of the
@@ -312,6 +317,8 @@ pub enum Abstention {
     Blank,
     /// More ink than any digit's.
     Ink,
+    /// The digit gate says it is no digit.
+    NotADigit,
     /// Features far from every digit class the network learned.
     Distance,
     /// A calibrated confidence under the floor.
@@ -422,6 +429,7 @@ impl Calibration {
             target_abstain,
             ink: InkRange::of(train)?,
             distance,
+            gate: None,
             fit: CalibrationFit {
                 n,
                 nll: (
@@ -476,11 +484,15 @@ impl Calibration {
                 reason: format!("temperature {} is not positive", c.temperature),
             });
         }
-        Ok(Some(c))
+        let gate = Gate::load(dir.as_ref().join(GATE_DIR))?;
+        Ok(Some(Calibration { gate, ..c }))
     }
 
-    /// Writes `dir/calibration.json`.
+    /// Writes `dir/calibration.json`, and the gate (when there is one) into `dir/gate/`.
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
+        if let Some(g) = &self.gate {
+            g.save(dir.as_ref().join(GATE_DIR))?;
+        }
         let path = dir.as_ref().join(CALIBRATION_FILE);
         let text = serde_json::to_string_pretty(self).map_err(|source| Error::Json {
             context: path.display().to_string(),
@@ -490,8 +502,15 @@ impl Calibration {
     }
 
     /// The answer for a preprocessed digit whose logits and penultimate features are
-    /// `logits` and `features`.
-    pub fn judge(&self, digit: &Digit, logits: &[f32], features: &[f32]) -> Answer {
+    /// `logits` and `features`, and whose gate score ([`Gate::score`]) is `gate` when the
+    /// calibration has a gate.
+    pub fn judge(
+        &self,
+        digit: &Digit,
+        logits: &[f32],
+        features: &[f32],
+        gate: Option<f32>,
+    ) -> Answer {
         let probabilities = softmax_rows(logits, self.temperature);
         let mut a = plain_answer(probabilities);
         a.distance = self
@@ -500,8 +519,21 @@ impl Calibration {
             .filter(|d| d.features == features.len())
             .map(|d| (d.distance(features), d.limit));
         let far = a.distance.filter(|(v, limit)| v > limit);
+        let rejected = match (&self.gate, gate) {
+            (Some(g), Some(score)) if g.rejects(score) => Some((score, g.fit.floor)),
+            _ => None,
+        };
         let (why, reason) = if let Some(reason) = self.ink.reject(Ink::of(&digit.pixels)) {
             (Abstention::Ink, reason)
+        } else if let Some((score, floor)) = rejected {
+            (
+                Abstention::NotADigit,
+                format!(
+                    "not a digit, says the digit gate: {:.0} % like a digit, digits from {:.0} %",
+                    100.0 * score,
+                    100.0 * floor
+                ),
+            )
         } else if let Some((v, limit)) = far {
             (
                 Abstention::Distance,
@@ -565,7 +597,15 @@ pub fn answer(
     let (features, logits) = net.features_and_logits(&digit_input(net, digit, normalization)?)?;
     let logits = logits.flatten_all()?.to_vec1::<f32>()?;
     Ok(match calibration {
-        Some(c) => c.judge(digit, &logits, &features.flatten_all()?.to_vec1::<f32>()?),
+        Some(c) => {
+            let gate = c.gate.as_ref().map(|g| g.score(digit)).transpose()?;
+            c.judge(
+                digit,
+                &logits,
+                &features.flatten_all()?.to_vec1::<f32>()?,
+                gate,
+            )
+        }
         None => plain_answer(softmax_rows(&logits, 1.0)),
     })
 }
@@ -849,16 +889,21 @@ pub fn answer_split(
     calibration: &Calibration,
 ) -> Result<Vec<Answer>> {
     let (logits, features, width) = split_outputs(net, split, normalization)?;
+    let gate = match &calibration.gate {
+        Some(g) => g.scores(split)?.into_iter().map(Some).collect(),
+        None => vec![None; split.len()],
+    };
     Ok(split
         .iter()
         .zip(logits.chunks(NUM_CLASSES))
         .zip(features.chunks(width.max(1)))
-        .map(|(((img, _), l), f)| {
+        .zip(gate)
+        .map(|((((img, _), l), f), g)| {
             let digit = Digit {
                 pixels: unit_pixels(img),
                 inverted: false,
             };
-            calibration.judge(&digit, l, f)
+            calibration.judge(&digit, l, f, g)
         })
         .collect())
 }

@@ -175,6 +175,12 @@ pub fn preprocess(img: &DynamicImage, name: &str) -> Result<Digit> {
     if inverted {
         lum.iter_mut().for_each(|v| *v = 1.0 - *v);
     }
+    // Uneven lighting (a shadow, a lamp's falloff across the paper) is background too: take
+    // away the local background: the lower quartile of a window two thirds of the side wide.
+    let local = local_background(&lum, w, h);
+    lum.iter_mut()
+        .zip(&local)
+        .for_each(|(v, b)| *v = (*v - b).max(0.0));
     // Background removal: subtract the border level, stretch so the strongest ink is 1.
     let bg = border_median(&lum, w, h).min(percentile(&lum, 0.5));
     let ink = percentile(&lum, 0.995).max(lum.iter().cloned().fold(0.0, f32::max) * 0.9);
@@ -238,6 +244,67 @@ pub fn preprocess(img: &DynamicImage, name: &str) -> Result<Digit> {
         }
     }
     Ok(Digit { pixels, inverted })
+}
+
+/// Side of the grid the local background is estimated on.
+const BACKGROUND_GRID: usize = 32;
+
+/// The slowly varying background of `lum` (ink high): the lower quartile of a window two
+/// thirds of the side wide around each point (ink, under three quarters of any such window,
+/// does not move it; a shadow's gradient does), computed on an area-averaged grid of at most
+/// 32x32 cells and stretched back bilinearly.
+fn local_background(lum: &[f32], w: usize, h: usize) -> Vec<f32> {
+    let cell = w.max(h).div_ceil(BACKGROUND_GRID).max(1);
+    let (gw, gh) = (w.div_ceil(cell), h.div_ceil(cell));
+    let mut grid = vec![0f32; gw * gh];
+    let mut count = vec![0u32; gw * gh];
+    for y in 0..h {
+        for x in 0..w {
+            let g = (y / cell) * gw + x / cell;
+            grid[g] += lum[y * w + x];
+            count[g] += 1;
+        }
+    }
+    grid.iter_mut()
+        .zip(&count)
+        .for_each(|(v, &n)| *v /= n.max(1) as f32);
+    let radius = gw.max(gh) / 3;
+    let mut low = vec![0f32; gw * gh];
+    let mut window = Vec::with_capacity((2 * radius + 1).pow(2));
+    for gy in 0..gh {
+        for gx in 0..gw {
+            window.clear();
+            for y in gy.saturating_sub(radius)..=(gy + radius).min(gh - 1) {
+                let row = y * gw;
+                window.extend_from_slice(
+                    &grid[row + gx.saturating_sub(radius)..=row + (gx + radius).min(gw - 1)],
+                );
+            }
+            let quartile = window.len() / 4;
+            low[gy * gw + gx] = *window.select_nth_unstable_by(quartile, f32::total_cmp).1;
+        }
+    }
+    // Bilinear from cell centres back to pixels.
+    let at = |gx: f32, gy: f32| -> f32 {
+        let (x0, y0) = (gx.floor().max(0.0), gy.floor().max(0.0));
+        let (x0i, y0i) = ((x0 as usize).min(gw - 1), (y0 as usize).min(gh - 1));
+        let (x1i, y1i) = ((x0i + 1).min(gw - 1), (y0i + 1).min(gh - 1));
+        let (fx, fy) = ((gx - x0).clamp(0.0, 1.0), (gy - y0).clamp(0.0, 1.0));
+        let v = |x: usize, y: usize| low[y * gw + x];
+        v(x0i, y0i) * (1.0 - fx) * (1.0 - fy)
+            + v(x1i, y0i) * fx * (1.0 - fy)
+            + v(x0i, y1i) * (1.0 - fx) * fy
+            + v(x1i, y1i) * fx * fy
+    };
+    let mut out = Vec::with_capacity(w * h);
+    for y in 0..h {
+        for x in 0..w {
+            let gx = (x as f32 + 0.5) / cell as f32 - 0.5;
+            let gy = (y as f32 + 0.5) / cell as f32 - 0.5;
+            out.push(at(gx, gy));
+        }
+    }
+    out
 }
 
 fn border_median(v: &[f32], w: usize, h: usize) -> f32 {
@@ -393,6 +460,37 @@ mod tests {
             "{rows}x{cols}"
         );
         assert_eq!(d.at(0, 0), 0.0);
+    }
+
+    #[test]
+    fn a_shadow_across_the_paper_is_background() {
+        // A dark bar 6 wide x 60 tall on 200x200 paper; a shadow darkens the paper from 240
+        // to 110 towards one corner (darker than a quarter of the ink's contrast).
+        let draw = |shadow: bool| {
+            let mut img = GrayImage::from_fn(200, 200, |x, y| {
+                let s = if shadow {
+                    (x + y).saturating_sub(200) as f32 / 200.0
+                } else {
+                    0.0
+                };
+                Luma([(240.0 - 130.0 * s) as u8])
+            });
+            for y in 70..130 {
+                for x in 97..103 {
+                    img.put_pixel(x, y, Luma([20]));
+                }
+            }
+            digit_from_bytes(&png(DynamicImage::ImageLuma8(img)), "bar").unwrap()
+        };
+        let (plain, shaded) = (draw(false), draw(true));
+        let diff: f32 = plain
+            .pixels
+            .iter()
+            .zip(&shaded.pixels)
+            .map(|(a, b)| (a - b).abs())
+            .sum();
+        let ink: f32 = plain.pixels.iter().sum();
+        assert!(diff < 0.1 * ink, "the shadow changed {diff} of {ink}");
     }
 
     #[test]

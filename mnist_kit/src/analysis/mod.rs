@@ -4,6 +4,7 @@
 pub mod abstain;
 pub mod confusion;
 pub mod custom_digit;
+pub mod gate;
 pub mod predictions;
 pub mod real_digits;
 pub mod robustness;

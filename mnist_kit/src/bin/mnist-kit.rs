@@ -123,6 +123,13 @@ struct CalibrateArgs {
     /// Also the expected calibration error under each MNIST-C corruption of the test set.
     #[arg(long)]
     mnist_c: bool,
+    /// Train the run's digit gate (outlier exposure on synthesized non-digits) into its
+    /// gate/ directory, its floor set on the run's validation digits.
+    #[arg(long)]
+    gate: bool,
+    /// Passes over the training digits of the gate (with --gate).
+    #[arg(long, default_value_t = mnist_kit::analysis::gate::GateConfig::default().epochs)]
+    gate_epochs: usize,
     /// Dataset directory (default: $MNIST_DATA_DIR, else the bundled data/mnist).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -944,14 +951,29 @@ fn calibrate(a: CalibrateArgs) -> Result<()> {
     } else {
         None
     };
-    let calibration = match kept {
+    let mut calibration = match kept {
         Some(c) => c,
         None => {
-            let c = Calibration::fit_run(&run, &mnist, a.target_abstain)?;
+            // With a gate, the gate takes its share of the validation digits.
+            let share = if a.gate {
+                a.target_abstain - mnist_kit::analysis::gate::GATE_TAIL
+            } else {
+                a.target_abstain
+            };
+            let c = Calibration::fit_run(&run, &mnist, share)?;
             c.save(&dir)?;
             c
         }
     };
+    if a.gate {
+        use mnist_kit::analysis::gate::{Gate, GateConfig};
+        let cfg = GateConfig {
+            epochs: a.gate_epochs,
+            ..Default::default()
+        };
+        calibration.gate = Some(Gate::train_for_run(&run, &mnist, &cfg)?);
+        calibration.save(&dir)?;
+    }
     let what = Measure {
         mnist_c: a.mnist_c,
         ..Default::default()

@@ -130,6 +130,26 @@ impl Split {
         self.iter().map(|(_, l)| l).collect()
     }
 
+    /// A 64-bit FNV-1a digest of the images and labels in view order: whether two views hold
+    /// the same samples, without keeping them.
+    ///
+    /// ```
+    /// let mnist = mnist_kit::data::Mnist::load_default()?;
+    /// assert_eq!(mnist.test.take(5).digest(), mnist.test.take(5).digest());
+    /// assert_ne!(mnist.test.take(5).digest(), mnist.test.take(6).digest());
+    /// # Ok::<(), mnist_kit::Error>(())
+    /// ```
+    pub fn digest(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for (img, label) in self.iter() {
+            for &b in img.iter().chain(std::iter::once(&label)) {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        h
+    }
+
     /// A view on the given positions of this view (positions past the end are an error).
     pub fn subset(&self, name: impl Into<String>, positions: &[usize]) -> Result<Split> {
         let indices = positions

@@ -15,6 +15,8 @@ use super::super::run::{run_dir, write_json};
 use super::super::stats::Summary;
 use super::context::{Ctx, finite};
 use crate::Result;
+use crate::analysis::gate::{GATE_DIR, GATE_TAIL, Gate, GateConfig};
+use crate::data::Split;
 use crate::data::corrupt::{Corruption, DEFAULT_SEED, corrupt_split};
 use crate::train::RunDir;
 use crate::train::{TrainData, evaluate};
@@ -102,7 +104,9 @@ pub(crate) fn on_front(candidates: &[(ExperimentResult, f64)], i: usize) -> bool
 }
 
 /// Fits the copied model's calibration (temperature, confidence floor, ink range) on its own
-/// validation images and writes `calibration.json` beside its weights.
+/// validation images and writes `calibration.json` beside its weights, with the digit gate
+/// ([`crate::analysis::gate`]) in `gate/`: the gate takes [`GATE_TAIL`] of the validation
+/// digits, the confidence floor and the feature distance the rest of the share.
 fn calibrate(ctx: &Ctx, r: &ExperimentResult, dst: &Path) -> Result<()> {
     use crate::analysis::Calibration;
     use crate::analysis::abstain::DEFAULT_TARGET_ABSTAIN;
@@ -111,14 +115,37 @@ fn calibrate(ctx: &Ctx, r: &ExperimentResult, dst: &Path) -> Result<()> {
         return Ok(());
     };
     let net = RunDir::new(dst).load_network(&Device::Cpu)?;
-    Calibration::fit(
+    let mut c = Calibration::fit(
         &net,
         val,
         &data.train,
         r.experiment.train.normalization,
-        DEFAULT_TARGET_ABSTAIN,
-    )?
-    .save(dst)
+        DEFAULT_TARGET_ABSTAIN - GATE_TAIL,
+    )?;
+    c.gate = Some(gate(ctx, &data.train, val)?);
+    c.save(dst)
+}
+
+/// The study's digit gate, trained once into `gate/` of the output directory and reused while
+/// its config and the validation digits it was set on stay the same.
+fn gate(ctx: &Ctx, train: &Split, validation: &Split) -> Result<Gate> {
+    let cfg = if ctx.cfg.quick {
+        GateConfig::quick()
+    } else {
+        GateConfig::default()
+    };
+    let dir = ctx.cfg.out.join(GATE_DIR);
+    if let Some(g) = Gate::load(&dir)?
+        && g.fit.config == cfg
+        && g.fit.validation.0 == validation.len()
+        && g.fit.validation_digest == Some(validation.digest())
+    {
+        return Ok(g);
+    }
+    eprintln!("== the digit gate");
+    let g = Gate::train(train, validation, &cfg)?;
+    g.save(&dir)?;
+    Ok(g)
 }
 
 /// Accuracy of run `r` on its validation images under each MNIST-C corruption, averaged.
