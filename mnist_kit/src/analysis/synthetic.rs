@@ -385,7 +385,8 @@ fn glyphs() -> Vec<Strokes> {
     ]
 }
 
-/// A regular polygon (3-6 sides), a star, a plus or an X cross, an arrow or a heart.
+/// A regular polygon (3-6 sides), a star, a plus, an arrow, a heart, a crossed box, a face or a
+/// zigzag.
 fn shape(rng: &mut ChaCha8Rng) -> Strokes {
     let turn = rng.random_range(0.0f32..360.0);
     let ring = |n: usize, radius: &dyn Fn(usize) -> f32| -> Vec<(f32, f32)> {
@@ -397,7 +398,7 @@ fn shape(rng: &mut ChaCha8Rng) -> Strokes {
             })
             .collect()
     };
-    match rng.random_range(0..6) {
+    match rng.random_range(0..8) {
         0 => {
             let n = rng.random_range(3..=6);
             vec![ring(n, &|_| 0.45)]
@@ -420,7 +421,7 @@ fn shape(rng: &mut ChaCha8Rng) -> Strokes {
             s.extend([(0.5, 0.95), (0.13, 0.4)]);
             vec![s]
         }
-        _ => vec![vec![
+        5 => vec![vec![
             (0.1, 0.1),
             (0.9, 0.1),
             (0.9, 0.9),
@@ -428,6 +429,27 @@ fn shape(rng: &mut ChaCha8Rng) -> Strokes {
             (0.1, 0.1),
             (0.9, 0.9),
         ]],
+        6 => {
+            // A face: a ring, two eyes, a mouth.
+            let eye = |x: f32| arc(x, 0.38, 0.04, 0.04, 0.0, 360.0, 6);
+            vec![
+                arc(0.5, 0.5, 0.45, 0.45, 0.0, 360.0, 24),
+                eye(0.35),
+                eye(0.65),
+                arc(0.5, 0.55, 0.22, 0.18, 20.0, 160.0, 8),
+            ]
+        }
+        _ => {
+            // A zigzag of 3-7 strokes, across or down.
+            let n = rng.random_range(3..=7);
+            let across = rng.random::<bool>();
+            let pts = (0..=n).map(|i| {
+                let t = 0.05 + 0.9 * i as f32 / n as f32;
+                let o = if i % 2 == 0 { 0.3 } else { 0.7 };
+                if across { (t, o) } else { (o, t) }
+            });
+            vec![pts.collect()]
+        }
     }
 }
 
@@ -514,5 +536,30 @@ mod tests {
             synthetic_digit(7, 3).unwrap()
         );
         assert!(synthetic_digit(10, 0).is_err());
+    }
+
+    #[test]
+    fn synthetic_non_digits_are_seeded_inked_and_of_every_kind() {
+        let mut kinds = Vec::new();
+        for seed in 0..40 {
+            let (kind, img) = synthetic_non_digit(seed);
+            assert_eq!(
+                (kind, &img),
+                (synthetic_non_digit(seed).0, &synthetic_non_digit(seed).1)
+            );
+            assert_ne!(img, synthetic_non_digit(seed + 5).1, "seed {seed}");
+            let ink: f32 = img.pixels.iter().sum();
+            assert!(ink > 10.0, "{kind:?} {seed}: {ink}");
+            assert!(img.pixels.iter().all(|v| (0.0..=1.0).contains(v)));
+            let (cy, cx) = img.centre_of_mass();
+            assert!(
+                (cy - 13.5).abs() < 1.5 && (cx - 13.5).abs() < 1.5,
+                "{kind:?}: {cy} {cx}"
+            );
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+        assert_eq!(kinds.len(), NonDigit::ALL.len());
     }
 }
