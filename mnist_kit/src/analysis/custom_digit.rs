@@ -258,50 +258,81 @@ fn local_background(lum: &[f32], w: usize, h: usize) -> Vec<f32> {
     let (gw, gh) = (w.div_ceil(cell), h.div_ceil(cell));
     let mut grid = vec![0f32; gw * gh];
     let mut count = vec![0u32; gw * gh];
-    for y in 0..h {
-        for x in 0..w {
-            let g = (y / cell) * gw + x / cell;
-            grid[g] += lum[y * w + x];
-            count[g] += 1;
+    for (y, row) in lum.chunks(w).enumerate() {
+        let g = (y / cell) * gw;
+        for (x, part) in row.chunks(cell).enumerate() {
+            grid[g + x] += part.iter().sum::<f32>();
+            count[g + x] += part.len() as u32;
         }
     }
     grid.iter_mut()
         .zip(&count)
         .for_each(|(v, &n)| *v /= n.max(1) as f32);
-    let radius = gw.max(gh) / 3;
-    let mut low = vec![0f32; gw * gh];
-    let mut window = Vec::with_capacity((2 * radius + 1).pow(2));
-    for gy in 0..gh {
-        for gx in 0..gw {
-            window.clear();
-            for y in gy.saturating_sub(radius)..=(gy + radius).min(gh - 1) {
-                let row = y * gw;
-                window.extend_from_slice(
-                    &grid[row + gx.saturating_sub(radius)..=row + (gx + radius).min(gw - 1)],
-                );
-            }
-            let quartile = window.len() / 4;
-            low[gy * gw + gx] = *window.select_nth_unstable_by(quartile, f32::total_cmp).1;
+    let low = lower_quartiles(&grid, gw, gh, gw.max(gh) / 3);
+    // Bilinear from cell centres back to pixels: each pixel's two neighbouring cells and
+    // weight along one axis, worked out once per column and once per row.
+    let weights = |n: usize, cells: usize| -> Vec<(usize, usize, f32)> {
+        (0..n)
+            .map(|i| {
+                let g = ((i as f32 + 0.5) / cell as f32 - 0.5).max(0.0);
+                let g0 = (g as usize).min(cells - 1);
+                (g0, (g0 + 1).min(cells - 1), (g - g0 as f32).clamp(0.0, 1.0))
+            })
+            .collect()
+    };
+    let (across, down) = (weights(w, gw), weights(h, gh));
+    let mut out = Vec::with_capacity(w * h);
+    for &(y0, y1, fy) in &down {
+        let (r0, r1) = (&low[y0 * gw..(y0 + 1) * gw], &low[y1 * gw..(y1 + 1) * gw]);
+        for &(x0, x1, fx) in &across {
+            let top = r0[x0] * (1.0 - fx) + r0[x1] * fx;
+            let bottom = r1[x0] * (1.0 - fx) + r1[x1] * fx;
+            out.push(top * (1.0 - fy) + bottom * fy);
         }
     }
-    // Bilinear from cell centres back to pixels.
-    let at = |gx: f32, gy: f32| -> f32 {
-        let (x0, y0) = (gx.floor().max(0.0), gy.floor().max(0.0));
-        let (x0i, y0i) = ((x0 as usize).min(gw - 1), (y0 as usize).min(gh - 1));
-        let (x1i, y1i) = ((x0i + 1).min(gw - 1), (y0i + 1).min(gh - 1));
-        let (fx, fy) = ((gx - x0).clamp(0.0, 1.0), (gy - y0).clamp(0.0, 1.0));
-        let v = |x: usize, y: usize| low[y * gw + x];
-        v(x0i, y0i) * (1.0 - fx) * (1.0 - fy)
-            + v(x1i, y0i) * fx * (1.0 - fy)
-            + v(x0i, y1i) * (1.0 - fx) * fy
-            + v(x1i, y1i) * fx * fy
-    };
-    let mut out = Vec::with_capacity(w * h);
-    for y in 0..h {
-        for x in 0..w {
-            let gx = (x as f32 + 0.5) / cell as f32 - 0.5;
-            let gy = (y as f32 + 0.5) / cell as f32 - 0.5;
-            out.push(at(gx, gy));
+    out
+}
+
+/// The lower quartile of the `2 radius + 1` square window (clipped at the edges) around every
+/// cell of `grid` (values in `[0, 1]`, taken to 1/255): a histogram slid along each row.
+fn lower_quartiles(grid: &[f32], gw: usize, gh: usize, radius: usize) -> Vec<f32> {
+    let level = |v: f32| (v.clamp(0.0, 1.0) * 255.0 + 0.5) as usize;
+    let mut out = vec![0f32; gw * gh];
+    for gy in 0..gh {
+        let rows = gy.saturating_sub(radius)..=(gy + radius).min(gh - 1);
+        let mut hist = [0u32; 256];
+        let mut n = 0u32;
+        let column = |x: usize, add: bool, hist: &mut [u32; 256], n: &mut u32| {
+            for y in rows.clone() {
+                let b = level(grid[y * gw + x]);
+                if add {
+                    hist[b] += 1;
+                    *n += 1;
+                } else {
+                    hist[b] -= 1;
+                    *n -= 1;
+                }
+            }
+        };
+        for x in 0..=radius.min(gw - 1) {
+            column(x, true, &mut hist, &mut n);
+        }
+        for gx in 0..gw {
+            let k = n / 4;
+            let mut seen = 0;
+            for (b, &c) in hist.iter().enumerate() {
+                seen += c;
+                if seen > k {
+                    out[gy * gw + gx] = b as f32 / 255.0;
+                    break;
+                }
+            }
+            if gx >= radius {
+                column(gx - radius, false, &mut hist, &mut n);
+            }
+            if gx + radius + 1 < gw {
+                column(gx + radius + 1, true, &mut hist, &mut n);
+            }
         }
     }
     out
@@ -327,7 +358,8 @@ fn percentile(v: &[f32], q: f32) -> f32 {
     // A 1024-bin histogram: exact enough for [0, 1] data and linear in the image size.
     let mut hist = [0usize; 1024];
     for &x in v {
-        hist[((x.clamp(0.0, 1.0) * 1023.0).round()) as usize] += 1;
+        // x >= 0 after the clamp: adding a half and truncating rounds (without a libm call).
+        hist[(x.clamp(0.0, 1.0) * 1023.0 + 0.5) as usize] += 1;
     }
     let target = ((v.len() - 1) as f32 * q) as usize;
     let mut seen = 0;
