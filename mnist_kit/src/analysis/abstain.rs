@@ -325,6 +325,19 @@ pub enum Abstention {
     Confidence,
 }
 
+impl Abstention {
+    /// The kind in words, for tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Abstention::Blank => "blank",
+            Abstention::Ink => "ink",
+            Abstention::NotADigit => "not a digit",
+            Abstention::Distance => "feature distance",
+            Abstention::Confidence => "confidence",
+        }
+    }
+}
+
 /// A digit, or a reasoned "not sure".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Answer {

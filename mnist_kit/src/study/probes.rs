@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::ExperimentResult;
 use super::aggregate::Ensemble;
 use crate::analysis::WeightStats;
+use crate::analysis::abstain::AbstentionRow;
 use crate::analysis::predictions::Prediction;
 use crate::analysis::real_digits::RealDigitsScore;
 use crate::fsutil::write_bytes_atomic;
@@ -50,6 +51,10 @@ pub struct Probes {
     pub validation_mnist_c: BTreeMap<String, f64>,
     /// A run's most confident mistakes on the test set.
     pub mistakes: BTreeMap<String, Vec<Prediction>>,
+    /// How a copied-out model answers with its calibration and digit gate (`models/robust
+    /// NAME seed S`): the MNIST test set, the real-world digits, the non-digits.
+    #[serde(default)]
+    pub abstention: BTreeMap<String, Vec<AbstentionRow>>,
 }
 
 /// Where and how the study ran: what the report states about its own run.

@@ -84,6 +84,113 @@ pub(crate) fn section(
         json_all.insert(label.to_string(), to_json(&[score], &subsets));
     }
     metrics.insert("real_digits".into(), Value::Object(json_all));
+    abstention(md, metrics, ctx, best)
+}
+
+/// Share of non-digits the served default should refuse, and of MNIST test digits it may.
+const GOAL_NON_DIGITS: f64 = 0.90;
+const GOAL_TEST_ABSTAIN: f64 = 0.01;
+/// Expected calibration error the served default may have on the test set.
+const GOAL_ECE: f64 = 0.015;
+
+/// How `models/robust` answers as served (its calibration and digit gate): the MNIST test set,
+/// the real-world digits and the non-digits, abstentions counted as wrong (a probe: measured
+/// once, from its weights).
+fn abstention(
+    md: &mut String,
+    metrics: &mut serde_json::Map<String, Value>,
+    ctx: &Ctx,
+    best: &BestModels,
+) -> Result<()> {
+    use crate::analysis::Calibration;
+    use crate::analysis::abstain::{Measure, measure};
+    let Some((run, _)) = best.robust() else {
+        return Ok(());
+    };
+    let key = format!("models/robust {}", run_key(run));
+    let dir = ctx.cfg.out.join("models").join("robust");
+    let recorded = ctx
+        .probes
+        .lock()
+        .ok()
+        .and_then(|p| p.abstention.get(&key).cloned());
+    if recorded.is_none() && !dir.join(RunDir::WEIGHTS).exists() {
+        return Ok(());
+    }
+    let rows = ctx.probe(
+        |p| p.abstention.get(&key).cloned(),
+        || {
+            let served = crate::train::Run::open(&dir)?;
+            let calibration = Calibration::load(&dir)?.ok_or_else(|| {
+                crate::Error::invalid("abstention", "models/robust has no calibration.json")
+            })?;
+            let net = &served.net;
+            measure(
+                net,
+                served.train.normalization,
+                &calibration,
+                ctx.mnist,
+                Measure::default(),
+            )
+        },
+        |p, v| {
+            p.abstention.insert(key.clone(), v);
+        },
+    )?;
+    let _ = writeln!(
+        md,
+        "\n### Knowing when not to answer\n\n`models/robust` as `mnist-kit serve` answers: with \
+         its temperature, ink limit, feature distance, digit gate (a LeNet-5 trained with \
+         outlier exposure on synthesized letters, signs, shapes, scribbles and textures) and \
+         confidence floor, all fit on training and validation images only. An abstention \
+         counts as wrong on digits and as right on non-digits (`data/non-digits`: blank pages, \
+         noise, the 52 letters in two typefaces, shapes, scribbles).\n\n\
+         | set | subset | images | abstained % | read right % | ECE % | abstained because |\n\
+         |---|---|---:|---:|---:|---:|---|"
+    );
+    let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}", 100.0 * v));
+    for r in &rows {
+        let why: Vec<String> = r
+            .why
+            .iter()
+            .map(|(k, n)| format!("{} {n}", k.label()))
+            .collect();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.2} | {} | {} | {} |",
+            r.set,
+            r.subset,
+            r.n,
+            100.0 * r.abstain_rate,
+            pct(r.accuracy),
+            pct(r.ece),
+            why.join(", ")
+        );
+    }
+    let find = |set: &str| rows.iter().find(|r| r.set == set && r.subset == "all");
+    let mark = |ok: bool| if ok { "met" } else { "**not met**" };
+    if let (Some(test), Some(non)) = (find("mnist-test"), find("non-digits")) {
+        let ece = test.ece.unwrap_or(f64::NAN);
+        let _ = writeln!(
+            md,
+            "\nGoals: non-digits abstained {:.1} % (≥ {:.0} %: {}); MNIST test digits \
+             abstained {:.2} % (≤ {:.0} %: {}); test ECE {:.2} % (≤ {:.1} %: {}).\n",
+            100.0 * non.abstain_rate,
+            100.0 * GOAL_NON_DIGITS,
+            mark(non.abstain_rate >= GOAL_NON_DIGITS),
+            100.0 * test.abstain_rate,
+            100.0 * GOAL_TEST_ABSTAIN,
+            mark(test.abstain_rate <= GOAL_TEST_ABSTAIN),
+            100.0 * ece,
+            100.0 * GOAL_ECE,
+            mark(ece <= GOAL_ECE)
+        );
+    }
+    let json_rows = serde_json::to_value(&rows).map_err(|source| crate::Error::Json {
+        context: "abstention rows".into(),
+        source,
+    })?;
+    metrics.insert("abstention".into(), json_rows);
     Ok(())
 }
 
