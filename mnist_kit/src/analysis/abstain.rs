@@ -768,6 +768,16 @@ pub struct AbstentionRow {
 }
 
 impl AbstentionRow {
+    /// Why it abstained, in words: `kind count` for each kind, comma-separated.
+    pub fn reasons(&self) -> String {
+        let why: Vec<String> = self
+            .why
+            .iter()
+            .map(|(k, n)| format!("{} {n}", k.label()))
+            .collect();
+        why.join(", ")
+    }
+
     /// The row of `answers` (with `labels` for digits).
     pub fn of(set: &str, subset: &str, answers: &[Answer], labels: Option<&[u8]>) -> Self {
         let n = answers.len().max(1) as f64;
@@ -872,6 +882,49 @@ pub fn measure(
     }
     rows.extend(grouped_rows("non-digits", &non));
     Ok(rows)
+}
+
+/// The rows of [`measure`] as a table: set, subset, images, abstained %, read right % (an
+/// abstention counts as wrong), ECE %, and why it abstained.
+pub fn abstention_table(rows: &[AbstentionRow]) -> Result<crate::display::Table> {
+    use polars::prelude::{Column, DataFrame};
+    let pct = |v: Option<f64>| v.map(|v| 100.0 * v);
+    let cols = vec![
+        Column::new(
+            "set".into(),
+            rows.iter().map(|r| r.set.clone()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "subset".into(),
+            rows.iter().map(|r| r.subset.clone()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "images".into(),
+            rows.iter().map(|r| r.n as u64).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "abstained %".into(),
+            rows.iter()
+                .map(|r| 100.0 * r.abstain_rate)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "read right %".into(),
+            rows.iter().map(|r| pct(r.accuracy)).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "ECE %".into(),
+            rows.iter().map(|r| pct(r.ece)).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "abstained because".into(),
+            rows.iter().map(AbstentionRow::reasons).collect::<Vec<_>>(),
+        ),
+    ];
+    Ok(crate::display::Table::new(
+        "how the model answers, abstaining where it should",
+        DataFrame::new_infer_height(cols)?,
+    ))
 }
 
 /// Rows for `set`: all its answers, then each subset's (in the order they come).

@@ -1018,7 +1018,6 @@ fn calibrate(a: CalibrateArgs) -> Result<()> {
     );
     let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}%", 100.0 * v));
     for r in rows {
-        let why: Vec<String> = r.why.iter().map(|(k, n)| format!("{k:?} {n}")).collect();
         println!(
             "{:<12} {:<14} {:>6} {:>9} {:>9} {:>7}  {}",
             r.set,
@@ -1027,7 +1026,7 @@ fn calibrate(a: CalibrateArgs) -> Result<()> {
             pct(Some(r.abstain_rate)),
             pct(r.accuracy),
             pct(r.ece),
-            why.join(", ").to_lowercase()
+            r.reasons()
         );
     }
     Ok(())

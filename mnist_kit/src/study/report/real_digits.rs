@@ -144,17 +144,12 @@ fn abstention(
          outlier exposure on synthesized letters, signs, shapes, scribbles and textures) and \
          confidence floor, all fit on training and validation images only. An abstention \
          counts as wrong on digits and as right on non-digits (`data/non-digits`: blank pages, \
-         noise, the 52 letters in two typefaces, shapes, scribbles).\n\n\
+         noise, the Latin letters in DejaVu Sans and Serif, shapes, scribbles).\n\n\
          | set | subset | images | abstained % | read right % | ECE % | abstained because |\n\
          |---|---|---:|---:|---:|---:|---|"
     );
     let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}", 100.0 * v));
     for r in &rows {
-        let why: Vec<String> = r
-            .why
-            .iter()
-            .map(|(k, n)| format!("{} {n}", k.label()))
-            .collect();
         let _ = writeln!(
             md,
             "| {} | {} | {} | {:.2} | {} | {} | {} |",
@@ -164,7 +159,7 @@ fn abstention(
             100.0 * r.abstain_rate,
             pct(r.accuracy),
             pct(r.ece),
-            why.join(", ")
+            r.reasons()
         );
     }
     let find = |set: &str| rows.iter().find(|r| r.set == set && r.subset == "all");
