@@ -954,13 +954,17 @@ fn calibrate(a: CalibrateArgs) -> Result<()> {
     let mut calibration = match kept {
         Some(c) => c,
         None => {
-            // With a gate, the gate takes its share of the validation digits.
-            let share = if a.gate {
-                a.target_abstain - mnist_kit::analysis::gate::GATE_TAIL
+            use mnist_kit::analysis::gate::{GATE_DIR, GATE_TAIL, Gate};
+            // A gate the run has stays (unless --gate trains a new one below); with a gate,
+            // the gate takes its share of the validation digits.
+            let gate = Gate::load(dir.join(GATE_DIR))?;
+            let share = if a.gate || gate.is_some() {
+                a.target_abstain - GATE_TAIL
             } else {
                 a.target_abstain
             };
-            let c = Calibration::fit_run(&run, &mnist, share)?;
+            let mut c = Calibration::fit_run(&run, &mnist, share)?;
+            c.gate = gate;
             c.save(&dir)?;
             c
         }

@@ -13,6 +13,7 @@ use super::super::probes::run_key;
 use super::context::{Ctx, finite};
 use super::export::BestModels;
 use crate::Result;
+use crate::analysis::abstain::AbstentionRow;
 use crate::analysis::real_digits::{RealDigits, RealDigitsScore};
 use crate::train::RunDir;
 
@@ -94,18 +95,33 @@ const GOAL_TEST_ABSTAIN: f64 = 0.01;
 const GOAL_ECE: f64 = 0.015;
 
 /// How `models/robust` answers as served (its calibration and digit gate): the MNIST test set,
-/// the real-world digits and the non-digits, abstentions counted as wrong (a probe: measured
-/// once, from its weights).
+/// the real-world digits and the non-digits, abstentions counted as wrong.
 fn abstention(
     md: &mut String,
     metrics: &mut serde_json::Map<String, Value>,
     ctx: &Ctx,
     best: &BestModels,
 ) -> Result<()> {
-    use crate::analysis::Calibration;
-    use crate::analysis::abstain::{Measure, measure};
-    let Some((run, _)) = best.robust() else {
+    let Some(rows) = abstention_rows(ctx, best)? else {
         return Ok(());
+    };
+    abstention_table(md, &rows);
+    let json_rows = serde_json::to_value(&rows).map_err(|source| crate::Error::Json {
+        context: "abstention rows".into(),
+        source,
+    })?;
+    metrics.insert("abstention".into(), json_rows);
+    Ok(())
+}
+
+/// The served default's abstention rows (a probe: measured once, from its weights and
+/// calibration); none when there is no robust model, or neither a record nor the files to
+/// measure.
+fn abstention_rows(ctx: &Ctx, best: &BestModels) -> Result<Option<Vec<AbstentionRow>>> {
+    use crate::analysis::Calibration;
+    use crate::analysis::abstain::{CALIBRATION_FILE, Measure, measure};
+    let Some((run, _)) = best.robust() else {
+        return Ok(None);
     };
     let key = format!("models/robust {}", run_key(run));
     let dir = ctx.cfg.out.join("models").join("robust");
@@ -114,19 +130,19 @@ fn abstention(
         .lock()
         .ok()
         .and_then(|p| p.abstention.get(&key).cloned());
-    if recorded.is_none() && !dir.join(RunDir::WEIGHTS).exists() {
-        return Ok(());
+    let measurable = dir.join(RunDir::WEIGHTS).exists() && dir.join(CALIBRATION_FILE).exists();
+    if recorded.is_none() && !measurable {
+        return Ok(None);
     }
-    let rows = ctx.probe(
+    ctx.probe(
         |p| p.abstention.get(&key).cloned(),
         || {
             let served = crate::train::Run::open(&dir)?;
             let calibration = Calibration::load(&dir)?.ok_or_else(|| {
                 crate::Error::invalid("abstention", "models/robust has no calibration.json")
             })?;
-            let net = &served.net;
             measure(
-                net,
+                &served.net,
                 served.train.normalization,
                 &calibration,
                 ctx.mnist,
@@ -136,7 +152,12 @@ fn abstention(
         |p, v| {
             p.abstention.insert(key.clone(), v);
         },
-    )?;
+    )
+    .map(Some)
+}
+
+/// The abstention rows as Markdown, with the goals.
+fn abstention_table(md: &mut String, rows: &[AbstentionRow]) {
     let _ = writeln!(
         md,
         "\n### Knowing when not to answer\n\n`models/robust` as `mnist-kit serve` answers: with \
@@ -149,7 +170,7 @@ fn abstention(
          |---|---|---:|---:|---:|---:|---|"
     );
     let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}", 100.0 * v));
-    for r in &rows {
+    for r in rows {
         let _ = writeln!(
             md,
             "| {} | {} | {} | {:.2} | {} | {} | {} |",
@@ -181,12 +202,6 @@ fn abstention(
             mark(ece <= GOAL_ECE)
         );
     }
-    let json_rows = serde_json::to_value(&rows).map_err(|source| crate::Error::Json {
-        context: "abstention rows".into(),
-        source,
-    })?;
-    metrics.insert("abstention".into(), json_rows);
-    Ok(())
 }
 
 /// Run `r`'s score on the real-world digits (a probe: measured once, from its weights).
