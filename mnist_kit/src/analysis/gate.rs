@@ -36,12 +36,13 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::abstain::{softmax_rows, split_outputs, unit_pixels};
 use super::custom_digit::{Digit, SIDE, digit_input};
 use super::synthetic::synthetic_non_digit;
 use crate::data::augment::AugmentConfig;
+use crate::data::mnist::unit_pixels;
 use crate::data::{NUM_CLASSES, Normalization, Split};
 use crate::models::{Model as _, Network};
+use crate::train::evaluate::{softmax_rows, split_outputs};
 use crate::train::{Optimizer, OptimizerConfig, RunDir};
 use crate::{Error, Result};
 

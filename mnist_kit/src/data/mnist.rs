@@ -373,3 +373,7 @@ fn load_split(dir: &Path, name: &str, (images, labels): (&str, &str)) -> Result<
     }
     Split::from_raw(name, img.data, lab.data, rows, cols)
 }
+/// The pixels of a raw MNIST image in `[0, 1]`.
+pub(crate) fn unit_pixels(img: &[u8]) -> Vec<f32> {
+    img.iter().map(|&v| f32::from(v) / 255.0).collect()
+}

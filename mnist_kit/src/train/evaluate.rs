@@ -1,6 +1,6 @@
 //! Evaluation of a network on a split, in batches, never dropping a sample.
 
-use candle_core::{D, Tensor};
+use candle_core::{D, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{BatchOptions, NUM_CLASSES, Normalization, Split};
@@ -134,4 +134,47 @@ pub(crate) fn correct_and_predictions(
         .map(|v| v as u8)
         .collect();
     Ok((correct, pred))
+}
+
+/// The logits (10 per image) and penultimate features (`width` per image) of `net` on every
+/// image of `split`, row-major: `(logits, features, width)`.
+pub fn split_outputs(
+    net: &Network,
+    split: &Split,
+    normalization: Normalization,
+) -> Result<(Vec<f32>, Vec<f32>, usize)> {
+    let opts = BatchOptions {
+        batch_size: 1000,
+        shuffle: false,
+        seed: 0,
+        normalization,
+    };
+    rayon::scope(|_| {
+        let mut logits = Vec::with_capacity(split.len() * NUM_CLASSES);
+        let mut features = Vec::new();
+        let mut width = 0;
+        for batch in split.batches(net.input_spec(), opts, 0, &Device::Cpu)? {
+            let (f, l) = net.features_and_logits(&batch?.images)?;
+            width = f.dim(1)?;
+            logits.extend(l.flatten_all()?.to_vec1::<f32>()?);
+            features.extend(f.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok((logits, features, width))
+    })
+}
+
+/// Softmax of each row of 10 logits divided by `temperature` (computed in f64).
+pub fn softmax_rows(logits: &[f32], temperature: f32) -> Vec<f32> {
+    let t = f64::from(temperature);
+    let mut out = Vec::with_capacity(logits.len());
+    for row in logits.chunks(NUM_CLASSES) {
+        let m = row
+            .iter()
+            .map(|&v| f64::from(v) / t)
+            .fold(f64::MIN, f64::max);
+        let e: Vec<f64> = row.iter().map(|&v| (f64::from(v) / t - m).exp()).collect();
+        let s: f64 = e.iter().sum();
+        out.extend(e.iter().map(|v| (v / s) as f32));
+    }
+    out
 }
