@@ -35,7 +35,7 @@ use super::real_digits::{RealDigits, file_name, sorted_entries};
 use crate::data::mnist::unit_pixels;
 use crate::data::{NUM_CLASSES, Normalization, Split};
 use crate::models::Network;
-use crate::train::evaluate::{softmax_rows, split_outputs};
+use crate::train::evaluate::{softmax_rows, split_outputs, top_probabilities};
 use crate::{Error, Result};
 
 /// The file a run directory keeps its calibration in.
@@ -411,10 +411,7 @@ impl Calibration {
         };
         let raw = softmax_rows(&logits, 1.0);
         let scaled = softmax_rows(&logits, temperature);
-        let conf: Vec<f32> = scaled
-            .chunks(NUM_CLASSES)
-            .map(|p| p.iter().cloned().fold(0.0, f32::max))
-            .collect();
+        let conf = top_probabilities(&scaled);
         // The floor: the rest of the share, from the confidences of the digits kept so far.
         let n = labels.len();
         let flagged = far.iter().filter(|&&b| b).count();
@@ -487,11 +484,7 @@ impl Calibration {
         if !path.exists() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let c: Calibration = serde_json::from_str(&text).map_err(|source| Error::Json {
-            context: path.display().to_string(),
-            source,
-        })?;
+        let c: Calibration = crate::fsutil::read_json(&path)?;
         if !(c.temperature.is_finite() && c.temperature > 0.0) {
             return Err(Error::Checkpoint {
                 path,
@@ -507,12 +500,7 @@ impl Calibration {
         if let Some(g) = &self.gate {
             g.save(dir.as_ref().join(GATE_DIR))?;
         }
-        let path = dir.as_ref().join(CALIBRATION_FILE);
-        let text = serde_json::to_string_pretty(self).map_err(|source| Error::Json {
-            context: path.display().to_string(),
-            source,
-        })?;
-        crate::fsutil::write_bytes_atomic(&path, text.as_bytes())
+        crate::fsutil::write_json(&dir.as_ref().join(CALIBRATION_FILE), self)
     }
 
     /// The answer for a preprocessed digit whose logits and penultimate features are

@@ -411,17 +411,29 @@ pub(crate) fn digit_input(
     digit: &Digit,
     normalization: crate::data::Normalization,
 ) -> Result<candle_core::Tensor> {
+    pixels_input(net, &[&digit.pixels], normalization)
+}
+
+/// 28x28 images (`[0, 1]`, ink high) as `net`'s input batch, as [`digit_input`] makes one.
+pub(crate) fn pixels_input(
+    net: &crate::models::Network,
+    images: &[&[f32]],
+    normalization: crate::data::Normalization,
+) -> Result<candle_core::Tensor> {
     let spec = net.input_spec();
     let pad = spec.side.saturating_sub(SIDE) / 2;
-    let mut input = vec![normalization.background(); spec.len()];
-    for r in 0..SIDE.min(spec.side) {
-        for c in 0..SIDE.min(spec.side) {
-            input[(r + pad) * spec.side + c + pad] = normalization.apply(digit.at(r, c));
+    let mut input = vec![normalization.background(); images.len() * spec.len()];
+    for (img, out) in images.iter().zip(input.chunks_mut(spec.len())) {
+        for r in 0..SIDE.min(spec.side) {
+            for c in 0..SIDE.min(spec.side) {
+                out[(r + pad) * spec.side + c + pad] =
+                    normalization.apply(img.get(r * SIDE + c).copied().unwrap_or(0.0));
+            }
         }
     }
     Ok(candle_core::Tensor::from_vec(
         input,
-        spec.batch_shape(1),
+        spec.batch_shape(images.len()),
         net.device(),
     )?)
 }

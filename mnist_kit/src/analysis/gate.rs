@@ -36,13 +36,13 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::custom_digit::{Digit, SIDE, digit_input};
+use super::custom_digit::{Digit, SIDE, digit_input, pixels_input};
 use super::synthetic::synthetic_non_digit;
 use crate::data::augment::AugmentConfig;
 use crate::data::mnist::unit_pixels;
-use crate::data::{NUM_CLASSES, Normalization, Split};
+use crate::data::{Normalization, Split};
 use crate::models::{Model as _, Network};
-use crate::train::evaluate::{softmax_rows, split_outputs};
+use crate::train::evaluate::{softmax_rows, split_outputs, top_probabilities};
 use crate::train::{Optimizer, OptimizerConfig, RunDir};
 use crate::{Error, Result};
 
@@ -139,8 +139,7 @@ pub struct GateFit {
     /// Validation digits the floor was chosen on, and the share under it.
     pub validation: (usize, f64),
     /// [`Split::digest`] of those validation digits.
-    #[serde(default)]
-    pub validation_digest: Option<u64>,
+    pub validation_digest: u64,
     /// How the gate trained.
     pub config: GateConfig,
 }
@@ -173,10 +172,11 @@ impl PartialEq for Gate {
                 .map(|p| p.var.as_tensor().flatten_all().ok()?.to_vec1::<f32>().ok())
                 .collect()
         };
-        self.fit == other.fit
-            && self.net.name() == other.net.name()
-            && weights(self).is_some()
-            && weights(self) == weights(other)
+        if self.fit != other.fit || self.net.name() != other.net.name() {
+            return false;
+        }
+        let mine = weights(self);
+        mine.is_some() && mine == weights(other)
     }
 }
 
@@ -249,7 +249,7 @@ impl Gate {
             fit: GateFit {
                 floor,
                 validation: (scores.len(), under as f64 / scores.len() as f64),
-                validation_digest: Some(validation.digest()),
+                validation_digest: validation.digest(),
                 config: cfg.clone(),
             },
         })
@@ -278,7 +278,7 @@ impl Gate {
             .forward_t(&x, false)?
             .flatten_all()?
             .to_vec1::<f32>()?;
-        Ok(top(&softmax_rows(&logits, 1.0))
+        Ok(top_probabilities(&softmax_rows(&logits, 1.0))
             .first()
             .copied()
             .unwrap_or(0.0))
@@ -298,12 +298,7 @@ impl Gate {
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         let run = RunDir::new(dir.as_ref());
         run.save_network(&self.net)?;
-        let path = run.file(GATE_FILE);
-        let text = serde_json::to_string_pretty(&self.fit).map_err(|source| Error::Json {
-            context: path.display().to_string(),
-            source,
-        })?;
-        crate::fsutil::write_bytes_atomic(&path, text.as_bytes())
+        crate::fsutil::write_json(&run.file(GATE_FILE), &self.fit)
     }
 
     /// Reads a gate written by [`Gate::save`]; `None` when `dir` has no `gate.json`.
@@ -313,11 +308,7 @@ impl Gate {
         if !path.exists() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let fit: GateFit = serde_json::from_str(&text).map_err(|source| Error::Json {
-            context: path.display().to_string(),
-            source,
-        })?;
+        let fit: GateFit = crate::fsutil::read_json(&path)?;
         if !(fit.floor.is_finite() && (0.0..=1.0).contains(&fit.floor)) {
             return Err(Error::Checkpoint {
                 path,
@@ -341,7 +332,8 @@ fn step(
     labels: Vec<u32>,
     cfg: &GateConfig,
 ) -> Result<f32> {
-    let x = batch(net, images, cfg.normalization)?;
+    let refs: Vec<&[f32]> = images.iter().map(Vec::as_slice).collect();
+    let x = pixels_input(net, &refs, cfg.normalization)?;
     let logits = net.forward_t(&x, true)?;
     let n = labels.len();
     let digits = logits.narrow(0, 0, n)?;
@@ -359,17 +351,9 @@ fn step(
     Ok(value)
 }
 
-/// The largest value of each row of ten probabilities.
-fn top(probabilities: &[f32]) -> Vec<f32> {
-    probabilities
-        .chunks(NUM_CLASSES)
-        .map(|p| p.iter().copied().fold(0.0, f32::max))
-        .collect()
-}
-
 fn scores(net: &Network, split: &Split, normalization: Normalization) -> Result<Vec<f32>> {
     let (logits, _, _) = split_outputs(net, split, normalization)?;
-    Ok(top(&softmax_rows(&logits, 1.0)))
+    Ok(top_probabilities(&softmax_rows(&logits, 1.0)))
 }
 
 /// The value with a `tail` share of `scores` under it.
@@ -378,27 +362,6 @@ fn floor(scores: &[f32], tail: f64) -> f32 {
     s.sort_by(f32::total_cmp);
     let k = (s.len() as f64 * tail).floor() as usize;
     s.get(k).copied().unwrap_or(0.0)
-}
-
-/// Images (28x28, `[0, 1]`) as `net`'s input batch.
-fn batch(net: &Network, images: &[Vec<f32>], normalization: Normalization) -> Result<Tensor> {
-    let spec = net.input_spec();
-    let pad = spec.side.saturating_sub(SIDE) / 2;
-    let mut data = vec![normalization.background(); images.len() * spec.len()];
-    for (k, img) in images.iter().enumerate() {
-        let base = k * spec.len();
-        for r in 0..SIDE.min(spec.side) {
-            for c in 0..SIDE.min(spec.side) {
-                data[base + (r + pad) * spec.side + c + pad] =
-                    normalization.apply(img[r * SIDE + c]);
-            }
-        }
-    }
-    Ok(Tensor::from_vec(
-        data,
-        spec.batch_shape(images.len()),
-        &Device::Cpu,
-    )?)
 }
 
 #[cfg(test)]

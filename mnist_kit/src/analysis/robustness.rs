@@ -55,7 +55,7 @@ impl Variant {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let mut images = Vec::with_capacity(split.len() * split.image_len());
         for (img, _) in split.iter() {
-            let mut unit: Vec<f32> = img.iter().map(|&p| f32::from(p) / 255.0).collect();
+            let mut unit = crate::data::mnist::unit_pixels(img);
             match *self {
                 Variant::Plain => {}
                 Variant::Shift(dx, dy) => Affine::shift(dx, dy).warp(&mut unit, side, None),

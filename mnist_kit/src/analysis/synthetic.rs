@@ -10,7 +10,7 @@ use crate::data::augment::Affine;
 use crate::{Error, Result};
 
 /// Strokes of each digit as polylines in a unit box (x right, y down).
-fn strokes(digit: u8) -> Vec<Vec<(f32, f32)>> {
+fn strokes(digit: u8) -> Strokes {
     match digit {
         0 => vec![arc(0.5, 0.5, 0.32, 0.45, 0.0, 360.0, 24)],
         1 => vec![vec![(0.35, 0.2), (0.55, 0.05), (0.55, 0.95)]],
@@ -139,7 +139,7 @@ fn recentre(img: &mut [f32]) {
 pub enum NonDigit {
     /// A letter or sign drawn with a pen, from the ones no digit looks like.
     Letter,
-    /// The outline of a polygon, star, cross, arrow or heart.
+    /// The outline of a polygon, star, plus, arrow, heart, crossed box or face, or a zigzag.
     Shape,
     /// A random pen path.
     Scribble,
@@ -177,8 +177,7 @@ pub fn synthetic_non_digit(seed: u64) -> (NonDigit, Digit) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6e6f_6e64_6967_6974);
     let digit = match kind {
         NonDigit::Letter => {
-            let glyphs = glyphs();
-            let mut g = glyphs[rng.random_range(0..glyphs.len())].clone();
+            let mut g = GLYPHS[rng.random_range(0..GLYPHS.len())].clone();
             if rng.random::<bool>() {
                 g = with_serifs(g);
             }
@@ -213,6 +212,9 @@ fn arc(cx: f32, cy: f32, rx: f32, ry: f32, from: f32, to: f32, n: usize) -> Vec<
         })
         .collect()
 }
+
+/// [`glyphs`], drawn up once.
+static GLYPHS: std::sync::LazyLock<Vec<Strokes>> = std::sync::LazyLock::new(glyphs);
 
 /// Letters and signs as pen strokes in a unit box, left out: the ones a digit can look like
 /// (O, o, D, I, l, i, j, S, s, Z, z, B, b, G, g, q, a, d, and the like).
@@ -348,7 +350,7 @@ fn glyphs() -> Vec<Strokes> {
             l(&[(0.2, 0.45), (0.8, 0.95)]),
             l(&[(0.8, 0.45), (0.2, 0.95)]),
         ],
-        // # & % ? ! = < > @
+        // # (a crossed %) ? ! = < > @
         vec![
             l(&[(0.35, 0.05), (0.3, 0.95)]),
             l(&[(0.7, 0.05), (0.65, 0.95)]),

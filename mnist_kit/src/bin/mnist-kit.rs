@@ -951,31 +951,28 @@ fn calibrate(a: CalibrateArgs) -> Result<()> {
     } else {
         None
     };
-    let mut calibration = match kept {
-        Some(c) => c,
-        None => {
-            use mnist_kit::analysis::gate::{GATE_DIR, GATE_TAIL, Gate};
-            // A gate the run has stays (unless --gate trains a new one below); with a gate,
-            // the gate takes its share of the validation digits.
-            let gate = Gate::load(dir.join(GATE_DIR))?;
-            let share = if a.gate || gate.is_some() {
-                a.target_abstain - GATE_TAIL
-            } else {
-                a.target_abstain
-            };
-            let mut c = Calibration::fit_run(&run, &mnist, share)?;
-            c.gate = gate;
-            c.save(&dir)?;
-            c
-        }
-    };
-    if a.gate {
-        use mnist_kit::analysis::gate::{Gate, GateConfig};
+    use mnist_kit::analysis::gate::{GATE_DIR, GATE_TAIL, Gate, GateConfig};
+    // --gate trains a new gate; else the run's gate (if any) stays.
+    let gate = if a.gate {
         let cfg = GateConfig {
             epochs: a.gate_epochs,
             ..Default::default()
         };
-        calibration.gate = Some(Gate::train_for_run(&run, &mnist, &cfg)?);
+        Some(Gate::train_for_run(&run, &mnist, &cfg)?)
+    } else {
+        Gate::load(dir.join(GATE_DIR))?
+    };
+    let refit = kept.is_none();
+    let mut calibration = match kept {
+        Some(c) => c,
+        // With a gate, the gate takes its share of the validation digits.
+        None => {
+            let share = a.target_abstain - if gate.is_some() { GATE_TAIL } else { 0.0 };
+            Calibration::fit_run(&run, &mnist, share)?
+        }
+    };
+    calibration.gate = gate;
+    if refit || a.gate {
         calibration.save(&dir)?;
     }
     let what = Measure {

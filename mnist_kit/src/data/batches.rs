@@ -209,7 +209,7 @@ impl<'a> Batches<'a> {
             let Some(pixels) = self.split.image(pos) else {
                 return;
             };
-            let mut unit: Vec<f32> = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
+            let mut unit = super::mnist::unit_pixels(pixels);
             if let Some((t, seed)) = self.transform {
                 let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, pos as u64));
                 t(&mut unit, cols, &mut rng);

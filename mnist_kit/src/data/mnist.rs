@@ -140,14 +140,10 @@ impl Split {
     /// # Ok::<(), mnist_kit::Error>(())
     /// ```
     pub fn digest(&self) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for (img, label) in self.iter() {
-            for &b in img.iter().chain(std::iter::once(&label)) {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        }
-        h
+        fnv1a(
+            self.iter()
+                .flat_map(|(img, label)| img.iter().copied().chain([label])),
+        )
     }
 
     /// A view on the given positions of this view (positions past the end are an error).
@@ -373,6 +369,14 @@ fn load_split(dir: &Path, name: &str, (images, labels): (&str, &str)) -> Result<
     }
     Split::from_raw(name, img.data, lab.data, rows, cols)
 }
+
+/// The 64-bit FNV-1a hash of `bytes`.
+pub(crate) fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// The pixels of a raw MNIST image in `[0, 1]`.
 pub(crate) fn unit_pixels(img: &[u8]) -> Vec<f32> {
     img.iter().map(|&v| f32::from(v) / 255.0).collect()

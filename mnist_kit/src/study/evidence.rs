@@ -253,18 +253,13 @@ impl Evidence {
 
 /// A comparison's own seed for its seed resampling, from the pair and the quantity.
 fn seed_of(a: &str, b: &str, metric: Metric) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for byte in a
-        .bytes()
-        .chain([0])
-        .chain(b.bytes())
-        .chain([0])
-        .chain(metric.name().bytes())
-    {
-        h ^= u64::from(byte);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    crate::data::mnist::fnv1a(
+        a.bytes()
+            .chain([0])
+            .chain(b.bytes())
+            .chain([0])
+            .chain(metric.name().bytes()),
+    )
 }
 
 impl Comparison {

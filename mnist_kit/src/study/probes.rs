@@ -87,11 +87,7 @@ impl Probes {
         if !path.exists() {
             return Ok(Probes::default());
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        serde_json::from_str(&text).map_err(|source| Error::Json {
-            context: path.display().to_string(),
-            source,
-        })
+        crate::fsutil::read_json(&path)
     }
 
     /// Saves them under `out`.

@@ -11,7 +11,7 @@ use super::{Experiment, ExperimentResult, StudyConfig, plan};
 use crate::analysis::ConfusionMatrix;
 use crate::data::corrupt::{Corruption, DEFAULT_SEED, corrupt_split};
 use crate::data::{Mnist, Split};
-use crate::fsutil::write_bytes_atomic;
+use crate::fsutil::write_json;
 use crate::models::Network;
 use crate::train::RunDir;
 use crate::train::{TrainConfig, TrainData, Trainer, evaluate};
@@ -313,14 +313,6 @@ pub fn corrupted_test_sets(mnist: &Mnist) -> Result<Vec<(Corruption, Split)>> {
         .collect::<Result<Vec<_>>>()?;
     cache.push((mnist.dir.clone(), sets.clone()));
     Ok(sets)
-}
-
-pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(|source| Error::Json {
-        context: path.display().to_string(),
-        source,
-    })?;
-    write_bytes_atomic(path, &bytes)
 }
 
 /// What [`run`] trains: experiments of the plan, by name, group or pattern (see

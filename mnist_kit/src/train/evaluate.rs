@@ -163,6 +163,14 @@ pub fn split_outputs(
     })
 }
 
+/// The largest probability of each row of ten (the confidence of each answer).
+pub fn top_probabilities(probabilities: &[f32]) -> Vec<f32> {
+    probabilities
+        .chunks(NUM_CLASSES)
+        .map(|p| p.iter().copied().fold(0.0, f32::max))
+        .collect()
+}
+
 /// Softmax of each row of 10 logits divided by `temperature` (computed in f64).
 pub fn softmax_rows(logits: &[f32], temperature: f32) -> Vec<f32> {
     let t = f64::from(temperature);

@@ -11,13 +11,14 @@ use serde_json::{Value, json};
 use super::super::ExperimentResult;
 use super::super::aggregate::{Metric, Replicates, best_on_validation, returned_val_accuracy};
 use super::super::probes::Machine;
-use super::super::run::{run_dir, write_json};
+use super::super::run::run_dir;
 use super::super::stats::Summary;
 use super::context::{Ctx, finite};
 use crate::Result;
 use crate::analysis::gate::{GATE_DIR, GATE_TAIL, Gate, GateConfig};
 use crate::data::Split;
 use crate::data::corrupt::{Corruption, DEFAULT_SEED, corrupt_split};
+use crate::fsutil::write_json;
 use crate::train::RunDir;
 use crate::train::{TrainData, evaluate};
 
@@ -137,8 +138,7 @@ fn gate(ctx: &Ctx, train: &Split, validation: &Split) -> Result<Gate> {
     let dir = ctx.cfg.out.join(GATE_DIR);
     if let Some(g) = Gate::load(&dir)?
         && g.fit.config == cfg
-        && g.fit.validation.0 == validation.len()
-        && g.fit.validation_digest == Some(validation.digest())
+        && g.fit.validation_digest == validation.digest()
     {
         return Ok(g);
     }
