@@ -144,6 +144,16 @@ pub fn preprocess(img: &DynamicImage, name: &str) -> Result<Digit> {
         img
     };
     let (w, h) = (img.width() as usize, img.height() as usize);
+    let (lum, inverted) = ink_luminance(img);
+    let v = stretch_ink(lum, w, h, name)?;
+    let pixels = centred_box(&v, w, h, name)?;
+    Ok(Digit { pixels, inverted })
+}
+
+/// The image as ink luminance (light ink on dark, as MNIST), the local background taken
+/// away, and whether it had to be inverted.
+fn ink_luminance(img: &DynamicImage) -> (Vec<f32>, bool) {
+    let (w, h) = (img.width() as usize, img.height() as usize);
     let rgba = img.to_rgba32f();
     let lum_alpha: Vec<(f32, f32)> = rgba
         .pixels()
@@ -181,6 +191,12 @@ pub fn preprocess(img: &DynamicImage, name: &str) -> Result<Digit> {
     lum.iter_mut()
         .zip(&local)
         .for_each(|(v, b)| *v = (*v - b).max(0.0));
+    (lum, inverted)
+}
+
+/// The ink stretched from the background level (0) to its strength (1), texture below a
+/// quarter of it cleared; an error for an image with no ink.
+fn stretch_ink(lum: Vec<f32>, w: usize, h: usize, name: &str) -> Result<Vec<f32>> {
     // Background removal: subtract the border level, stretch so the strongest ink is 1.
     let bg = border_median(&lum, w, h).min(percentile(&lum, 0.5));
     let ink = percentile(&lum, 0.995).max(lum.iter().cloned().fold(0.0, f32::max) * 0.9);
@@ -194,8 +210,8 @@ pub fn preprocess(img: &DynamicImage, name: &str) -> Result<Digit> {
         ));
     }
     let mut v: Vec<f32> = lum
-        .iter()
-        .map(|&x| ((x - bg) / (ink - bg)).clamp(0.0, 1.0))
+        .into_iter()
+        .map(|x| ((x - bg) / (ink - bg)).clamp(0.0, 1.0))
         .collect();
     // Paper texture and shadows below a quarter of the ink's strength are background.
     v.iter_mut().for_each(|x| {
@@ -203,8 +219,22 @@ pub fn preprocess(img: &DynamicImage, name: &str) -> Result<Digit> {
             *x = 0.0
         }
     });
+    Ok(v)
+}
+
+/// The ink's bounding box fitted into 20x20 (aspect kept, anti-aliased) and placed on 28x28
+/// so that its centre of mass lands on the centre.
+fn centred_box(v: &[f32], w: usize, h: usize, name: &str) -> Result<Vec<f32>> {
+    let bad = |reason: &str| Error::Image {
+        source_name: name.to_string(),
+        reason: reason.to_string(),
+    };
+    let blank = |reason: &str| Error::Blank {
+        source_name: name.to_string(),
+        reason: reason.to_string(),
+    };
     let (r0, r1, c0, c1) =
-        bounding_box(&v, w, h).ok_or_else(|| blank("no ink after background removal"))?;
+        bounding_box(v, w, h).ok_or_else(|| blank("no ink after background removal"))?;
     let (cw, ch) = (c1 - c0 + 1, r1 - r0 + 1);
     let crop: Vec<f32> = (r0..=r1)
         .flat_map(|r| v[r * w + c0..=r * w + c1].to_vec())
@@ -243,7 +273,7 @@ pub fn preprocess(img: &DynamicImage, name: &str) -> Result<Digit> {
             }
         }
     }
-    Ok(Digit { pixels, inverted })
+    Ok(pixels)
 }
 
 /// Side of the grid the local background is estimated on.

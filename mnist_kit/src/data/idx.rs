@@ -88,52 +88,7 @@ fn parse_stream(
         path: path.to_path_buf(),
         reason,
     };
-    let mut magic = [0u8; 4];
-    read_exact(
-        &mut reader,
-        &mut magic,
-        path,
-        "file shorter than the 4-byte magic",
-    )?;
-    if magic[0] != 0 || magic[1] != 0 {
-        return Err(bad(format!(
-            "bad magic {:02x}{:02x}{:02x}{:02x}: expected 0000 then type and rank",
-            magic[0], magic[1], magic[2], magic[3]
-        )));
-    }
-    if magic[2] != IDX_UBYTE {
-        return Err(bad(format!(
-            "element type 0x{:02x} is not supported (expected 0x08, unsigned byte)",
-            magic[2]
-        )));
-    }
-    if magic[3] as usize != rank {
-        return Err(bad(format!(
-            "rank {} but expected {rank} dimension(s)",
-            magic[3]
-        )));
-    }
-    let mut dims = Vec::with_capacity(rank);
-    let mut payload: u64 = 1;
-    for i in 0..rank {
-        let mut d = [0u8; 4];
-        read_exact(
-            &mut reader,
-            &mut d,
-            path,
-            "header ends before its dimensions",
-        )?;
-        let d = u32::from_be_bytes(d);
-        payload = payload
-            .checked_mul(u64::from(d))
-            .filter(|&p| p <= MAX_PAYLOAD_BYTES)
-            .ok_or_else(|| {
-                bad(format!(
-                    "dimension {i} = {d} makes the payload larger than the {MAX_PAYLOAD_BYTES}-byte limit"
-                ))
-            })?;
-        dims.push(d as usize);
-    }
+    let (dims, payload) = read_header(&mut reader, path, rank)?;
     let header_len = 4 + 4 * rank as u64;
     if let Some(len) = exact_len
         && len != header_len + payload
@@ -173,6 +128,56 @@ fn parse_stream(
         )));
     }
     Ok(IdxArray { dims, data })
+}
+
+/// Reads and checks the magic and the dimensions: the dimensions and the payload's size.
+fn read_header(reader: &mut impl Read, path: &Path, rank: usize) -> Result<(Vec<usize>, u64)> {
+    let bad = |reason: String| Error::Idx {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut magic = [0u8; 4];
+    read_exact(
+        reader,
+        &mut magic,
+        path,
+        "file shorter than the 4-byte magic",
+    )?;
+    if magic[0] != 0 || magic[1] != 0 {
+        return Err(bad(format!(
+            "bad magic {:02x}{:02x}{:02x}{:02x}: expected 0000 then type and rank",
+            magic[0], magic[1], magic[2], magic[3]
+        )));
+    }
+    if magic[2] != IDX_UBYTE {
+        return Err(bad(format!(
+            "element type 0x{:02x} is not supported (expected 0x08, unsigned byte)",
+            magic[2]
+        )));
+    }
+    if magic[3] as usize != rank {
+        return Err(bad(format!(
+            "rank {} but expected {rank} dimension(s)",
+            magic[3]
+        )));
+    }
+    let mut dims = Vec::with_capacity(rank);
+    let mut payload: u64 = 1;
+    for i in 0..rank {
+        let mut d = [0u8; 4];
+        read_exact(reader, &mut d, path, "header ends before its dimensions")?;
+        let d = u32::from_be_bytes(d);
+        payload = payload
+            .checked_mul(u64::from(d))
+            .filter(|&p| p <= MAX_PAYLOAD_BYTES)
+            .ok_or_else(|| {
+                bad(format!(
+                    "dimension {i} = {d} makes the payload larger than the {MAX_PAYLOAD_BYTES}-byte limit"
+                ))
+            })?;
+        dims.push(d as usize);
+    }
+    Ok((dims, payload))
 }
 
 fn read_exact(reader: &mut impl Read, buf: &mut [u8], path: &Path, what: &str) -> Result<()> {

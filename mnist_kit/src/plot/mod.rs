@@ -887,8 +887,6 @@ fn histogram_bars(
 /// red, the diagonal (correct answers) in grey so that it does not swamp them, and the most
 /// confused pairs listed beside.
 pub fn confusion_heatmap(name: &str, cm: &ConfusionMatrix) -> Figure {
-    use plotly::common::Font;
-    use plotly::layout::Annotation;
     let n = crate::data::NUM_CLASSES;
     // The counts where `keep(true, predicted)`, gaps elsewhere: two heatmaps, one scale each.
     let part = |keep: fn(usize, usize) -> bool| -> Vec<Vec<Option<u64>>> {
@@ -926,6 +924,54 @@ pub fn confusion_heatmap(name: &str, cm: &ConfusionMatrix) -> Figure {
         "colorbar": {"title": {"text": "errors"}, "dtick": max_err.div_ceil(8)},
         "hovertemplate": "true %{y}, predicted %{x}: %{z} errors<extra></extra>",
     }))));
+    let notes = confusion_notes(cm, max_err);
+    let total = cm.total();
+    let wrong: u64 = errors.iter().flatten().flatten().sum();
+    plot.set_layout(
+        Layout::new()
+            .title(
+                // Pinned to the top of the figure, clear of the axis title above the columns.
+                title(&format!(
+                    "{name}: confusion matrix, {wrong} errors of {total}<br><sup>counts; \
+                     errors from white to red, correct answers on the grey diagonal</sup>"
+                ))
+                .y_ref(plotly::common::Reference::Container)
+                .y(0.975)
+                .y_anchor(plotly::common::Anchor::Top),
+            )
+            .x_axis(
+                Axis::new()
+                    .title(title("predicted"))
+                    .dtick(1.0)
+                    .side(plotly::common::AxisSide::Top)
+                    .type_(plotly::layout::AxisType::Category),
+            )
+            .y_axis(
+                Axis::new()
+                    .title(title("true"))
+                    .dtick(1.0)
+                    .type_(plotly::layout::AxisType::Category)
+                    .range(vec![n as f64 - 0.5, -0.5])
+                    .scale_anchor("x"),
+            )
+            .annotations(notes)
+            .margin(
+                plotly::layout::Margin::new()
+                    .left(60)
+                    .right(260)
+                    .top(130)
+                    .bottom(30),
+            ),
+    );
+    Figure::sized(format!("confusion_{name}"), plot, 900, 700)
+}
+
+/// The confusion heatmap's annotations: each cell's count (white on dark cells, grey for
+/// zero) and the most confused pairs beside the matrix.
+fn confusion_notes(cm: &ConfusionMatrix, max_err: u64) -> Vec<plotly::layout::Annotation> {
+    use plotly::common::Font;
+    use plotly::layout::Annotation;
+    let n = crate::data::NUM_CLASSES;
     let mut notes: Vec<Annotation> = Vec::new();
     for t in 0..n {
         for p in 0..n {
@@ -970,45 +1016,7 @@ pub fn confusion_heatmap(name: &str, cm: &ConfusionMatrix) -> Figure {
             .show_arrow(false)
             .font(Font::new().size(13)),
     );
-    let total = cm.total();
-    let wrong: u64 = errors.iter().flatten().flatten().sum();
-    plot.set_layout(
-        Layout::new()
-            .title(
-                // Pinned to the top of the figure, clear of the axis title above the columns.
-                title(&format!(
-                    "{name}: confusion matrix, {wrong} errors of {total}<br><sup>counts; \
-                     errors from white to red, correct answers on the grey diagonal</sup>"
-                ))
-                .y_ref(plotly::common::Reference::Container)
-                .y(0.975)
-                .y_anchor(plotly::common::Anchor::Top),
-            )
-            .x_axis(
-                Axis::new()
-                    .title(title("predicted"))
-                    .dtick(1.0)
-                    .side(plotly::common::AxisSide::Top)
-                    .type_(plotly::layout::AxisType::Category),
-            )
-            .y_axis(
-                Axis::new()
-                    .title(title("true"))
-                    .dtick(1.0)
-                    .type_(plotly::layout::AxisType::Category)
-                    .range(vec![n as f64 - 0.5, -0.5])
-                    .scale_anchor("x"),
-            )
-            .annotations(notes)
-            .margin(
-                plotly::layout::Margin::new()
-                    .left(60)
-                    .right(260)
-                    .top(130)
-                    .bottom(30),
-            ),
-    );
-    Figure::sized(format!("confusion_{name}"), plot, 900, 700)
+    notes
 }
 
 /// A plotly trace given as its JSON (for attributes the typed API lacks, like `zmid`,

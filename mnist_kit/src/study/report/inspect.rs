@@ -21,7 +21,6 @@ pub(crate) fn weights(md: &mut String, ctx: &Ctx) -> Result<()> {
         .iter()
         .filter_map(|n| ctx.find(n))
         .collect();
-    let (mnist, sink) = (ctx.mnist, &ctx.sink);
     let inspected: Vec<&&Replicates> = arch
         .iter()
         .filter(|r| ["dense128", "lenet5"].contains(&r.name()))
@@ -30,76 +29,103 @@ pub(crate) fn weights(md: &mut String, ctx: &Ctx) -> Result<()> {
         let _ = writeln!(md, "\n## Weight inspection and capacity\n");
     }
     for r in inspected {
-        let Some(first) = r.first() else { continue };
-        let Some(dir) = &first.dir else { continue };
-        let name = r.name();
-        let load = || RunDir::new(dir).load_network(&Device::Cpu);
-        let stats = ctx.probe(
-            |p| p.weights.get(name).cloned(),
-            || crate::analysis::weight_stats(&load()?),
-            |p, v| {
-                p.weights.insert(name.to_string(), v);
-            },
-        )?;
-        let _ = writeln!(md, "### {name} (seed {})\n", first.seed());
+        inspect_model(md, ctx, r)?;
+    }
+    attention(md, ctx, &arch)
+}
+
+/// One model's weight statistics and first-layer filters (first seed).
+fn inspect_model(md: &mut String, ctx: &Ctx, r: &Replicates) -> Result<()> {
+    let Some(first) = r.first() else {
+        return Ok(());
+    };
+    let Some(dir) = &first.dir else {
+        return Ok(());
+    };
+    let name = r.name();
+    let load = || RunDir::new(dir).load_network(&Device::Cpu);
+    let stats = ctx.probe(
+        |p| p.weights.get(name).cloned(),
+        || crate::analysis::weight_stats(&load()?),
+        |p, v| {
+            p.weights.insert(name.to_string(), v);
+        },
+    )?;
+    let _ = writeln!(md, "### {name} (seed {})\n", first.seed());
+    weight_table(md, ctx, r, &stats)?;
+    let grid = ctx.probe(
+        |p| p.filters.get(name).cloned(),
+        || plot::ImageGrid::filters(&load()?, 32),
+        |p, v| {
+            p.filters.insert(name.to_string(), v);
+        },
+    )?;
+    let fig = plot::images::tiles(
+        &format!("filters_{name}"),
+        &grid,
+        plot::images::TileScale::Diverging,
+    );
+    let _ = writeln!(
+        md,
+        "\n{}\n",
+        ctx.sink.save_image(
+            &fig,
+            || Ok(grid.clone()),
+            &format!(
+                "{} (blue negative, red positive, one scale centred on zero)",
+                grid.title
+            )
+        )?
+    );
+    Ok(())
+}
+
+/// One model's per-tensor weight statistics, in the report and in `tables/weights_NAME.csv`.
+fn weight_table(
+    md: &mut String,
+    ctx: &Ctx,
+    r: &Replicates,
+    stats: &[crate::analysis::WeightStats],
+) -> Result<()> {
+    let name = r.name();
+    let _ = writeln!(
+        md,
+        "| parameter | shape | count | share | std | L2 norm | |w| < 1e-3 |\n|---|---|---:|---:|---:|---:|---:|"
+    );
+    let mut csv = String::from("parameter,count,share,mean,std,min,max,l2_norm,near_zero\n");
+    for w in stats {
         let _ = writeln!(
             md,
-            "| parameter | shape | count | share | std | L2 norm | |w| < 1e-3 |\n|---|---|---:|---:|---:|---:|---:|"
-        );
-        let mut csv = String::from("parameter,count,share,mean,std,min,max,l2_norm,near_zero\n");
-        for w in &stats {
-            let _ = writeln!(
-                md,
-                "| {} | {:?} | {} | {:.1}% | {:.4} | {:.3} | {:.2}% |",
-                w.name,
-                w.shape,
-                w.count,
-                100.0 * w.share,
-                w.std,
-                w.l2_norm,
-                100.0 * w.near_zero
-            );
-            let _ = writeln!(
-                csv,
-                "{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6}",
-                w.name, w.count, w.share, w.mean, w.std, w.min, w.max, w.l2_norm, w.near_zero
-            );
-        }
-        ctx.table(&format!("weights_{name}.csv"), &csv)?;
-        if let Some(biggest) = stats.iter().max_by(|a, b| a.share.total_cmp(&b.share)) {
-            let _ = writeln!(
-                md,
-                "\n{} holds {:.1}% of {name}'s {} parameters: that layer is where its capacity sits.",
-                biggest.name,
-                100.0 * biggest.share,
-                r.params()
-            );
-        }
-        let grid = ctx.probe(
-            |p| p.filters.get(name).cloned(),
-            || plot::ImageGrid::filters(&load()?, 32),
-            |p, v| {
-                p.filters.insert(name.to_string(), v);
-            },
-        )?;
-        let fig = plot::images::tiles(
-            &format!("filters_{name}"),
-            &grid,
-            plot::images::TileScale::Diverging,
+            "| {} | {:?} | {} | {:.1}% | {:.4} | {:.3} | {:.2}% |",
+            w.name,
+            w.shape,
+            w.count,
+            100.0 * w.share,
+            w.std,
+            w.l2_norm,
+            100.0 * w.near_zero
         );
         let _ = writeln!(
-            md,
-            "\n{}\n",
-            sink.save_image(
-                &fig,
-                || Ok(grid.clone()),
-                &format!(
-                    "{} (blue negative, red positive, one scale centred on zero)",
-                    grid.title
-                )
-            )?
+            csv,
+            "{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6}",
+            w.name, w.count, w.share, w.mean, w.std, w.min, w.max, w.l2_norm, w.near_zero
         );
     }
+    ctx.table(&format!("weights_{name}.csv"), &csv)?;
+    if let Some(biggest) = stats.iter().max_by(|a, b| a.share.total_cmp(&b.share)) {
+        let _ = writeln!(
+            md,
+            "\n{} holds {:.1}% of {name}'s {} parameters: that layer is where its capacity sits.",
+            biggest.name,
+            100.0 * biggest.share,
+            r.params()
+        );
+    }
+    Ok(())
+}
+
+/// The attention maps of LeNet-5 with attention (first seed).
+fn attention(md: &mut String, ctx: &Ctx, arch: &[&Replicates]) -> Result<()> {
     if let Some(att) = arch.iter().find(|r| r.name() == "lenet5-attention")
         && let Some(first) = att.first()
         && let Some(dir) = &first.dir
@@ -111,7 +137,7 @@ pub(crate) fn weights(md: &mut String, ctx: &Ctx) -> Result<()> {
             |p| p.attention.get(name).cloned(),
             || {
                 let net = RunDir::new(dir).load_network(&Device::Cpu)?;
-                plot::images::attention_rows(&net, &mnist.test, &positions, normalization)
+                plot::images::attention_rows(&net, &ctx.mnist.test, &positions, normalization)
             },
             |p, v| {
                 p.attention.insert(name.to_string(), v);
@@ -129,7 +155,7 @@ pub(crate) fn weights(md: &mut String, ctx: &Ctx) -> Result<()> {
              to 1, not stretched per map (the block scales its input by 1 + weight). Each map's \
              caption gives its own min and max; a map whose range is under 0.05 is marked \
              near-constant: it weighs every position alike.\n",
-            sink.save_image(&fig, grid, "attention maps")?
+            ctx.sink.save_image(&fig, grid, "attention maps")?
         );
     }
     Ok(())

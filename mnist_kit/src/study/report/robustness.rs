@@ -91,76 +91,88 @@ fn corruption_table(
     let mut json_rob = serde_json::Map::new();
     let mut collapses: Vec<Collapse> = Vec::new();
     for r in scored {
-        let cell = |m: Metric| {
-            r.summary(m)
-                .map(|s| format!("{:.1}", 100.0 * s.mean))
-                .unwrap_or_default()
-        };
-        let _ = write!(
-            md,
-            "| {} | {} | {} |",
-            r.name(),
-            cell(Metric::TestAccuracy),
-            cell(Metric::MnistC)
-        );
-        let mut entry = serde_json::Map::new();
-        for k in kinds {
-            let m = Metric::Corrupted(k);
-            let mean = r.summary(m).map_or(f64::NAN, |s| s.mean);
-            // The predicted-class histogram pooled over seeds.
-            let pooled = r.pooled_predictions(k);
-            let (top, share) = top_share(&pooled);
-            let mut shares = Vec::new();
-            for (run, c) in r.runs.iter().filter_map(|run| {
-                let c = run.corruptions.iter().find(|c| c.corruption == k.name())?;
-                Some((run, c))
-            }) {
-                let (top, share) = c.top_class();
-                shares.push(share);
-                let _ = writeln!(
-                    csv,
-                    "{},{},{},{:.6},{top},{share:.6}",
-                    r.name(),
-                    run.seed(),
-                    k.name(),
-                    c.accuracy
-                );
-            }
-            if share > COLLAPSE {
-                collapses.push((r.name().to_string(), k, top, share, pooled));
-            }
-            let collapsed = share > COLLAPSE;
-            let _ = write!(
-                md,
-                " {}{:.1}{} |",
-                if collapsed { "**" } else { "" },
-                100.0 * mean,
-                if collapsed { "**" } else { "" }
-            );
-            entry.insert(
-                k.name().to_string(),
-                json!({
-                    "mean": finite(mean),
-                    "per_seed": r.values(m),
-                    "top_class": top,
-                    "top_class_share": share,
-                    "top_class_share_per_seed": shares,
-                }),
-            );
-        }
-        let _ = writeln!(md);
-        entry.insert(
-            "mnist_c_mean".into(),
-            json!(r.summary(Metric::MnistC).map(|s| s.mean)),
-        );
-        entry.insert(
-            "clean".into(),
-            json!(r.summary(Metric::TestAccuracy).map(|s| s.mean)),
-        );
+        let entry = corruption_row(md, &mut csv, &mut collapses, r);
         json_rob.insert(r.name().to_string(), Value::Object(entry));
     }
     ctx.table("robustness.csv", &csv)?;
     Ok((json_rob, collapses))
+}
+
+/// One row of the corruption table: its Markdown, its CSV lines and collapses, and its JSON.
+fn corruption_row(
+    md: &mut String,
+    csv: &mut String,
+    collapses: &mut Vec<Collapse>,
+    r: &Replicates,
+) -> serde_json::Map<String, Value> {
+    let kinds = Corruption::ALL;
+    let cell = |m: Metric| {
+        r.summary(m)
+            .map(|s| format!("{:.1}", 100.0 * s.mean))
+            .unwrap_or_default()
+    };
+    let _ = write!(
+        md,
+        "| {} | {} | {} |",
+        r.name(),
+        cell(Metric::TestAccuracy),
+        cell(Metric::MnistC)
+    );
+    let mut entry = serde_json::Map::new();
+    for k in kinds {
+        let m = Metric::Corrupted(k);
+        let mean = r.summary(m).map_or(f64::NAN, |s| s.mean);
+        // The predicted-class histogram pooled over seeds.
+        let pooled = r.pooled_predictions(k);
+        let (top, share) = top_share(&pooled);
+        let mut shares = Vec::new();
+        for (run, c) in r.runs.iter().filter_map(|run| {
+            let c = run.corruptions.iter().find(|c| c.corruption == k.name())?;
+            Some((run, c))
+        }) {
+            let (top, share) = c.top_class();
+            shares.push(share);
+            let _ = writeln!(
+                csv,
+                "{},{},{},{:.6},{top},{share:.6}",
+                r.name(),
+                run.seed(),
+                k.name(),
+                c.accuracy
+            );
+        }
+        if share > COLLAPSE {
+            collapses.push((r.name().to_string(), k, top, share, pooled));
+        }
+        let collapsed = share > COLLAPSE;
+        let _ = write!(
+            md,
+            " {}{:.1}{} |",
+            if collapsed { "**" } else { "" },
+            100.0 * mean,
+            if collapsed { "**" } else { "" }
+        );
+        entry.insert(
+            k.name().to_string(),
+            json!({
+                "mean": finite(mean),
+                "per_seed": r.values(m),
+                "top_class": top,
+                "top_class_share": share,
+                "top_class_share_per_seed": shares,
+            }),
+        );
+    }
+    let _ = writeln!(md);
+    entry.insert(
+        "mnist_c_mean".into(),
+        json!(r.summary(Metric::MnistC).map(|s| s.mean)),
+    );
+    entry.insert(
+        "clean".into(),
+        json!(r.summary(Metric::TestAccuracy).map(|s| s.mean)),
+    );
+    entry
 }
 
 /// The note under the table and the list of collapses, with the worst one's histogram.
@@ -319,6 +331,17 @@ fn causes(md: &mut String, metrics: &mut serde_json::Map<String, Value>, ctx: &C
          - **Brightness.** Accuracy when a uniform brightness `b` is added to every pixel \
          (clipped): the mean that clipped noise adds to a black background is about 0.08.\n"
     );
+    batchnorm_statistics(md, metrics, ctx)?;
+    brightness_sweep(md, ctx)
+}
+
+/// BatchNorm on the corrupted batch's own statistics against its running statistics, on
+/// each BatchNorm network's first seed.
+fn batchnorm_statistics(
+    md: &mut String,
+    metrics: &mut serde_json::Map<String, Value>,
+    ctx: &Ctx,
+) -> Result<()> {
     // The BatchNorm networks without dropout (training mode would switch dropout on too).
     let bn_models = [
         "lenet5-batchnorm",
@@ -389,8 +412,11 @@ fn causes(md: &mut String, metrics: &mut serde_json::Map<String, Value>, ctx: &C
         let _ = writeln!(md);
     }
     metrics.insert("batchnorm_statistics".into(), Value::Object(json_bn));
+    Ok(())
+}
 
-    // Brightness sweep.
+/// Accuracy against a uniform brightness shift, on each network's first seed.
+fn brightness_sweep(md: &mut String, ctx: &Ctx) -> Result<()> {
     let shifts = [0.0f32, 0.02, 0.05, 0.08, 0.12, 0.2, 0.3];
     let sweep_models = [
         "dense128",

@@ -21,6 +21,15 @@ use crate::train::RunDir;
 use crate::train::{History, evaluate};
 
 pub(crate) fn intro(md: &mut String, ctx: &Ctx, groups: &[Group], summary: &str) {
+    opening(md, ctx);
+    md.push_str(summary);
+    how_it_decides(md, ctx);
+    power_table(md, ctx, groups);
+    data(md, ctx);
+}
+
+/// The title, the quick-mode warning and what was run on what.
+fn opening(md: &mut String, ctx: &Ctx) {
     let cfg = ctx.cfg;
     let machine = ctx.machine();
     let _ = writeln!(
@@ -55,7 +64,10 @@ pub(crate) fn intro(md: &mut String, ctx: &Ctx, groups: &[Group], summary: &str)
         total,
         total / 60.0
     );
-    md.push_str(summary);
+}
+
+/// The design, the verdict rule and how numbers read: stated once for the whole report.
+fn how_it_decides(md: &mut String, ctx: &Ctx) {
     let _ = writeln!(md, "## How this study decides\n");
     let _ = writeln!(
         md,
@@ -108,7 +120,10 @@ pub(crate) fn intro(md: &mut String, ctx: &Ctx, groups: &[Group], summary: &str)
          trainable parameters; buffers (BatchNorm's running statistics) are counted apart.\n",
         100.0 * super::super::aggregate::CONVERGENCE_TOLERANCE
     );
-    power_table(md, ctx, groups);
+}
+
+/// The data's size, pixel statistics and class counts.
+fn data(md: &mut String, ctx: &Ctx) {
     let tr = split_stats(&ctx.mnist.train);
     let te = split_stats(&ctx.mnist.test);
     let _ = writeln!(md, "## Data\n");
@@ -557,7 +572,27 @@ pub(crate) fn architectures(
             "test accuracy of every architecture, each seed a dot"
         )?
     );
-    // Seed ensembles.
+    seed_ensembles(md, metrics, ctx, &arch)?;
+    metrics.insert(
+        "models".into(),
+        Value::Object(
+            arch.iter()
+                .map(|r| (r.name().to_string(), experiment_json(r)))
+                .collect(),
+        ),
+    );
+    best_recipes(md, ctx)?;
+    Ok(())
+}
+
+/// Seed ensembles of the architectures with several seeds: their table and `metrics.json`'s
+/// `ensembles`.
+fn seed_ensembles(
+    md: &mut String,
+    metrics: &mut serde_json::Map<String, Value>,
+    ctx: &Ctx,
+    arch: &[&Replicates],
+) -> Result<()> {
     let mut ensembles: Vec<Ensemble> = Vec::new();
     for r in arch.iter().filter(|r| r.runs.len() > 1) {
         let e = ctx.probe(
@@ -606,15 +641,6 @@ pub(crate) fn architectures(
                 .collect(),
         ),
     );
-    metrics.insert(
-        "models".into(),
-        Value::Object(
-            arch.iter()
-                .map(|r| (r.name().to_string(), experiment_json(r)))
-                .collect(),
-        ),
-    );
-    best_recipes(md, ctx)?;
     Ok(())
 }
 
@@ -867,31 +893,8 @@ pub(crate) fn group(md: &mut String, ctx: &Ctx, g: &Group) -> Result<Value> {
         g.title.clone()
     };
     let _ = writeln!(md, "\n## {title}\n\n{}\n", g.about);
-    if let Some(t) = Tuning::all(ctx.cfg.quick, ctx.cfg.seed)
-        .into_iter()
-        .find(|t| t.group == g.name)
-        && let Some((table, csv)) = grid_table(&t, ctx)
-    {
-        let _ = writeln!(
-            md,
-            "Learning-rate grid (one seed each, validation accuracy; the chosen rate in \
-             bold):\n\n{table}"
-        );
-        ctx.table(&format!("{}-lr-grid.csv", t.group), &csv)?;
-    }
-    let (table_metrics, extra) = group_metrics(&g.name);
-    if g.name != "architectures" {
-        // The architectures' table opens the report.
-        md.push_str(&member_table(&members, &table_metrics));
-        md.push('\n');
-    }
-    let owned: Vec<Replicates> = members.iter().map(|r| (*r).clone()).collect();
-    let mut frame = super::super::aggregate::summary_frame(&owned, &Metric::ALL)?;
-    write_csv(&ctx.tables.join(format!("{}.csv", g.name)), &mut frame)?;
-    if g.name == "architectures" {
-        // `metrics.json` calls these the models; the table keeps that name as well.
-        write_csv(&ctx.tables.join("models.csv"), &mut frame)?;
-    }
+    lr_grid(md, ctx, g)?;
+    group_table(md, ctx, g, &members)?;
     let runs: Vec<&super::super::ExperimentResult> =
         members.iter().flat_map(|r| r.runs.iter()).collect();
     let cs = ctx.evidence.compare_all(&members, Metric::TestAccuracy);
@@ -914,9 +917,64 @@ pub(crate) fn group(md: &mut String, ctx: &Ctx, g: &Group) -> Result<Value> {
             .0
             .join(" ")
     );
+    let extra_json = other_metrics(md, ctx, g, &members)?;
+    group_overview(md, ctx, g, &members, &cs)?;
+    group_figures(md, ctx, g, &members)?;
+    Ok(json!({
+        "title": g.title,
+        "experiments": members.iter().map(|r| r.name()).collect::<Vec<_>>(),
+        "metric": "test_accuracy",
+        "comparisons": cs.iter().map(comparison_json).collect::<Vec<_>>(),
+        "other_metrics": extra_json,
+    }))
+}
+
+/// The learning-rate grid of a group that tuned one.
+fn lr_grid(md: &mut String, ctx: &Ctx, g: &Group) -> Result<()> {
+    if let Some(t) = Tuning::all(ctx.cfg.quick, ctx.cfg.seed)
+        .into_iter()
+        .find(|t| t.group == g.name)
+        && let Some((table, csv)) = grid_table(&t, ctx)
+    {
+        let _ = writeln!(
+            md,
+            "Learning-rate grid (one seed each, validation accuracy; the chosen rate in \
+             bold):\n\n{table}"
+        );
+        ctx.table(&format!("{}-lr-grid.csv", t.group), &csv)?;
+    }
+    Ok(())
+}
+
+/// A group's table of its members and its CSV.
+fn group_table(md: &mut String, ctx: &Ctx, g: &Group, members: &[&Replicates]) -> Result<()> {
+    let (table_metrics, _) = group_metrics(&g.name);
+    if g.name != "architectures" {
+        // The architectures' table opens the report.
+        md.push_str(&member_table(members, &table_metrics));
+        md.push('\n');
+    }
+    let owned: Vec<Replicates> = members.iter().map(|r| (*r).clone()).collect();
+    let mut frame = super::super::aggregate::summary_frame(&owned, &Metric::ALL)?;
+    write_csv(&ctx.tables.join(format!("{}.csv", g.name)), &mut frame)?;
+    if g.name == "architectures" {
+        // `metrics.json` calls these the models; the table keeps that name as well.
+        write_csv(&ctx.tables.join("models.csv"), &mut frame)?;
+    }
+    Ok(())
+}
+
+/// The paired comparisons of a group's other quantities, as tables and as JSON.
+fn other_metrics(
+    md: &mut String,
+    ctx: &Ctx,
+    g: &Group,
+    members: &[&Replicates],
+) -> Result<serde_json::Map<String, Value>> {
+    let (_, extra) = group_metrics(&g.name);
     let mut extra_json = serde_json::Map::new();
     for m in &extra {
-        let ce = ctx.evidence.compare_all(&members, *m);
+        let ce = ctx.evidence.compare_all(members, *m);
         if ce.is_empty() {
             continue;
         }
@@ -931,6 +989,17 @@ pub(crate) fn group(md: &mut String, ctx: &Ctx, g: &Group) -> Result<Value> {
             Value::Array(ce.iter().map(comparison_json).collect()),
         );
     }
+    Ok(extra_json)
+}
+
+/// A group's dot plot of its members and forest plot of its comparisons.
+fn group_overview(
+    md: &mut String,
+    ctx: &Ctx,
+    g: &Group,
+    members: &[&Replicates],
+    cs: &[Comparison],
+) -> Result<()> {
     // The architectures' dot plot opens the report; it is not drawn twice.
     if members.len() > 1 && g.name != "architectures" {
         let _ = writeln!(
@@ -944,7 +1013,7 @@ pub(crate) fn group(md: &mut String, ctx: &Ctx, g: &Group) -> Result<Value> {
                         "{}: test accuracy per seed, mean and 95 % interval",
                         g.title
                     ),
-                    &members,
+                    members,
                     Metric::TestAccuracy
                 ),
                 "test accuracy, each seed a dot"
@@ -959,21 +1028,14 @@ pub(crate) fn group(md: &mut String, ctx: &Ctx, g: &Group) -> Result<Value> {
                 &forest_figure(
                     &g.name,
                     &format!("{}: differences of test accuracy", g.title),
-                    &cs,
+                    cs,
                     Metric::TestAccuracy
                 ),
                 "differences of test accuracy with their 95 % intervals"
             )?
         );
     }
-    group_figures(md, ctx, g, &members)?;
-    Ok(json!({
-        "title": g.title,
-        "experiments": members.iter().map(|r| r.name()).collect::<Vec<_>>(),
-        "metric": "test_accuracy",
-        "comparisons": cs.iter().map(comparison_json).collect::<Vec<_>>(),
-        "other_metrics": extra_json,
-    }))
+    Ok(())
 }
 
 fn capitalized(s: &str) -> String {
@@ -991,88 +1053,75 @@ fn write_csv(path: &std::path::Path, frame: &mut polars::prelude::DataFrame) -> 
     crate::fsutil::write_bytes_atomic(path, &buf)
 }
 
+/// A figure a group's question needs.
+#[derive(Clone, Copy)]
+enum Curve {
+    /// One per-epoch quantity of every member, overlaid.
+    Overlay(&'static str),
+    /// The training loss, mean of every 10 steps.
+    LossTrace,
+    /// The gradient norm per layer.
+    GradientFlow,
+    /// MNIST-C accuracy, each seed a dot.
+    MnistCDots,
+}
+
+/// The figures of each group, with their captions.
+fn curves(group: &str) -> &'static [(Curve, &'static str)] {
+    use Curve::*;
+    match group {
+        "pair-28x28" | "parameter-matched" => &[
+            (Overlay("train_loss"), "training loss per epoch"),
+            (Overlay("test_loss"), "test loss per epoch"),
+            (Overlay("test_accuracy"), "test accuracy per epoch"),
+        ],
+        "part2-l2" => &[
+            (Overlay("val_loss"), "validation loss per epoch"),
+            (Overlay("weight_norm"), "weight norm per epoch"),
+        ],
+        "part2-batch-size" => &[(Overlay("grad_noise"), "gradient noise per epoch")],
+        "part2-optimizers" | "lenet5-optimizers" => &[
+            (Overlay("val_accuracy"), "validation accuracy per epoch"),
+            (
+                LossTrace,
+                "training loss, mean of every 10 steps (speed and smoothness)",
+            ),
+        ],
+        "part2-activations" => &[
+            (GradientFlow, "gradient norm per layer"),
+            (Overlay("train_loss"), "training loss per epoch"),
+        ],
+        "resnet-depth" => &[
+            (Overlay("train_loss"), "training loss per epoch"),
+            (GradientFlow, "gradient norm per layer"),
+        ],
+        "robustness-causes" | "robust-recipe" => {
+            &[(MnistCDots, "MNIST-C accuracy, each seed a dot")]
+        }
+        "architectures" => &[],
+        _ => &[(Overlay("val_accuracy"), "validation accuracy per epoch")],
+    }
+}
+
 /// The curves a group's question needs.
 fn group_figures(md: &mut String, ctx: &Ctx, g: &Group, members: &[&Replicates]) -> Result<()> {
     let hist: Vec<(String, Vec<&History>)> = members
         .iter()
         .map(|r| (r.name().to_string(), r.histories()))
         .collect();
-    let mut figs: Vec<(plot::Figure, &str)> = Vec::new();
-    match g.name.as_str() {
-        "pair-28x28" | "parameter-matched" => {
-            for (m, c) in [
-                ("train_loss", "training loss per epoch"),
-                ("test_loss", "test loss per epoch"),
-                ("test_accuracy", "test accuracy per epoch"),
-            ] {
-                figs.push((plot::overlay(&g.name, m, &hist), c));
-            }
-        }
-        "part2-l2" => {
-            figs.push((
-                plot::overlay(&g.name, "val_loss", &hist),
-                "validation loss per epoch",
-            ));
-            figs.push((
-                plot::overlay(&g.name, "weight_norm", &hist),
-                "weight norm per epoch",
-            ));
-        }
-        "part2-batch-size" => {
-            figs.push((
-                plot::overlay(&g.name, "grad_noise", &hist),
-                "gradient noise per epoch",
-            ));
-        }
-        "part2-optimizers" | "lenet5-optimizers" => {
-            figs.push((
-                plot::overlay(&g.name, "val_accuracy", &hist),
-                "validation accuracy per epoch",
-            ));
-            figs.push((
-                plot::loss_trace(&g.name, &hist, 10),
-                "training loss, mean of every 10 steps (speed and smoothness)",
-            ));
-        }
-        "part2-activations" => {
-            figs.push((
-                plot::gradient_flow(&g.name, &hist),
-                "gradient norm per layer",
-            ));
-            figs.push((
-                plot::overlay(&g.name, "train_loss", &hist),
-                "training loss per epoch",
-            ));
-        }
-        "resnet-depth" => {
-            figs.push((
-                plot::overlay(&g.name, "train_loss", &hist),
-                "training loss per epoch",
-            ));
-            figs.push((
-                plot::gradient_flow(&g.name, &hist),
-                "gradient norm per layer",
-            ));
-        }
-        "robustness-causes" | "robust-recipe" => {
-            figs.push((
-                dot_figure(
-                    ctx,
-                    &g.name,
-                    &format!("{}: MNIST-C accuracy", g.title),
-                    members,
-                    Metric::MnistC,
-                ),
-                "MNIST-C accuracy, each seed a dot",
-            ));
-        }
-        "architectures" => {}
-        _ => figs.push((
-            plot::overlay(&g.name, "val_accuracy", &hist),
-            "validation accuracy per epoch",
-        )),
-    }
-    for (fig, caption) in figs {
+    for &(curve, caption) in curves(&g.name) {
+        let fig = match curve {
+            Curve::Overlay(m) => plot::overlay(&g.name, m, &hist),
+            Curve::LossTrace => plot::loss_trace(&g.name, &hist, 10),
+            Curve::GradientFlow => plot::gradient_flow(&g.name, &hist),
+            Curve::MnistCDots => dot_figure(
+                ctx,
+                &g.name,
+                &format!("{}: MNIST-C accuracy", g.title),
+                members,
+                Metric::MnistC,
+            ),
+        };
         let _ = writeln!(md, "\n{}", ctx.sink.save(&fig, caption)?);
     }
     Ok(())
