@@ -54,7 +54,6 @@ use serde_json::{Value, json};
 use tower::Service;
 
 use crate::analysis::{Answer, Calibration, answer, digit_from_bytes, digit_saliency, image_size};
-use crate::data::Normalization;
 use crate::models::Network;
 use crate::study::ExperimentResult;
 use crate::train::Run;
@@ -126,12 +125,11 @@ struct Models {
     loaded: Mutex<BTreeMap<String, Arc<Served>>>,
 }
 
-/// A loaded model: the network, its input scaling and its calibration (when the run has one).
+/// A loaded model: the network (with its input scaling) and its calibration (when the run has
+/// one).
 pub struct Served {
     /// The network.
     pub net: Network,
-    /// The input scaling it was trained with.
-    pub normalization: Normalization,
     /// Its `calibration.json`, if any: without one the server never abstains on confidence.
     pub calibration: Option<Calibration>,
 }
@@ -223,7 +221,6 @@ impl Models {
             .map_err(|e| Reply::error(500, &format!("cannot load {name}: {e}")))?;
         let model = Arc::new(Served {
             net: run.net,
-            normalization: run.train.normalization,
             calibration,
         });
         if let Ok(mut l) = self.loaded.lock() {
@@ -302,19 +299,14 @@ pub fn predict_reply(model: &Served, name: &str, body: &[u8], saliency: bool) ->
         }
         Err(e) => return Reply::error(400, &e.to_string()),
     };
-    let a = match answer(
-        &model.net,
-        &digit,
-        model.normalization,
-        model.calibration.as_ref(),
-    ) {
+    let a = match answer(&model.net, &digit, model.calibration.as_ref()) {
         Ok(a) => a,
         Err(e) => return Reply::error(500, &e.to_string()),
     };
     let mut body = answer_json(&a, name);
     body["input"] = json!(digit.pixels);
     if saliency {
-        match digit_saliency(&model.net, &digit, model.normalization) {
+        match digit_saliency(&model.net, &digit) {
             Ok((_, map)) => body["saliency"] = json!(map),
             Err(e) => return Reply::error(500, &e.to_string()),
         }

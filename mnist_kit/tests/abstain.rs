@@ -22,14 +22,7 @@ fn the_served_model_abstains_where_it_should() {
         "a LeNet-5's 84 features get a distance"
     );
     let mnist = Mnist::load_default().unwrap();
-    let rows = measure(
-        &run.net,
-        run.train.normalization,
-        &cal,
-        &mnist,
-        Measure::default(),
-    )
-    .unwrap();
+    let rows = measure(&run.net, &cal, &mnist, Measure::default()).unwrap();
     let row = |set: &str, subset: &str| {
         rows.iter()
             .find(|r| r.set == set && r.subset == subset)

@@ -8,7 +8,7 @@ use candle_core::Device;
 use mnist_kit::Error;
 use mnist_kit::data::explore::{class_counts, mean_images, split_stats};
 use mnist_kit::data::idx::encode_idx;
-use mnist_kit::data::{BatchOptions, InputSpec, Layout, Mnist};
+use mnist_kit::data::{BatchOptions, InputSpec, Layout, Mnist, Normalization};
 
 fn mnist() -> Mnist {
     Mnist::load_default().expect("bundled MNIST loads")
@@ -79,12 +79,12 @@ fn batches_shuffle_per_epoch_and_cover_every_sample_once() {
     let spec = InputSpec {
         side: 28,
         layout: Layout::Flat,
+        normalization: Normalization::Standard,
     };
     let opts = BatchOptions {
         batch_size: 64,
         shuffle: true,
         seed: 3,
-        ..Default::default()
     };
     let order = |opts: BatchOptions, epoch| -> Vec<usize> {
         split
@@ -130,6 +130,7 @@ fn padded_nchw_batches_are_normalized_and_centred() {
     let spec = InputSpec {
         side: 32,
         layout: Layout::Nchw,
+        normalization: Normalization::Standard,
     };
     let opts = BatchOptions {
         batch_size: 10,

@@ -59,7 +59,7 @@ fn a_trained_model_reads_rendered_user_digits() {
         .filter(|(path, label)| {
             let d = load_digit(path).unwrap();
             assert!(d.inverted, "dark ink on light paper");
-            let probs = predict_digit(&net, &d, cfg.normalization).unwrap();
+            let probs = predict_digit(&net, &d).unwrap();
             let pred = probs
                 .iter()
                 .enumerate()
@@ -79,7 +79,7 @@ fn a_trained_model_reads_rendered_user_digits() {
         .flat_map(|d| (0..3).map(move |s| (d, s)))
         .filter(|&(d, s)| {
             let digit = synthetic_digit(d, s).unwrap();
-            let probs = predict_digit(&net, &digit, cfg.normalization).unwrap();
+            let probs = predict_digit(&net, &digit).unwrap();
             probs
                 .iter()
                 .enumerate()

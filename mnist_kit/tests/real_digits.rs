@@ -50,7 +50,7 @@ fn the_committed_models_read_real_digits() {
             continue;
         }
         let run = Run::open(&dir).unwrap();
-        let score = set.score(&run.net, run.train.normalization).unwrap();
+        let score = set.score(&run.net).unwrap();
         assert_eq!(score.predictions.len(), set.len());
         assert_eq!(score.subsets.iter().map(|s| s.n).sum::<usize>(), set.len());
         // Far above chance (10 %) on every subset, and most of the printed digits right.

@@ -32,14 +32,7 @@ fn a_calibrated_model_abstains_on_noise_and_answers_digits() {
     trained_lenet(&mnist, &run).unwrap();
     let loaded = Run::open(&run).unwrap();
     let (_, val) = mnist.train.split_validation(2000, 7).unwrap();
-    let cal = Calibration::fit(
-        &loaded.net,
-        &val,
-        &mnist.train,
-        loaded.train.normalization,
-        0.01,
-    )
-    .unwrap();
+    let cal = Calibration::fit(&loaded.net, &val, &mnist.train, 0.01).unwrap();
     // The floor leaves about the asked share of validation digits under it.
     assert!(cal.fit.abstain_rate <= 0.011, "{:?}", cal.fit);
     assert!(cal.temperature > 0.2 && cal.temperature < 5.0, "{cal:?}");

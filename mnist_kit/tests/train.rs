@@ -95,13 +95,7 @@ fn evaluation_never_sees_augmentation() {
     let h = Trainer::new(cfg.clone()).fit(&mut net, &m).unwrap();
     let rec = h.last().unwrap();
     // The validation numbers in the history are those of clean validation images.
-    let val = evaluate(
-        &net,
-        data.validation.as_ref().unwrap(),
-        1000,
-        cfg.normalization,
-    )
-    .unwrap();
+    let val = evaluate(&net, data.validation.as_ref().unwrap()).unwrap();
     assert_eq!(rec.val_loss, Some(val.loss));
     assert_eq!(rec.val_accuracy, Some(val.accuracy));
     // And they differ from what the same weights score on augmented inputs during training.
@@ -132,13 +126,7 @@ fn early_stopping_stops_and_restores_the_best_weights() {
     assert_eq!(h.best_epoch, Some(1));
     assert_eq!(h.stopped_epoch, Some(3));
     assert_eq!(h.stop_reason, mnist_kit::train::StopReason::EarlyStopping);
-    let val = evaluate(
-        &net,
-        data.validation.as_ref().unwrap(),
-        1000,
-        cfg.normalization,
-    )
-    .unwrap();
+    let val = evaluate(&net, data.validation.as_ref().unwrap()).unwrap();
     assert_eq!(
         Some(val.loss),
         h.epochs[0].val_loss,
@@ -266,7 +254,7 @@ fn quick_training_learns_real_digits() {
     for (model, target) in [("dense128", 0.85), ("lenet5", 0.85)] {
         let mut net = Network::preset(model, 42, &Device::Cpu).unwrap();
         let h = Trainer::new(cfg.clone()).fit(&mut net, &m).unwrap();
-        let test = evaluate(&net, &data.test, 1000, cfg.normalization).unwrap();
+        let test = evaluate(&net, &data.test).unwrap();
         eprintln!("{model}: quick-run test accuracy {:.4}", test.accuracy);
         assert!(
             test.accuracy >= target,
@@ -304,7 +292,6 @@ fn a_loop_written_by_hand_trains_the_trainers_weights_bit_for_bit() {
         batch_size: cfg.batch_size,
         shuffle: true,
         seed: cfg.seed,
-        normalization: cfg.normalization,
     };
     for epoch in 0..cfg.epochs {
         let lr = cfg.schedule.lr(cfg.lr, epoch, cfg.epochs);
@@ -327,4 +314,34 @@ fn a_loop_written_by_hand_trains_the_trainers_weights_bit_for_bit() {
         weights(&by_trainer),
         "training moved the weights"
     );
+}
+
+#[test]
+fn the_input_normalization_travels_with_the_trained_network() {
+    use mnist_kit::data::Normalization;
+    let m = mnist();
+    let cfg = TrainConfig {
+        normalization: Normalization::Raw,
+        ..quick(1)
+    };
+    let data = TrainData::new(&m, &cfg).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Network::preset("dense128", 3, &Device::Cpu).unwrap();
+    assert_eq!(net.input_spec().normalization, Normalization::Standard);
+    let h = Trainer::new(cfg)
+        .run_dir(dir.path())
+        .fit(&mut net, &m)
+        .unwrap();
+    assert_eq!(net.input_spec().normalization, Normalization::Raw);
+    // Loaded back, it scales its inputs as in training: `evaluate` scores what the history
+    // recorded, with no normalization to pass.
+    let run = Run::open(dir.path()).unwrap();
+    assert_eq!(run.net.input_spec().normalization, Normalization::Raw);
+    let val = evaluate(&run.net, data.validation.as_ref().unwrap()).unwrap();
+    assert_eq!(Some(val.accuracy), h.last().unwrap().val_accuracy);
+    // Scaled the standard way instead, the same weights score something else.
+    let mut standard = run.net.rebuilt().unwrap();
+    standard.set_normalization(Normalization::Standard);
+    let wrong = evaluate(&standard, data.validation.as_ref().unwrap()).unwrap();
+    assert_ne!(Some(wrong.loss), h.last().unwrap().val_loss);
 }

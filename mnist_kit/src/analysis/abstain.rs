@@ -17,7 +17,7 @@
 //! use mnist_kit::train::Run;
 //! let run = Run::open("results/models/robust")?;
 //! let calibration = Calibration::load(&run.dir)?;
-//! let a = answer(&run.net, &load_digit("my-digit.png")?, run.train.normalization, calibration.as_ref())?;
+//! let a = answer(&run.net, &load_digit("my-digit.png")?, calibration.as_ref())?;
 //! match a.digit {
 //!     Some(d) if !a.abstain => println!("{d} ({:.0}% sure)", 100.0 * a.confidence),
 //!     _ => println!("not sure: {}", a.reason.unwrap_or_default()),
@@ -33,7 +33,7 @@ use super::custom_digit::{Digit, SIDE, digit_input, most_likely};
 use super::gate::{GATE_DIR, Gate};
 use super::real_digits::{RealDigits, file_name, sorted_entries};
 use crate::data::mnist::unit_pixels;
-use crate::data::{NUM_CLASSES, Normalization, Split};
+use crate::data::{NUM_CLASSES, Split};
 use crate::models::Network;
 use crate::train::evaluate::{softmax_rows, split_outputs, top_probabilities};
 use crate::{Error, Result};
@@ -378,7 +378,7 @@ impl Answer {
 }
 
 impl Calibration {
-    /// Fits the calibration of `net` (inputs scaled by `normalization`): the temperature,
+    /// Fits the calibration of `net` (inputs scaled as it was trained): the temperature,
     /// confidence floor and feature-distance limit on `validation`, abstaining
     /// `target_abstain` of its digits in all; the ink limits and the feature distance on
     /// `train`, the run's own training images.
@@ -386,7 +386,6 @@ impl Calibration {
         net: &Network,
         validation: &Split,
         train: &Split,
-        normalization: Normalization,
         target_abstain: f64,
     ) -> Result<Calibration> {
         if !(DISTANCE_TAIL..0.5).contains(&target_abstain) {
@@ -395,12 +394,12 @@ impl Calibration {
                 format!("{target_abstain} is not in [{DISTANCE_TAIL}, 0.5)"),
             ));
         }
-        let (logits, features, width) = split_outputs(net, validation, normalization)?;
+        let (logits, features, width) = split_outputs(net, validation)?;
         let labels = validation.labels();
         let temperature = fit_temperature(&logits, &labels)?;
         let mut distance = if width <= DISTANCE_MAX_FEATURES {
             let fit_on = train.take(DISTANCE_FIT_IMAGES);
-            let (_, f, _) = split_outputs(net, &fit_on, normalization)?;
+            let (_, f, _) = split_outputs(net, &fit_on)?;
             Some(FeatureDistance::fit(&f, &fit_on.labels(), width)?)
         } else {
             None
@@ -469,13 +468,7 @@ impl Calibration {
             .validation
             .as_ref()
             .ok_or_else(|| Error::invalid("calibration", "the run kept no validation images"))?;
-        Calibration::fit(
-            &run.net,
-            val,
-            &data.train,
-            run.train.normalization,
-            target_abstain,
-        )
+        Calibration::fit(&run.net, val, &data.train, target_abstain)
     }
 
     /// Reads `dir/calibration.json`; `None` when the run has none.
@@ -590,13 +583,8 @@ fn plain_answer(probabilities: Vec<f32>) -> Answer {
 
 /// The answer of `net` for a preprocessed digit: calibrated and judged when a calibration is
 /// given, else the raw softmax with no abstention.
-pub fn answer(
-    net: &Network,
-    digit: &Digit,
-    normalization: Normalization,
-    calibration: Option<&Calibration>,
-) -> Result<Answer> {
-    let (features, logits) = net.features_and_logits(&digit_input(net, digit, normalization)?)?;
+pub fn answer(net: &Network, digit: &Digit, calibration: Option<&Calibration>) -> Result<Answer> {
+    let (features, logits) = net.features_and_logits(&digit_input(net, digit)?)?;
     let logits = logits.flatten_all()?.to_vec1::<f32>()?;
     Ok(match calibration {
         Some(c) => {
@@ -775,14 +763,13 @@ pub struct Measure {
 /// each subset): one [`AbstentionRow`] each.
 pub fn measure(
     net: &Network,
-    normalization: Normalization,
     calibration: &Calibration,
     mnist: &crate::data::Mnist,
     what: Measure,
 ) -> Result<Vec<AbstentionRow>> {
     use crate::data::corrupt::{Corruption, DEFAULT_SEED, corrupt_split};
     let labels = mnist.test.labels();
-    let on_split = |split: &Split| answer_split(net, split, normalization, calibration);
+    let on_split = |split: &Split| answer_split(net, split, calibration);
     let mut rows = vec![AbstentionRow::of(
         "mnist-test",
         "all",
@@ -808,18 +795,14 @@ pub fn measure(
     for d in &real.digits {
         real_answers.push((
             d.subset.clone(),
-            answer(net, &d.digit, normalization, Some(calibration))?,
+            answer(net, &d.digit, Some(calibration))?,
             Some(d.label),
         ));
     }
     rows.extend(grouped_rows("real-digits", &real_answers));
     let mut non = Vec::new();
     for (subset, path) in non_digit_files(what.non_digits.as_deref())? {
-        non.push((
-            subset,
-            answer_file(net, &path, normalization, Some(calibration))?,
-            None,
-        ));
+        non.push((subset, answer_file(net, &path, Some(calibration))?, None));
     }
     rows.extend(grouped_rows("non-digits", &non));
     Ok(rows)
@@ -892,10 +875,9 @@ fn grouped_rows(set: &str, answers: &[(String, Answer, Option<u8>)]) -> Vec<Abst
 pub fn answer_split(
     net: &Network,
     split: &Split,
-    normalization: Normalization,
     calibration: &Calibration,
 ) -> Result<Vec<Answer>> {
-    let (logits, features, width) = split_outputs(net, split, normalization)?;
+    let (logits, features, width) = split_outputs(net, split)?;
     let gate = match &calibration.gate {
         Some(g) => g.scores(split)?.into_iter().map(Some).collect(),
         None => vec![None; split.len()],
@@ -920,11 +902,10 @@ pub fn answer_split(
 pub fn answer_file(
     net: &Network,
     path: &Path,
-    normalization: Normalization,
     calibration: Option<&Calibration>,
 ) -> Result<Answer> {
     match super::custom_digit::load_digit(path) {
-        Ok(d) => answer(net, &d, normalization, calibration),
+        Ok(d) => answer(net, &d, calibration),
         Err(Error::Blank { reason, .. }) => Ok(Answer::blank(format!("blank: {reason}"))),
         Err(e) => Err(e),
     }

@@ -439,18 +439,17 @@ fn centre_of_mass(v: &[f32], w: usize, h: usize) -> (f32, f32) {
 pub(crate) fn digit_input(
     net: &crate::models::Network,
     digit: &Digit,
-    normalization: crate::data::Normalization,
 ) -> Result<candle_core::Tensor> {
-    pixels_input(net, &[&digit.pixels], normalization)
+    pixels_input(net, &[&digit.pixels])
 }
 
 /// 28x28 images (`[0, 1]`, ink high) as `net`'s input batch, as [`digit_input`] makes one.
 pub(crate) fn pixels_input(
     net: &crate::models::Network,
     images: &[&[f32]],
-    normalization: crate::data::Normalization,
 ) -> Result<candle_core::Tensor> {
     let spec = net.input_spec();
+    let normalization = spec.normalization;
     let pad = spec.side.saturating_sub(SIDE) / 2;
     let mut input = vec![normalization.background(); images.len() * spec.len()];
     for (img, out) in images.iter().zip(input.chunks_mut(spec.len())) {
@@ -469,13 +468,9 @@ pub(crate) fn pixels_input(
 }
 
 /// Class probabilities of `net` for a preprocessed digit.
-pub fn predict_digit(
-    net: &crate::models::Network,
-    digit: &Digit,
-    normalization: crate::data::Normalization,
-) -> Result<Vec<f32>> {
+pub fn predict_digit(net: &crate::models::Network, digit: &Digit) -> Result<Vec<f32>> {
     use crate::models::Model;
-    let logits = net.forward_t(&digit_input(net, digit, normalization)?, false)?;
+    let logits = net.forward_t(&digit_input(net, digit)?, false)?;
     Ok(candle_nn::ops::softmax(&logits, candle_core::D::Minus1)?
         .flatten_all()?
         .to_vec1::<f32>()?)

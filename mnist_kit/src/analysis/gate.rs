@@ -199,7 +199,8 @@ impl Gate {
         if train.is_empty() {
             return Err(Error::invalid("gate", "no training digits"));
         }
-        let net = Network::preset(&cfg.model, cfg.seed, &Device::Cpu)?;
+        let mut net = Network::preset(&cfg.model, cfg.seed, &Device::Cpu)?;
+        net.set_normalization(cfg.normalization);
         let mut opt = Optimizer::for_network(&net, OptimizerConfig::default(), cfg.lr)?;
         let augment = AugmentConfig::robust();
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
@@ -241,7 +242,7 @@ impl Gate {
                 started.elapsed().as_secs_f64()
             );
         }
-        let scores = scores(&net, validation, cfg.normalization)?;
+        let scores = scores(&net, validation)?;
         let floor = floor(&scores, GATE_TAIL);
         let under = scores.iter().filter(|&&s| s < floor).count();
         Ok(Gate {
@@ -272,7 +273,7 @@ impl Gate {
 
     /// The gate's score for one preprocessed digit: its top softmax probability.
     pub fn score(&self, digit: &Digit) -> Result<f32> {
-        let x = digit_input(&self.net, digit, self.fit.config.normalization)?;
+        let x = digit_input(&self.net, digit)?;
         let logits = self
             .net
             .forward_t(&x, false)?
@@ -286,7 +287,7 @@ impl Gate {
 
     /// The gate's score for every image of `split`.
     pub fn scores(&self, split: &Split) -> Result<Vec<f32>> {
-        scores(&self.net, split, self.fit.config.normalization)
+        scores(&self.net, split)
     }
 
     /// Whether a score is under the floor.
@@ -315,7 +316,8 @@ impl Gate {
                 reason: format!("floor {} is not a probability", fit.floor),
             });
         }
-        let net = run.load_network(&Device::Cpu)?;
+        let mut net = run.load_network(&Device::Cpu)?;
+        net.set_normalization(fit.config.normalization);
         Ok(Some(Gate {
             net: Arc::new(net),
             fit,
@@ -333,7 +335,7 @@ fn step(
     cfg: &GateConfig,
 ) -> Result<f32> {
     let refs: Vec<&[f32]> = images.iter().map(Vec::as_slice).collect();
-    let x = pixels_input(net, &refs, cfg.normalization)?;
+    let x = pixels_input(net, &refs)?;
     let logits = net.forward_t(&x, true)?;
     let n = labels.len();
     let digits = logits.narrow(0, 0, n)?;
@@ -351,8 +353,8 @@ fn step(
     Ok(value)
 }
 
-fn scores(net: &Network, split: &Split, normalization: Normalization) -> Result<Vec<f32>> {
-    let (logits, _, _) = split_outputs(net, split, normalization)?;
+fn scores(net: &Network, split: &Split) -> Result<Vec<f32>> {
+    let (logits, _, _) = split_outputs(net, split)?;
     Ok(top_probabilities(&softmax_rows(&logits, 1.0)))
 }
 

@@ -9,7 +9,7 @@
 //! use mnist_kit::train::Run;
 //! let set = RealDigits::load_default()?;
 //! let net = Run::open("results/models/robust")?.net;
-//! for s in set.score(&net, Default::default())?.subsets {
+//! for s in set.score(&net)?.subsets {
 //!     println!("{}: {:.1}% of {}", s.subset, 100.0 * s.accuracy, s.n);
 //! }
 //! # Ok::<(), mnist_kit::Error>(())
@@ -21,7 +21,6 @@ use candle_core::{D, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::custom_digit::{Digit, digit_input, load_digit, most_likely};
-use crate::data::Normalization;
 use crate::display::Table;
 use crate::models::{Model, Network};
 use crate::{Error, Result};
@@ -141,12 +140,12 @@ impl RealDigits {
     }
 
     /// How `net` (evaluation mode) reads every image, in batches.
-    pub fn score(&self, net: &Network, normalization: Normalization) -> Result<RealDigitsScore> {
+    pub fn score(&self, net: &Network) -> Result<RealDigitsScore> {
         let mut predictions = Vec::with_capacity(self.len());
         for chunk in self.digits.chunks(256) {
             let inputs = chunk
                 .iter()
-                .map(|d| digit_input(net, &d.digit, normalization))
+                .map(|d| digit_input(net, &d.digit))
                 .collect::<Result<Vec<_>>>()?;
             let logits = net.forward_t(&Tensor::cat(&inputs, 0)?, false)?;
             let probs = candle_nn::ops::softmax(&logits, D::Minus1)?.to_vec2::<f32>()?;
@@ -175,14 +174,10 @@ impl RealDigits {
     }
     /// Every model of `models` (a name and a network) on the set: one row per model, its
     /// accuracy on each subset and on all (percent).
-    pub fn score_table(
-        &self,
-        models: &[(&str, &Network)],
-        normalization: Normalization,
-    ) -> Result<Table> {
+    pub fn score_table(&self, models: &[(&str, &Network)]) -> Result<Table> {
         let scores = models
             .iter()
-            .map(|(n, net)| Ok((n.to_string(), self.score(net, normalization)?)))
+            .map(|(n, net)| Ok((n.to_string(), self.score(net)?)))
             .collect::<Result<Vec<_>>>()?;
         self.scores_table(&scores)
     }

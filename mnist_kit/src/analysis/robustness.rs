@@ -6,8 +6,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 
+use crate::data::Split;
 use crate::data::augment::Affine;
-use crate::data::{Normalization, Split};
 use crate::models::Network;
 use crate::train::evaluate;
 use crate::{Error, Result};
@@ -85,16 +85,11 @@ pub struct RobustnessRow {
 }
 
 /// Evaluates `net` on each variant of `test`.
-pub fn robustness(
-    net: &Network,
-    test: &Split,
-    variants: &[Variant],
-    normalization: Normalization,
-) -> Result<Vec<RobustnessRow>> {
+pub fn robustness(net: &Network, test: &Split, variants: &[Variant]) -> Result<Vec<RobustnessRow>> {
     variants
         .iter()
         .map(|v| {
-            let e = evaluate(net, &v.apply(test)?, 1000, normalization)?;
+            let e = evaluate(net, &v.apply(test)?)?;
             Ok(RobustnessRow {
                 variant: v.name(),
                 accuracy: e.accuracy,

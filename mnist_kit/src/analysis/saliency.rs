@@ -5,20 +5,14 @@
 
 use candle_core::{D, Tensor, Var};
 
-use crate::data::{BatchOptions, Normalization, Split};
+use crate::data::{BatchOptions, Split};
 use crate::models::{Model, Network};
 use crate::{Error, Result};
 
-fn input(
-    net: &Network,
-    split: &Split,
-    index: usize,
-    normalization: Normalization,
-) -> Result<Tensor> {
+fn input(net: &Network, split: &Split, index: usize) -> Result<Tensor> {
     let one = split.subset("sample", &[index])?;
     let opts = BatchOptions {
         batch_size: 1,
-        normalization,
         ..Default::default()
     };
     one.batches(net.input_spec(), opts, 0, net.device())?
@@ -69,23 +63,18 @@ fn smooth_grad(net: &Network, x: &Tensor, class: usize, sigma: f32) -> Result<Ve
     Ok(mean)
 }
 
-/// The noise of [`smooth_grad`] in the model's input units.
-fn noise_for(normalization: Normalization) -> f32 {
-    SMOOTHGRAD_NOISE * (normalization.apply(1.0) - normalization.apply(0.0))
+/// The noise of [`smooth_grad`] in `net`'s input units.
+fn noise_for(net: &Network) -> f32 {
+    let n = net.input_spec().normalization;
+    SMOOTHGRAD_NOISE * (n.apply(1.0) - n.apply(0.0))
 }
 
 /// SmoothGrad saliency of `class` (the prediction when `None`) for sample `index` of `split`,
 /// as a `side x side` map in the model's input geometry.
-pub fn saliency(
-    net: &Network,
-    split: &Split,
-    index: usize,
-    class: Option<u8>,
-    normalization: Normalization,
-) -> Result<Vec<f32>> {
+pub fn saliency(net: &Network, split: &Split, index: usize, class: Option<u8>) -> Result<Vec<f32>> {
     // Differentiate a copy made by the running code (see `Network::rebuilt`).
     let net = &net.rebuilt()?;
-    let x = input(net, split, index, normalization)?;
+    let x = input(net, split, index)?;
     let class = match class {
         Some(c) => c as usize,
         None => net
@@ -94,7 +83,7 @@ pub fn saliency(
             .flatten_all()?
             .to_vec1::<u32>()?[0] as usize,
     };
-    smooth_grad(net, &x, class, noise_for(normalization))
+    smooth_grad(net, &x, class, noise_for(net))
 }
 
 /// What a model makes of one preprocessed digit: its class probabilities and the SmoothGrad
@@ -103,19 +92,18 @@ pub fn saliency(
 pub fn digit_saliency(
     net: &Network,
     digit: &crate::analysis::Digit,
-    normalization: Normalization,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
     use crate::analysis::custom_digit::{SIDE, digit_input, most_likely};
     let net = &net.rebuilt()?;
     let side = net.input_spec().side;
     let pad = side.saturating_sub(SIDE) / 2;
-    let x = digit_input(net, digit, normalization)?;
+    let x = digit_input(net, digit)?;
     let logits = net.forward_t(&x, false)?;
     let probs: Vec<f32> = candle_nn::ops::softmax(&logits, D::Minus1)?
         .flatten_all()?
         .to_vec1()?;
     let class = most_likely(&probs);
-    let g = smooth_grad(net, &x, class, noise_for(normalization))?;
+    let g = smooth_grad(net, &x, class, noise_for(net))?;
     let mut map = Vec::with_capacity(SIDE * SIDE);
     for r in 0..SIDE {
         for c in 0..SIDE {
@@ -135,9 +123,8 @@ pub fn attention_maps(
     net: &Network,
     split: &Split,
     index: usize,
-    normalization: Normalization,
 ) -> Result<Vec<(usize, Vec<f32>)>> {
-    let x = input(net, split, index, normalization)?;
+    let x = input(net, split, index)?;
     let (_, maps) = net.forward_with_attention(&x)?;
     maps.iter()
         .map(|m| Ok((m.dim(D::Minus1)?, m.flatten_all()?.to_vec1()?)))
@@ -155,24 +142,15 @@ mod tests {
         img[14 * 28 + 10..14 * 28 + 18].fill(255);
         let split = Split::from_raw("t", img, vec![1], 28, 28).unwrap();
         let net = Network::preset("lenet5-attention", 0, &Device::Cpu).unwrap();
-        let s = saliency(&net, &split, 0, Some(1), Normalization::Standard).unwrap();
+        let s = saliency(&net, &split, 0, Some(1)).unwrap();
         assert_eq!(s.len(), 32 * 32);
         assert!(s.iter().any(|&v| v > 0.0) && s.iter().all(|v| v.is_finite()));
-        let maps = attention_maps(&net, &split, 0, Normalization::Standard).unwrap();
+        let maps = attention_maps(&net, &split, 0).unwrap();
         assert_eq!(maps.iter().map(|m| m.0).collect::<Vec<_>>(), vec![28, 10]);
         assert!(maps[0].1.iter().all(|&v| (0.0..=1.0).contains(&v)));
         let mlp = Network::preset("dense128", 0, &Device::Cpu).unwrap();
-        assert_eq!(
-            saliency(&mlp, &split, 0, None, Normalization::Standard)
-                .unwrap()
-                .len(),
-            784
-        );
-        assert!(
-            attention_maps(&mlp, &split, 0, Normalization::Standard)
-                .unwrap()
-                .is_empty()
-        );
-        assert!(saliency(&mlp, &split, 5, None, Normalization::Standard).is_err());
+        assert_eq!(saliency(&mlp, &split, 0, None).unwrap().len(), 784);
+        assert!(attention_maps(&mlp, &split, 0).unwrap().is_empty());
+        assert!(saliency(&mlp, &split, 5, None).is_err());
     }
 }

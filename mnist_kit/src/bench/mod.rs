@@ -206,7 +206,6 @@ pub fn profile_layers(mnist: &Mnist, model: &str, cfg: BenchConfig) -> Result<Ve
         batch_size: cfg.batch_size,
         shuffle: true,
         seed: 0,
-        ..Default::default()
     };
     let batches: Vec<_> = split
         .batches(net.input_spec(), opts, 0, &Device::Cpu)?

@@ -17,7 +17,7 @@ use candle_core::{D, Device};
 use serde::{Deserialize, Serialize};
 
 use crate::data::batches::mix;
-use crate::data::{BatchOptions, Mnist, NUM_CLASSES, Normalization, Split};
+use crate::data::{BatchOptions, Mnist, NUM_CLASSES, Split};
 use crate::models::{Model, ModelConfig, Network};
 use crate::train::step::{Optimizer, loss};
 use crate::train::{OptimizerConfig, Schedule};
@@ -236,7 +236,6 @@ fn train(net: &Network, train: &Split, cfg: &SpeedrunConfig, seed: u64) -> Resul
         batch_size: cfg.batch_size,
         shuffle: true,
         seed,
-        normalization: Normalization::Standard,
     };
     let per_epoch = train.len().div_ceil(cfg.batch_size);
     let steps = per_epoch * cfg.epochs;
@@ -263,7 +262,6 @@ fn score(net: &Network, test: &Split, shifts: &[(i32, i32)]) -> Result<(f64, f64
         batch_size: 1000,
         shuffle: false,
         seed: 0,
-        normalization: Normalization::Standard,
     };
     let spec = net.input_spec();
     let mut probs = vec![0f32; test.len() * NUM_CLASSES];

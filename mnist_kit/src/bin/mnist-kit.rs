@@ -680,7 +680,7 @@ fn real_digits(runs: Vec<PathBuf>, dir: Option<PathBuf>, json: bool) -> Result<(
     };
     for run in runs {
         let r = Run::open(&run)?;
-        let score = set.score(&r.net, r.train.normalization)?;
+        let score = set.score(&r.net)?;
         if json {
             println!(
                 "{}",
@@ -818,7 +818,7 @@ fn train(a: TrainArgs) -> Result<()> {
         .run_dir(&a.out)
         .fit(&mut net, &mnist)?;
     let test_split = TrainData::new(&mnist, &cfg)?.test;
-    let test = evaluate(&net, &test_split, cfg.eval_batch_size, cfg.normalization)?;
+    let test = evaluate(&net, &test_split)?;
     let result = serde_json::json!({
         "test_accuracy": test.accuracy,
         "test_loss": test.loss,
@@ -843,7 +843,7 @@ fn train(a: TrainArgs) -> Result<()> {
 fn eval(run: &std::path::Path, data_dir: Option<PathBuf>, json: bool) -> Result<()> {
     let run = Run::open(run)?;
     let mnist = Mnist::load_from(data_dir.as_deref())?;
-    let e = evaluate(&run.net, &mnist.test, 1000, run.train.normalization)?;
+    let e = evaluate(&run.net, &mnist.test)?;
     let confusion = mnist_kit::analysis::ConfusionMatrix::of(&e)?.counts;
     if json {
         let v = serde_json::json!({"accuracy": e.accuracy, "loss": e.loss, "confusion": confusion});
@@ -904,12 +904,7 @@ fn predict(run: &std::path::Path, json: bool, images: &[PathBuf]) -> Result<()> 
     let model = loaded.net.name().to_string();
     let mut failed = 0;
     for path in images {
-        match answer_file(
-            &loaded.net,
-            path,
-            loaded.train.normalization,
-            calibration.as_ref(),
-        ) {
+        match answer_file(&loaded.net, path, calibration.as_ref()) {
             Ok(a) => {
                 if json {
                     let mut v = mnist_kit::serve::answer_json(&a, &model);
@@ -979,13 +974,7 @@ fn calibrate(a: CalibrateArgs) -> Result<()> {
         mnist_c: a.mnist_c,
         ..Default::default()
     };
-    let rows = measure(
-        &run.net,
-        run.train.normalization,
-        &calibration,
-        &mnist,
-        what,
-    )?;
+    let rows = measure(&run.net, &calibration, &mnist, what)?;
     if a.json {
         println!(
             "{}",

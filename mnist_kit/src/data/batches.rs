@@ -57,13 +57,18 @@ pub enum Layout {
     Nchw,
 }
 
-/// The input a model expects: side length (28, or 32 = zero-padded by 2 pixels) and layout.
+/// The input a model expects: side length (28, or 32 = zero-padded by 2 pixels), layout and
+/// pixel normalization. A [`crate::models::Network`] carries its own, set when it is trained and
+/// saved with it, so every batch made for it is scaled as in training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputSpec {
     /// Side of the square input; larger than the images means centred zero padding.
     pub side: usize,
     /// Flat or NCHW.
     pub layout: Layout,
+    /// How pixels are scaled.
+    #[serde(default)]
+    pub normalization: Normalization,
 }
 
 impl InputSpec {
@@ -108,8 +113,6 @@ pub struct BatchOptions {
     pub shuffle: bool,
     /// Seed of the shuffle.
     pub seed: u64,
-    /// Pixel normalization.
-    pub normalization: Normalization,
 }
 
 impl Default for BatchOptions {
@@ -118,7 +121,6 @@ impl Default for BatchOptions {
             batch_size: 64,
             shuffle: false,
             seed: 0,
-            normalization: Normalization::Standard,
         }
     }
 }
@@ -201,8 +203,8 @@ impl<'a> Batches<'a> {
         let mut data = vec![0f32; n * self.spec.len()];
         let (rows, cols) = (self.split.rows(), self.split.cols());
         let (top, left) = ((self.spec.side - rows) / 2, (self.spec.side - cols) / 2);
-        let bg = self.opts.normalization.background();
-        let norm = self.opts.normalization;
+        let norm = self.spec.normalization;
+        let bg = norm.background();
         let side = self.spec.side;
         let fill = |(k, out): (usize, &mut [f32])| {
             let pos = positions[k];
@@ -268,9 +270,9 @@ impl Split {
     /// Batches of this split for one epoch (see [`Batches`]).
     ///
     /// ```no_run
-    /// use mnist_kit::data::{BatchOptions, InputSpec, Layout, Mnist};
+    /// use mnist_kit::data::{BatchOptions, InputSpec, Layout, Mnist, Normalization};
     /// let mnist = Mnist::load_default()?;
-    /// let spec = InputSpec { side: 32, layout: Layout::Nchw };
+    /// let spec = InputSpec { side: 32, layout: Layout::Nchw, normalization: Normalization::Standard };
     /// let opts = BatchOptions { batch_size: 1000, ..Default::default() };
     /// for batch in mnist.test.batches(spec, opts, 0, &candle_core::Device::Cpu)? {
     ///     assert_eq!(batch?.images.dims()[1..], [1, 32, 32]);

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{InputSpec, Layout};
+use crate::data::{InputSpec, Layout, Normalization};
 use crate::{Error, Result};
 
 /// Hidden-layer nonlinearity.
@@ -291,21 +291,18 @@ impl ModelConfig {
         })
     }
 
-    /// The input format this model expects.
+    /// The input format this model expects, with the standard normalization (a trained
+    /// [`crate::models::Network`] carries the one it was trained with).
     pub fn input_spec(&self) -> InputSpec {
-        match self {
-            ModelConfig::Mlp(c) => InputSpec {
-                side: c.input_side,
-                layout: Layout::Flat,
-            },
-            ModelConfig::Lenet(c) => InputSpec {
-                side: c.input_side,
-                layout: Layout::Nchw,
-            },
-            ModelConfig::SimpleCnn(_) | ModelConfig::Resnet(_) => InputSpec {
-                side: 28,
-                layout: Layout::Nchw,
-            },
+        let (side, layout) = match self {
+            ModelConfig::Mlp(c) => (c.input_side, Layout::Flat),
+            ModelConfig::Lenet(c) => (c.input_side, Layout::Nchw),
+            ModelConfig::SimpleCnn(_) | ModelConfig::Resnet(_) => (28, Layout::Nchw),
+        };
+        InputSpec {
+            side,
+            layout,
+            normalization: Normalization::Standard,
         }
     }
 

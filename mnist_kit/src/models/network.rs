@@ -14,7 +14,7 @@ use super::arch::{Lenet, Mlp, ResNet, SimpleCnn};
 use super::config::{ModelConfig, display_name};
 use super::layers::{Builder, Param, ensure_f32};
 use super::summary::ModelSummary;
-use crate::data::InputSpec;
+use crate::data::{InputSpec, Normalization};
 use crate::fsutil::write_atomic;
 use crate::{Error, Result};
 
@@ -54,6 +54,7 @@ pub struct Network {
     summary: ModelSummary,
     dropout_rng: Arc<Mutex<ChaCha8Rng>>,
     device: Device,
+    normalization: Normalization,
 }
 
 impl std::fmt::Debug for Network {
@@ -106,6 +107,7 @@ impl Network {
             params: b.params,
             dropout_rng,
             device: device.clone(),
+            normalization: Normalization::Standard,
         })
     }
 
@@ -117,9 +119,17 @@ impl Network {
     pub fn config(&self) -> &ModelConfig {
         &self.config
     }
-    /// The input format it expects.
+    /// The input format it expects, with the normalization it was trained with.
     pub fn input_spec(&self) -> InputSpec {
-        self.config.input_spec()
+        InputSpec {
+            normalization: self.normalization,
+            ..self.config.input_spec()
+        }
+    }
+    /// Sets how its inputs are scaled: the trainer sets the training config's, a saved run
+    /// restores it; standard until then.
+    pub fn set_normalization(&mut self, normalization: Normalization) {
+        self.normalization = normalization;
     }
     /// The device its parameters live on.
     pub fn device(&self) -> &Device {
@@ -220,8 +230,9 @@ impl Network {
     /// differentiated in another would mix up ids. Training and saliency differentiate a copy
     /// made by the running code instead.
     pub fn rebuilt(&self) -> Result<Network> {
-        let fresh = Network::named(self.name.clone(), &self.config, 0, &self.device)?;
+        let mut fresh = Network::named(self.name.clone(), &self.config, 0, &self.device)?;
         fresh.restore(&self.snapshot()?)?;
+        fresh.normalization = self.normalization;
         Ok(fresh)
     }
 

@@ -10,7 +10,7 @@ use crate::display::esc;
 
 use crate::analysis::custom_digit::{Digit, SIDE};
 use crate::analysis::{Prediction, attention_maps, saliency};
-use crate::data::{Normalization, Split};
+use crate::data::Split;
 use crate::fsutil::write_bytes_atomic;
 use crate::models::Network;
 use crate::{Error, Result};
@@ -293,12 +293,7 @@ impl ImageGrid {
 
     /// Each sample next to the model's attention maps over it (`lenet5-attention`), or next to
     /// its input-gradient saliency for models without attention.
-    pub fn attention(
-        net: &Network,
-        split: &Split,
-        positions: &[usize],
-        normalization: Normalization,
-    ) -> Result<Self> {
+    pub fn attention(net: &Network, split: &Split, positions: &[usize]) -> Result<Self> {
         let mut g = ImageGrid::new(format!("{}: where it looks", net.name()), 4);
         for &i in positions {
             let img = split.image(i).ok_or_else(|| {
@@ -314,9 +309,9 @@ impl ImageGrid {
                 split.cols(),
                 split.rows(),
             )?;
-            let maps = attention_maps(net, split, i, normalization)?;
+            let maps = attention_maps(net, split, i)?;
             if maps.is_empty() {
-                let s = saliency(net, split, i, None, normalization)?;
+                let s = saliency(net, split, i, None)?;
                 let side = net.input_spec().side;
                 g.push("saliency", s, side, side)?;
             }
@@ -387,9 +382,9 @@ mod tests {
         assert_eq!((f.tiles[0].width, f.tiles[0].height), (28, 28));
 
         let att = Network::preset("lenet5-attention", 0, &dev).unwrap();
-        let g = ImageGrid::attention(&att, &split, &[0, 1], Normalization::default()).unwrap();
+        let g = ImageGrid::attention(&att, &split, &[0, 1]).unwrap();
         assert_eq!(g.tiles.len(), 6, "input + 2 attention maps per sample");
-        let g = ImageGrid::attention(&lenet, &split, &[0], Normalization::default()).unwrap();
+        let g = ImageGrid::attention(&lenet, &split, &[0]).unwrap();
         assert_eq!(g.tiles[1].caption, "saliency");
         assert_eq!(g.tiles[1].width, 32);
     }

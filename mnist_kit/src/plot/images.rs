@@ -10,7 +10,7 @@ use plotly::layout::{Annotation, Axis, Layout, Margin};
 use super::grid::{ImageGrid, Tile, range};
 use super::{Figure, Raw};
 use crate::analysis::attention_maps;
-use crate::data::{Normalization, Split};
+use crate::data::Split;
 use crate::models::Network;
 use crate::{Error, Result};
 
@@ -345,13 +345,8 @@ pub fn attention(name: &str, title: &str, rows: &[AttentionRow]) -> Figure {
 }
 
 /// [`attention`] of `net` on the samples of `split` at `positions`.
-pub fn attention_of(
-    net: &Network,
-    split: &Split,
-    positions: &[usize],
-    normalization: Normalization,
-) -> Result<Figure> {
-    let rows = attention_rows(net, split, positions, normalization)?;
+pub fn attention_of(net: &Network, split: &Split, positions: &[usize]) -> Result<Figure> {
+    let rows = attention_rows(net, split, positions)?;
     Ok(attention_figure(net.name(), &rows))
 }
 
@@ -390,7 +385,6 @@ pub fn attention_rows(
     net: &Network,
     split: &Split,
     positions: &[usize],
-    normalization: Normalization,
 ) -> Result<Vec<AttentionRow>> {
     let mut rows = Vec::new();
     for &i in positions {
@@ -403,7 +397,7 @@ pub fn attention_rows(
         rows.push(AttentionRow {
             label: format!("#{i}: {}", split.label(i).unwrap_or(0)),
             digit: img.iter().map(|&b| f32::from(b)).collect(),
-            maps: attention_maps(net, split, i, normalization)?,
+            maps: attention_maps(net, split, i)?,
         });
     }
     Ok(rows)

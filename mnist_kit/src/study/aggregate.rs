@@ -10,7 +10,7 @@ use super::{ExperimentResult, StudyConfig};
 use crate::data::{Mnist, NUM_CLASSES};
 use crate::display::Table;
 use crate::train::RunDir;
-use crate::train::{History, evaluate};
+use crate::train::{History, evaluate_in_batches};
 use crate::{Error, Result};
 
 /// How close (in accuracy, 0.005 = half a point) validation accuracy must come to its final
@@ -510,7 +510,7 @@ pub fn ensemble(mnist: &Mnist, cfg: &StudyConfig, rep: &Replicates) -> Result<En
     let mut sum = vec![0f64; test.len() * NUM_CLASSES];
     for r in &rep.runs {
         let net = RunDir::new(run_dir(&runs, &r.experiment)).load_network(&Device::Cpu)?;
-        let e = evaluate(&net, &test, train.eval_batch_size, train.normalization)?;
+        let e = evaluate_in_batches(&net, &test, train.eval_batch_size)?;
         for (s, &p) in sum.iter_mut().zip(&e.probabilities) {
             *s += f64::from(p);
         }

@@ -14,7 +14,7 @@ use crate::data::{Mnist, Split};
 use crate::fsutil::write_json;
 use crate::models::Network;
 use crate::train::RunDir;
-use crate::train::{TrainConfig, TrainData, Trainer, evaluate};
+use crate::train::{TrainConfig, TrainData, Trainer, evaluate_in_batches};
 use crate::{Error, Result};
 
 /// Training images scored in evaluation mode for the train-validation gap.
@@ -205,8 +205,7 @@ fn score(
     data: &TrainData,
     dir: &RunDir,
 ) -> Result<Scores> {
-    let norm = e.train.normalization;
-    let eval = |split: &Split| evaluate(net, split, e.train.eval_batch_size, norm);
+    let eval = |split: &Split| evaluate_in_batches(net, split, e.train.eval_batch_size);
     let test = eval(&data.test)?;
     let val = data.validation.as_ref().map(eval).transpose()?;
     let train_eval = eval(&data.train.take(TRAIN_EVAL_IMAGES))?;

@@ -3,7 +3,7 @@
 use candle_core::{D, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{BatchOptions, NUM_CLASSES, Normalization, Split};
+use crate::data::{BatchOptions, NUM_CLASSES, Split};
 use crate::models::{Model, Network};
 use crate::{Error, Result};
 
@@ -60,18 +60,25 @@ impl Evaluation {
     }
 }
 
-/// Evaluates `net` (evaluation mode) on every sample of `split`.
-pub fn evaluate(
+/// Images per evaluation batch where no training config says otherwise.
+pub const EVAL_BATCH: usize = 1000;
+
+/// Evaluates `net` (evaluation mode, its own input normalization) on every sample of `split`.
+pub fn evaluate(net: &Network, split: &Split) -> Result<Evaluation> {
+    evaluate_in_batches(net, split, EVAL_BATCH)
+}
+
+/// [`evaluate`] in batches of `batch_size` (a training config's evaluation batch: the
+/// predictions do not depend on it; the mean loss's last bits do).
+pub(crate) fn evaluate_in_batches(
     net: &Network,
     split: &Split,
     batch_size: usize,
-    normalization: Normalization,
 ) -> Result<Evaluation> {
     let opts = BatchOptions {
         batch_size,
         shuffle: false,
         seed: 0,
-        normalization,
     };
     // On a rayon worker (a no-op when already on one, as in training): the kernels' parallel
     // loops then share work with the other workers directly instead of waking the pool from
@@ -138,16 +145,11 @@ pub(crate) fn correct_and_predictions(
 
 /// The logits (10 per image) and penultimate features (`width` per image) of `net` on every
 /// image of `split`, row-major: `(logits, features, width)`.
-pub fn split_outputs(
-    net: &Network,
-    split: &Split,
-    normalization: Normalization,
-) -> Result<(Vec<f32>, Vec<f32>, usize)> {
+pub fn split_outputs(net: &Network, split: &Split) -> Result<(Vec<f32>, Vec<f32>, usize)> {
     let opts = BatchOptions {
-        batch_size: 1000,
+        batch_size: EVAL_BATCH,
         shuffle: false,
         seed: 0,
-        normalization,
     };
     rayon::scope(|_| {
         let mut logits = Vec::with_capacity(split.len() * NUM_CLASSES);

@@ -12,6 +12,7 @@ pub mod step;
 pub mod trainer;
 
 pub use config::{EarlyStopping, Mode, Monitor, TrainConfig};
+pub(crate) use evaluate::evaluate_in_batches;
 pub use evaluate::{Evaluation, evaluate};
 pub use history::{EpochRecord, History, StopReason};
 pub use optim::{OptimizerConfig, OptimizerKind, OptimizerState};

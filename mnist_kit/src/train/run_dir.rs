@@ -3,7 +3,8 @@
 //! type owns every file name in it.
 //!
 //! ```text
-//! config.json              {"name", "config" (the model), "train" (the TrainConfig)}
+//! config.json              {"name", "config" (the model), "normalization" (its input's),
+//!                           "train" (the TrainConfig)}
 //! weights.safetensors      the model as returned (best weights when restore-best applied)
 //! last.safetensors         the weights after the last completed epoch (resume)
 //! best.safetensors         the best epoch's weights so far (early stopping)
@@ -19,6 +20,7 @@ use candle_core::Device;
 
 use super::config::TrainConfig;
 use super::history::History;
+use crate::data::Normalization;
 use crate::fsutil::write_bytes_atomic;
 use crate::models::Network;
 use crate::models::network::read_model_json;
@@ -105,10 +107,14 @@ impl RunDir {
         self.file(name).is_file()
     }
 
-    /// Writes `config.json`: the network's name and config, and the training config when
-    /// given.
+    /// Writes `config.json`: the network's name, config and input normalization, and the
+    /// training config when given.
     pub fn write_config(&self, net: &Network, train: Option<&TrainConfig>) -> Result<()> {
-        let mut json = serde_json::json!({ "name": net.name(), "config": net.config() });
+        let mut json = serde_json::json!({
+            "name": net.name(),
+            "config": net.config(),
+            "normalization": net.input_spec().normalization,
+        });
         if let Some(t) = train {
             json["train"] = serde_json::to_value(t).map_err(|source| Error::Json {
                 context: "train config".into(),
@@ -129,18 +135,23 @@ impl RunDir {
 
     /// The training config from `config.json` (the default when it has none).
     pub fn read_train_config(&self) -> Result<TrainConfig> {
+        Ok(self.read_config_json()?.train)
+    }
+
+    /// The model's input normalization from `config.json`: its own entry, else (a run saved
+    /// before the model carried it) its training config's.
+    pub fn read_normalization(&self) -> Result<Normalization> {
+        let c = self.read_config_json()?;
+        Ok(c.normalization.unwrap_or(c.train.normalization))
+    }
+
+    fn read_config_json(&self) -> Result<ConfigJson> {
         let path = self.file(Self::CONFIG);
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        #[derive(serde::Deserialize)]
-        struct Wrapper {
-            #[serde(default)]
-            train: TrainConfig,
-        }
-        let w: Wrapper = serde_json::from_str(&text).map_err(|source| Error::Json {
+        serde_json::from_str(&text).map_err(|source| Error::Json {
             context: path.display().to_string(),
             source,
-        })?;
-        Ok(w.train)
+        })
     }
 
     /// The history, when `history.json` is there.
@@ -170,8 +181,9 @@ impl RunDir {
     /// run with [`super::Run::open`]).
     pub(crate) fn load_network(&self, device: &Device) -> Result<Network> {
         let (name, config) = self.read_model()?;
-        let net = Network::named(name, &config, 0, device)?;
+        let mut net = Network::named(name, &config, 0, device)?;
         net.load_weights(self.file(Self::WEIGHTS))?;
+        net.set_normalization(self.read_normalization()?);
         Ok(net)
     }
 
@@ -190,6 +202,15 @@ impl RunDir {
         }
         Ok(())
     }
+}
+
+/// What `config.json` says beside the model.
+#[derive(serde::Deserialize)]
+struct ConfigJson {
+    #[serde(default)]
+    train: TrainConfig,
+    #[serde(default)]
+    normalization: Option<Normalization>,
 }
 
 impl AsRef<Path> for RunDir {

@@ -7,21 +7,21 @@
 //! ```no_run
 //! use mnist_kit::candle::Device;
 //! use mnist_kit::candle_nn::Optimizer as _;
-//! use mnist_kit::data::{BatchOptions, Mnist, Normalization};
+//! use mnist_kit::data::{BatchOptions, Mnist};
 //! use mnist_kit::models::{Model, Network};
 //! use mnist_kit::train::{Optimizer, OptimizerConfig, evaluate, step::loss};
 //!
 //! let mnist = Mnist::load_default()?;
 //! let net = Network::preset("dense128", 42, &Device::Cpu)?;
 //! let mut opt = Optimizer::for_network(&net, OptimizerConfig::default(), 1e-3)?;
-//! let opts = BatchOptions { batch_size: 64, shuffle: true, seed: 42, normalization: Normalization::Standard };
+//! let opts = BatchOptions { batch_size: 64, shuffle: true, seed: 42 };
 //! for epoch in 0..2 {
 //!     for batch in mnist.train.batches(net.input_spec(), opts, epoch, &Device::Cpu)? {
 //!         let batch = batch?;
 //!         let logits = net.forward_t(&batch.images, true)?;
 //!         opt.backward_step(&loss(&logits, &batch.labels, 0.0)?)?;
 //!     }
-//!     let test = evaluate(&net, &mnist.test, 1000, Normalization::Standard)?;
+//!     let test = evaluate(&net, &mnist.test)?;
 //!     println!("epoch {}: test accuracy {:.2}%", epoch + 1, 100.0 * test.accuracy);
 //! }
 //! # Ok::<(), mnist_kit::Error>(())

@@ -10,7 +10,7 @@ use candle_core::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 
 use super::config::{Monitor, TrainConfig};
-use super::evaluate::{correct_and_predictions, evaluate};
+use super::evaluate::{correct_and_predictions, evaluate_in_batches};
 use super::history::{EpochRecord, History, StopReason};
 use super::run_dir::RunDir;
 use super::step::{self, GradStats, GradSummary, Optimizer, Outcome};
@@ -103,9 +103,11 @@ impl Trainer {
     /// Trains `net` on `mnist` as configured (the validation split and limits of the config)
     /// until the epochs are done (counting those a resumed run had done), early stopping
     /// fires or the time budget runs out; `net` ends with the trained weights (the best
-    /// epoch's when early stopping restores them). Returns the history.
+    /// epoch's when early stopping restores them), and the config's input normalization
+    /// (saved with it; every later evaluation of it scales inputs so). Returns the history.
     pub fn fit(&self, net: &mut Network, mnist: &Mnist) -> Result<History> {
         self.cfg.validate()?;
+        net.set_normalization(self.cfg.normalization);
         let data = TrainData::new(mnist, &self.cfg)?;
         let mut session = match &self.run_dir {
             Some(path) => {
@@ -313,7 +315,6 @@ impl Session {
             batch_size: self.cfg.batch_size,
             shuffle: true,
             seed: self.cfg.seed,
-            normalization: self.cfg.normalization,
         };
         let augment = self.cfg.augment;
         let transform = move |img: &mut [f32], side: usize, rng: &mut ChaCha8Rng| {
@@ -373,12 +374,7 @@ impl Session {
     /// evaluation.
     fn record(&self, data: &TrainData, epoch: usize, lr: f64, m: Measured) -> Result<EpochRecord> {
         let eval = |split: &crate::data::Split| {
-            evaluate(
-                &self.net,
-                split,
-                self.cfg.eval_batch_size,
-                self.cfg.normalization,
-            )
+            evaluate_in_batches(&self.net, split, self.cfg.eval_batch_size)
         };
         let val = data.validation.as_ref().map(eval).transpose()?;
         let test = if self.cfg.eval_test_each_epoch {

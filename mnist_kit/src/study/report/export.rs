@@ -20,7 +20,7 @@ use crate::data::Split;
 use crate::data::corrupt::{Corruption, DEFAULT_SEED, corrupt_split};
 use crate::fsutil::write_json;
 use crate::train::RunDir;
-use crate::train::{TrainData, evaluate};
+use crate::train::{TrainData, evaluate_in_batches};
 
 /// How far below the best validation accuracy a run may be and still be the robust model:
 /// half a point, so that a run much more robust (by several points of MNIST-C) is not passed
@@ -116,13 +116,7 @@ fn calibrate(ctx: &Ctx, r: &ExperimentResult, dst: &Path) -> Result<()> {
         return Ok(());
     };
     let net = RunDir::new(dst).load_network(&Device::Cpu)?;
-    let mut c = Calibration::fit(
-        &net,
-        val,
-        &data.train,
-        r.experiment.train.normalization,
-        DEFAULT_TARGET_ABSTAIN - GATE_TAIL,
-    )?;
+    let mut c = Calibration::fit(&net, val, &data.train, DEFAULT_TARGET_ABSTAIN - GATE_TAIL)?;
     c.gate = Some(gate(ctx, &data.train, val)?);
     c.save(dst)
 }
@@ -159,12 +153,7 @@ fn validation_mnist_c(ctx: &Ctx, r: &ExperimentResult) -> Result<f64> {
     let mut sum = 0.0;
     for k in Corruption::ALL {
         let split = corrupt_split(&val, k, DEFAULT_SEED + 1)?;
-        let e = evaluate(
-            &net,
-            &split,
-            r.experiment.train.eval_batch_size,
-            r.experiment.train.normalization,
-        )?;
+        let e = evaluate_in_batches(&net, &split, r.experiment.train.eval_batch_size)?;
         sum += e.accuracy;
     }
     Ok(sum / Corruption::ALL.len() as f64)

@@ -131,13 +131,12 @@ fn attention(md: &mut String, ctx: &Ctx, arch: &[&Replicates]) -> Result<()> {
         && let Some(dir) = &first.dir
     {
         let positions = [0, 1, 2, 3];
-        let normalization = first.experiment.train.normalization;
         let name = att.name();
         let rows = ctx.probe(
             |p| p.attention.get(name).cloned(),
             || {
                 let net = RunDir::new(dir).load_network(&Device::Cpu)?;
-                plot::images::attention_rows(&net, &ctx.mnist.test, &positions, normalization)
+                plot::images::attention_rows(&net, &ctx.mnist.test, &positions)
             },
             |p, v| {
                 p.attention.insert(name.to_string(), v);

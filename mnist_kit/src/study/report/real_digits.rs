@@ -141,13 +141,7 @@ fn abstention_rows(ctx: &Ctx, best: &BestModels) -> Result<Option<Vec<Abstention
             let calibration = Calibration::load(&dir)?.ok_or_else(|| {
                 crate::Error::invalid("abstention", "models/robust has no calibration.json")
             })?;
-            measure(
-                &served.net,
-                served.train.normalization,
-                &calibration,
-                ctx.mnist,
-                Measure::default(),
-            )
+            measure(&served.net, &calibration, ctx.mnist, Measure::default())
         },
         |p, v| {
             p.abstention.insert(key.clone(), v);
@@ -214,7 +208,7 @@ fn score_of(ctx: &Ctx, set: &RealDigits, r: &ExperimentResult) -> Result<RealDig
                 crate::Error::invalid("real digits", format!("{key} has no run directory"))
             })?;
             let net = RunDir::new(dir.as_path()).load_network(&Device::Cpu)?;
-            set.score(&net, r.experiment.train.normalization)
+            set.score(&net)
         },
         |p, v| {
             p.real_digits.insert(key.clone(), v);

@@ -290,14 +290,9 @@ fn architectures_on_mnist_c(
 /// Accuracy of `net` on `split` with BatchNorm in training mode: each batch of 1,000
 /// normalized by its own statistics (the running statistics of clean training data left
 /// aside).
-fn batch_statistics_accuracy(
-    net: &Network,
-    split: &Split,
-    norm: crate::data::Normalization,
-) -> Result<f64> {
+fn batch_statistics_accuracy(net: &Network, split: &Split) -> Result<f64> {
     let opts = BatchOptions {
         batch_size: 1000,
-        normalization: norm,
         ..Default::default()
     };
     let mut correct = 0usize;
@@ -355,7 +350,6 @@ fn batchnorm_statistics(
         let Some(r) = ctx.find(name) else { continue };
         let Some(first) = r.first() else { continue };
         let Some(dir) = &first.dir else { continue };
-        let norm = first.experiment.train.normalization;
         let measured = ctx.probe(
             |p| p.batch_statistics.get(name).cloned(),
             || {
@@ -363,10 +357,7 @@ fn batchnorm_statistics(
                 let mut out = std::collections::BTreeMap::new();
                 for (k, split) in &corrupted_test_sets(ctx.mnist)? {
                     let s = split.take(ctx.evidence_test_len());
-                    out.insert(
-                        k.name().to_string(),
-                        batch_statistics_accuracy(&net, &s, norm)?,
-                    );
+                    out.insert(k.name().to_string(), batch_statistics_accuracy(&net, &s)?);
                 }
                 Ok(out)
             },
@@ -442,11 +433,7 @@ fn brightness_sweep(md: &mut String, ctx: &Ctx) -> Result<()> {
                 let mut out = Vec::new();
                 for &b in &shifts {
                     let shifted = brightened(&test, b)?;
-                    let norm = first.experiment.train.normalization;
-                    out.push((
-                        b,
-                        crate::train::evaluate(&net, &shifted, 1000, norm)?.accuracy,
-                    ));
+                    out.push((b, crate::train::evaluate(&net, &shifted)?.accuracy));
                 }
                 Ok(out)
             },

@@ -763,7 +763,7 @@ fn mistakes_gallery(
         |p| p.mistakes.get(&key).cloned(),
         || {
             let net = RunDir::new(dir).load_network(&candle_core::Device::Cpu)?;
-            let e = evaluate(&net, test, 1000, b.experiment.train.normalization)?;
+            let e = evaluate(&net, test)?;
             Ok(crate::analysis::most_confident_mistakes(&e, 16))
         },
         |p, m| {
