@@ -177,3 +177,33 @@ fn the_kit_optimizer_is_a_candle_optimizer() {
     let kept = weights();
     assert_eq!(kept, after, "a refused step leaves the weights");
 }
+
+#[test]
+fn the_l2_penalty_sums_the_weights_l2_acts_on() {
+    use mnist_kit::candle::Device;
+    use mnist_kit::models::Network;
+    let net = Network::preset("lenet5-regularized", 1, &Device::Cpu).unwrap();
+    let square_sum = |keep: &dyn Fn(&str) -> bool| -> f64 {
+        net.params()
+            .iter()
+            .filter(|p| p.trainable() && keep(&p.name))
+            .flat_map(|p| p.var.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            .map(|v| f64::from(v).powi(2))
+            .sum()
+    };
+    let kernels = square_sum(&|n| n.ends_with(".weight") && !n.contains("bn"));
+    let everything = square_sum(&|_| true);
+    let cfg = OptimizerConfig::default();
+    let ours = cfg.penalized_square_sum(&net).unwrap();
+    assert!(
+        (ours - kernels).abs() < 1e-9 * kernels,
+        "{ours} vs {kernels}"
+    );
+    assert!(everything > kernels, "biases and BatchNorm scales left out");
+    let all = OptimizerConfig {
+        decay_biases: true,
+        ..cfg
+    };
+    let ours = all.penalized_square_sum(&net).unwrap();
+    assert!((ours - everything).abs() < 1e-9 * everything);
+}

@@ -40,8 +40,13 @@ pub enum Metric {
     TestLoss,
     /// Validation accuracy of the returned weights.
     ValAccuracy,
-    /// Validation loss after the last epoch.
+    /// Validation loss of the returned weights.
     ValLoss,
+    /// Validation loss of the returned weights plus the L2 penalty whose gradient the run
+    /// trained with (`l2 / 2` times the sum of squares of the weights L2 acts on): the
+    /// validation loss Keras reports for a model with `kernel_regularizer=l2(λ)`. Equal to
+    /// [`Metric::ValLoss`] for a run without L2.
+    PenalizedValLoss,
     /// Training accuracy of the last epoch (training mode: dropout and augmentation on).
     TrainAccuracy,
     /// Training loss of the last epoch.
@@ -107,6 +112,7 @@ impl Metric {
             Metric::TestLoss => "test_loss",
             Metric::ValAccuracy => "val_accuracy",
             Metric::ValLoss => "val_loss",
+            Metric::PenalizedValLoss => "val_loss_with_penalty",
             Metric::TrainAccuracy => "train_accuracy",
             Metric::TrainLoss => "train_loss",
             Metric::TrainEval => "train_eval_accuracy",
@@ -131,6 +137,7 @@ impl Metric {
             Metric::TestLoss => "test loss".into(),
             Metric::ValAccuracy => "validation accuracy".into(),
             Metric::ValLoss => "validation loss".into(),
+            Metric::PenalizedValLoss => "validation loss with the L2 penalty".into(),
             Metric::TrainAccuracy => "training accuracy (training mode)".into(),
             Metric::TrainLoss => "final training loss".into(),
             Metric::TrainEval => "training accuracy (evaluation mode)".into(),
@@ -167,7 +174,10 @@ impl Metric {
     /// gap). Quantities without a better direction ([`Metric::has_direction`]) count as
     /// larger-is-better only to orient a verdict, which then reads "higher" or "lower".
     pub fn higher_is_better(self) -> bool {
-        !matches!(self, Metric::TestLoss | Metric::ValLoss | Metric::Gap)
+        !matches!(
+            self,
+            Metric::TestLoss | Metric::ValLoss | Metric::PenalizedValLoss | Metric::Gap
+        )
     }
 
     /// False for quantities where neither a higher nor a lower value is better in itself:
@@ -200,9 +210,11 @@ impl Metric {
     pub fn show(self, s: &Summary) -> String {
         match self {
             m if m.is_percent() => s.show(100.0, 2),
-            Metric::TestLoss | Metric::ValLoss | Metric::TrainLoss | Metric::FirstTrainLoss => {
-                s.show(1.0, 4)
-            }
+            Metric::TestLoss
+            | Metric::ValLoss
+            | Metric::PenalizedValLoss
+            | Metric::TrainLoss
+            | Metric::FirstTrainLoss => s.show(1.0, 4),
             Metric::BestEpoch | Metric::Convergence | Metric::SecondsPerEpoch => s.show(1.0, 1),
             _ => s.show(1.0, 3),
         }
@@ -216,7 +228,16 @@ impl Metric {
             Metric::TestAccuracy => Some(r.test_accuracy),
             Metric::TestLoss => Some(r.test_loss),
             Metric::ValAccuracy => r.val_accuracy.or(last?.val_accuracy),
-            Metric::ValLoss => last?.val_loss,
+            Metric::ValLoss => returned_epoch(r)?.val_loss,
+            Metric::PenalizedValLoss => {
+                let l2 = r.experiment.train.optimizer.l2;
+                let penalty = if l2 > 0.0 {
+                    l2 / 2.0 * r.penalized_square_sum?
+                } else {
+                    0.0
+                };
+                Some(returned_epoch(r)?.val_loss? + penalty)
+            }
             Metric::TrainAccuracy => Some(last?.train_accuracy),
             Metric::TrainLoss => Some(last?.train_loss),
             Metric::TrainEval => r.train_eval_accuracy,
@@ -536,9 +557,9 @@ pub fn ensemble(mnist: &Mnist, cfg: &StudyConfig, rep: &Replicates) -> Result<En
     })
 }
 
-/// Validation accuracy of the weights a run returned: the restored best epoch's when early
-/// stopping restored one, else the last epoch's.
-pub fn returned_val_accuracy(r: &ExperimentResult) -> Option<f64> {
+/// The epoch whose weights a run returned: the restored best epoch when early stopping
+/// restored one, else the last.
+pub fn returned_epoch(r: &ExperimentResult) -> Option<&crate::train::EpochRecord> {
     let h = &r.history;
     let restored = r
         .experiment
@@ -546,20 +567,20 @@ pub fn returned_val_accuracy(r: &ExperimentResult) -> Option<f64> {
         .early_stopping
         .is_some_and(|es| es.restore_best_weights);
     match (restored, h.best_epoch) {
-        (true, Some(b)) => h.epochs.get(b.checked_sub(1)?)?.val_accuracy,
-        _ => h.last()?.val_accuracy,
+        (true, Some(b)) => h.epochs.get(b.checked_sub(1)?),
+        _ => h.last(),
     }
+}
+
+/// Validation accuracy of the weights a run returned (see [`returned_epoch`]).
+pub fn returned_val_accuracy(r: &ExperimentResult) -> Option<f64> {
+    returned_epoch(r)?.val_accuracy
 }
 
 /// The single run with the highest validation accuracy of its returned weights (ties: lower
 /// validation loss, then the earlier run). Chosen without looking at the test set.
 pub fn best_on_validation(results: &[ExperimentResult]) -> Option<&ExperimentResult> {
-    let loss = |r: &ExperimentResult| {
-        r.history
-            .last()
-            .and_then(|l| l.val_loss)
-            .unwrap_or(f64::INFINITY)
-    };
+    let loss = |r: &ExperimentResult| Metric::ValLoss.of(r).unwrap_or(f64::INFINITY);
     results
         .iter()
         .filter(|r| returned_val_accuracy(r).is_some())

@@ -118,6 +118,12 @@ pub struct ExperimentResult {
     pub most_confused: Vec<(u8, u8, u64)>,
     /// The history.
     pub history: History,
+    /// For a run trained with L2: the sum of squares of the returned weights L2 acts on, so
+    /// that the penalized loss Keras reports can be compared ([`aggregate::Metric::PenalizedValLoss`]).
+    /// Recorded by the study since it trains with it; read from the weights for runs recorded
+    /// before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub penalized_square_sum: Option<f64>,
     /// Where the run's files are (set when it is trained or read back; not saved).
     #[serde(skip)]
     pub dir: Option<PathBuf>,

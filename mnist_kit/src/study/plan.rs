@@ -1182,6 +1182,7 @@ mod tests {
                 ..Default::default()
             },
             experiment: e,
+            penalized_square_sum: None,
             dir: None,
         }
     }
@@ -1215,5 +1216,26 @@ mod tests {
         let tried = t.tried(OptimizerKind::SGD, &finished);
         assert_eq!(tried.first().unwrap().0, LR_LADDER[1]);
         assert_eq!(tried.last().unwrap().0, LR_LADDER[6]);
+    }
+
+    #[test]
+    fn the_penalized_validation_loss_adds_what_l2_penalizes() {
+        use crate::study::aggregate::Metric;
+        let base = preset("dense128", "g", TrainConfig::default()).unwrap();
+        // The kit's l2 2e-3 is Keras' l2(1e-3): 1e-3 times the sum of squares.
+        let mut l2 = base.clone();
+        l2.train.optimizer.l2 = 2e-3;
+        let mut r = done(l2, 0.9);
+        assert_eq!(Metric::PenalizedValLoss.of(&r), None, "no sum recorded");
+        r.penalized_square_sum = Some(100.0);
+        let with = Metric::PenalizedValLoss.of(&r).unwrap();
+        assert!((with - (0.1 + 0.1)).abs() < 1e-12, "{with}");
+        assert!((Metric::ValLoss.of(&r).unwrap() - 0.1).abs() < 1e-12);
+        // Without L2 it is the validation loss.
+        let plain = done(base, 0.9);
+        assert_eq!(
+            Metric::PenalizedValLoss.of(&plain),
+            Metric::ValLoss.of(&plain)
+        );
     }
 }

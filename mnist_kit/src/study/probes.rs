@@ -55,6 +55,10 @@ pub struct Probes {
     /// NAME seed S`): the MNIST test set, the real-world digits, the non-digits.
     #[serde(default)]
     pub abstention: BTreeMap<String, Vec<AbstentionRow>>,
+    /// A run's sum of squares of the weights its L2 acts on, for runs trained with L2 (see
+    /// [`ExperimentResult::penalized_square_sum`]).
+    #[serde(default)]
+    pub penalized_square_sums: BTreeMap<String, f64>,
 }
 
 /// Where and how the study ran: what the report states about its own run.
@@ -68,6 +72,27 @@ pub struct Machine {
     pub jobs: usize,
     /// Wall seconds of the invocation, from its start to the finished report.
     pub invocation_seconds: f64,
+}
+
+impl Probes {
+    /// `all` with each run's [`ExperimentResult::penalized_square_sum`] filled from these
+    /// probes where the run did not have it (a clone without weights), and every one the runs
+    /// have kept here.
+    pub fn with_penalties(&mut self, all: &[ExperimentResult]) -> Vec<ExperimentResult> {
+        all.iter()
+            .map(|r| {
+                let key = run_key(r);
+                let mut r = r.clone();
+                match r.penalized_square_sum {
+                    Some(v) => {
+                        self.penalized_square_sums.insert(key, v);
+                    }
+                    None => r.penalized_square_sum = self.penalized_square_sums.get(&key).copied(),
+                }
+                r
+            })
+            .collect()
+    }
 }
 
 /// The key of one run in [`Probes`]' per-run maps: `NAME seed S`.

@@ -63,6 +63,16 @@ pub fn recorded(e: &Experiment, runs: &Path) -> Option<ExperimentResult> {
     read_back(e, runs, RunDir::PREDICTIONS, false)
 }
 
+/// For a run trained with L2, the sum of squares of `net`'s weights L2 acts on.
+fn penalized_square_sum(e: &Experiment, net: &Network) -> Result<Option<f64>> {
+    let o = e.train.optimizer;
+    if o.l2 > 0.0 {
+        o.penalized_square_sum(net).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
 /// The result of the run of `e`'s name and seed in `runs` when `needs` is there and, if
 /// `exact`, it trained exactly `e`.
 fn read_back(e: &Experiment, runs: &Path, needs: &str, exact: bool) -> Option<ExperimentResult> {
@@ -78,6 +88,18 @@ fn read_back(e: &Experiment, runs: &Path, needs: &str, exact: bool) -> Option<Ex
         return None;
     }
     done.experiment.group = e.group.clone();
+    let run = RunDir::new(&dir);
+    if done.penalized_square_sum.is_none()
+        && done.experiment.train.optimizer.l2 > 0.0
+        && run.has(RunDir::WEIGHTS)
+    {
+        // Recorded before results kept it: read it from the weights.
+        done.penalized_square_sum = run
+            .load_network(&Device::Cpu)
+            .and_then(|net| penalized_square_sum(&done.experiment, &net))
+            .ok()
+            .flatten();
+    }
     done.dir = Some(dir);
     Some(done)
 }
@@ -128,6 +150,7 @@ fn run_one(mnist: &Mnist, e: &Experiment, runs: &Path, shared: bool) -> Result<E
             .map(|p| (p.truth, p.predicted, p.count))
             .collect(),
         history,
+        penalized_square_sum: penalized_square_sum(e, &net)?,
         dir: Some(final_dir.clone()),
     };
     write_json(&dir.file(RunDir::RESULT), &result)?;

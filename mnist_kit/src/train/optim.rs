@@ -143,6 +143,26 @@ pub struct OptimizerConfig {
     pub decay_biases: bool,
 }
 
+impl OptimizerConfig {
+    /// Whether L2 and decay act on parameter `p` (trainable weights; biases and BatchNorm
+    /// scales only with `decay_biases`).
+    pub fn decays(&self, p: &crate::models::layers::Param) -> bool {
+        p.trainable() && (p.kind == ParamKind::Weight || self.decay_biases)
+    }
+
+    /// The sum of squares of `net`'s parameters that L2 acts on: the penalty whose gradient
+    /// is the L2 term is `l2 / 2` times it (Keras' `l2(λ)` adds `λ` times it to the loss it
+    /// reports, so `λ = l2 / 2`).
+    pub fn penalized_square_sum(&self, net: &Network) -> Result<f64> {
+        let mut sum = 0.0;
+        for p in net.params().iter().filter(|p| self.decays(p)) {
+            let w = p.var.flatten_all()?.to_vec1::<f32>()?;
+            sum += w.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>();
+        }
+        Ok(sum)
+    }
+}
+
 impl Default for OptimizerConfig {
     fn default() -> Self {
         OptimizerConfig {
@@ -302,7 +322,7 @@ impl OptimizerState {
             slots: trainable
                 .iter()
                 .map(|p| Slot {
-                    decay: p.kind == ParamKind::Weight || config.decay_biases,
+                    decay: config.decays(p),
                     ..Default::default()
                 })
                 .collect(),

@@ -66,6 +66,13 @@ pub fn write_report(
     if all.is_empty() {
         return Err(Error::invalid("report", "no finished run to report"));
     }
+    // A study that trains measures afresh; `--report` renders what was measured.
+    let mut probes = if cfg.report_only {
+        Probes::load(out)?
+    } else {
+        Probes::default()
+    };
+    let all = &probes.with_penalties(all);
     let ctx = Ctx {
         mnist,
         cfg,
@@ -74,12 +81,7 @@ pub fn write_report(
         evidence: Evidence::new(mnist, all)?,
         sink,
         tables,
-        // A study that trains measures afresh; `--report` renders what was measured.
-        probes: std::sync::Mutex::new(if cfg.report_only {
-            Probes::load(out)?
-        } else {
-            Probes::default()
-        }),
+        probes: std::sync::Mutex::new(probes),
     };
     let groups: Vec<Group> = plan::groups()
         .into_iter()

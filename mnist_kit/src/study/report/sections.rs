@@ -844,13 +844,21 @@ fn grid_table(t: &Tuning, ctx: &Ctx) -> Option<(String, String)> {
 fn group_metrics(g: &str) -> (Vec<Metric>, Vec<Metric>) {
     use Metric::*;
     let table = match g {
-        "part2-dropout" | "part2-l2" => vec![
+        "part2-dropout" => vec![
             TestAccuracy,
             ValAccuracy,
             ValLoss,
             Gap,
             TrainEval,
             FirstValAccuracy,
+        ],
+        "part2-l2" => vec![
+            TestAccuracy,
+            ValAccuracy,
+            ValLoss,
+            PenalizedValLoss,
+            Gap,
+            TrainEval,
         ],
         "part2-optimizers" | "lenet5-optimizers" => {
             vec![
@@ -870,7 +878,8 @@ fn group_metrics(g: &str) -> (Vec<Metric>, Vec<Metric>) {
         _ => vec![TestAccuracy, ValAccuracy, Gap, TestLoss],
     };
     let extra = match g {
-        "part2-dropout" | "part2-l2" => vec![ValAccuracy, Gap],
+        "part2-dropout" => vec![ValAccuracy, Gap],
+        "part2-l2" => vec![ValAccuracy, PenalizedValLoss, Gap],
         "part2-optimizers" | "lenet5-optimizers" => vec![FirstValAccuracy, Roughness],
         "part2-batch-size" => vec![Gap, GradNoise],
         "part2-activations" => vec![FirstTrainLoss, GradFlowRatio],
