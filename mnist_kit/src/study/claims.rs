@@ -636,9 +636,23 @@ fn catalogue() -> Vec<Row> {
         row(
             "000 Experiment 6",
             "These detours help preserve gradient strength through deeper structures.",
-            "ResNet with 2 blocks per stage against the plain network of the same depth, \
-             shared recipe, on the first-over-last layer gradient ratio (larger: stronger).",
-            ext("resnet-depth-2", &["plain-depth-2"], GradFlowRatio, true),
+            "ResNet against the plain network of the same depth at 2 and at 3 blocks per \
+             stage (the deepest the study trains), shared recipe, on the first-over-last layer \
+             gradient ratio of the last epoch (larger: the gradient keeps its strength down to \
+             the input); confirmed when the shortcuts keep it larger at both depths.",
+            Test::Check(|c| {
+                let mut words = Vec::new();
+                let mut verdicts = Vec::new();
+                for (res, plain) in [
+                    ("resnet-depth-2", "plain-depth-2"),
+                    ("resnet-depth-3", "plain-depth-3"),
+                ] {
+                    let (m, v) = extreme_on(c, res, &[plain], GradFlowRatio, true)?;
+                    words.push(m);
+                    verdicts.push(v);
+                }
+                Some((words.join("; "), combine(&verdicts)))
+            }),
         ),
         hypothesis(
             "000 Experiment 6",
