@@ -1,6 +1,8 @@
 //! The study end to end in quick mode on the real data: per-seed run directories, aggregated
 //! metrics and verdicts, resuming per seed and from the last completed epoch, and `--only`.
 
+mod support;
+
 use mnist_kit::data::Mnist;
 use mnist_kit::study::findings::comparisons;
 use mnist_kit::study::run::{collect_finished, with_seed};
@@ -125,6 +127,23 @@ fn two_seeds_write_per_seed_runs_aggregates_and_verdicts() {
 
     let report = std::fs::read_to_string(dir.path().join("REPORT.md")).unwrap();
     assert!(report.contains("## Part 2: dropout"), "{report}");
+    // As a CommonMark renderer reads it: every table row in a table, the front door's
+    // sections as headings.
+    let parsed = support::markdown::parse(&report);
+    assert!(parsed.stray_rows.is_empty(), "{:#?}", parsed.stray_rows);
+    assert!(parsed.tables.len() > 10, "{} tables", parsed.tables.len());
+    for s in [
+        "Contents",
+        "Summary",
+        "How this study decides",
+        "Limitations",
+    ] {
+        assert!(
+            parsed.sections.iter().any(|h| h == s),
+            "{s}: {:?}",
+            parsed.sections
+        );
+    }
     assert!(
         report.contains("cannot be told apart") || report.contains(" beats "),
         "a verdict sentence: {report}"

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod bits;
+pub mod markdown;
 pub mod shapes;
 
 use std::io::{Read, Write};

@@ -90,7 +90,7 @@ fn weight_table(
     let name = r.name();
     let _ = writeln!(
         md,
-        "| parameter | shape | count | share | std | L2 norm | |w| < 1e-3 |\n|---|---|---:|---:|---:|---:|---:|"
+        "| parameter | shape | count | share | std | L2 norm | \\|w\\| < 1e-3 |\n|---|---|---:|---:|---:|---:|---:|"
     );
     let mut csv = String::from("parameter,count,share,mean,std,min,max,l2_norm,near_zero\n");
     for w in stats {
