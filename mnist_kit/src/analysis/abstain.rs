@@ -777,15 +777,27 @@ pub fn measure(
         Some(&labels),
     )];
     if what.mnist_c {
+        // All 15 pooled first, then each corruption.
+        let mut each = Vec::with_capacity(Corruption::ALL.len());
+        let (mut pooled, mut pooled_labels) = (Vec::new(), Vec::new());
         for k in Corruption::ALL {
             let answers = on_split(&corrupt_split(&mnist.test, k, DEFAULT_SEED)?)?;
-            rows.push(AbstentionRow::of(
+            each.push(AbstentionRow::of(
                 "mnist-c",
                 k.name(),
                 &answers,
                 Some(&labels),
             ));
+            pooled.extend(answers);
+            pooled_labels.extend_from_slice(&labels);
         }
+        rows.push(AbstentionRow::of(
+            "mnist-c",
+            "all",
+            &pooled,
+            Some(&pooled_labels),
+        ));
+        rows.extend(each);
     }
     let real = match &what.real_digits {
         Some(d) => RealDigits::load(d)?,
