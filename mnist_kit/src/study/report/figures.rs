@@ -49,8 +49,8 @@ impl FigureSink {
             match exported {
                 Ok(_) => {
                     return Ok(format!(
-                        "![{caption}](figures/{n}.png)\n\n[SVG](figures/{n}.svg) · \
-                         [interactive HTML](figures/{n}.html)",
+                        "![{caption}](figures/{n}.png) \
+                         ([SVG](figures/{n}.svg) · [interactive HTML](figures/{n}.html))",
                         n = fig.name
                     ));
                 }

@@ -67,10 +67,11 @@ pub(crate) fn limitations(md: &mut String, ctx: &Ctx) {
     );
 }
 
-/// Writes the report: `md` with its contents, refused if a table touches a line of text (the
-/// renderer would lose it).
+/// Writes the report: `md` with its contents and one blank line wherever the sections left
+/// several (the same Markdown, shorter to read as text), refused if a table touches a line
+/// of text (the renderer would lose it).
 pub(crate) fn write_markdown(path: &std::path::Path, md: &str) -> crate::Result<()> {
-    let md = with_contents(md);
+    let md = single_blank_lines(&with_contents(md));
     let glued = glued_tables(&md);
     if !glued.is_empty() {
         return Err(crate::Error::invalid(
@@ -79,6 +80,22 @@ pub(crate) fn write_markdown(path: &std::path::Path, md: &str) -> crate::Result<
         ));
     }
     crate::fsutil::write_bytes_atomic(path, md.as_bytes())
+}
+
+/// `md` with every run of blank lines cut to one (the report has no code block, where blank
+/// lines would count), ending with one newline.
+fn single_blank_lines(md: &str) -> String {
+    let mut out = String::with_capacity(md.len());
+    let mut blank = false;
+    for line in md.lines() {
+        let is_blank = line.trim().is_empty();
+        if !(is_blank && blank) {
+            out.push_str(if is_blank { "" } else { line });
+            out.push('\n');
+        }
+        blank = is_blank;
+    }
+    out
 }
 
 /// Lines of `md` (1-based) where a table and a line of text touch: text right before a

@@ -328,6 +328,42 @@ pub(crate) fn comparisons(
     Ok(md)
 }
 
+/// A group's comparisons on a quantity other than its headline one, in one paragraph: the
+/// pairs the rule called, with their intervals, and every pair in `tables/STEM.csv`.
+fn brief_comparisons(ctx: &Ctx, stem: &str, cs: &[Comparison], metric: Metric) -> Result<String> {
+    let file = format!("{stem}.csv");
+    ctx.table(&file, &comparison_csv(cs, metric))?;
+    let called: Vec<String> = cs
+        .iter()
+        .filter(|c| c.verdict != Verdict::NotDistinguishable)
+        .filter_map(|c| {
+            let (verdict, _, _) = verdict_cells(c, metric)?;
+            Some(format!(
+                "{} vs {}: {}, **{verdict}**",
+                c.a,
+                c.b,
+                diff_text(c, metric)
+            ))
+        })
+        .collect();
+    let unit = if metric.is_percent() {
+        ", in points"
+    } else {
+        ""
+    };
+    let called = if called.is_empty() {
+        "none called".to_string()
+    } else {
+        format!("called: {}", called.join("; "))
+    };
+    Ok(format!(
+        "**{}**, paired as above{unit} (every pair with its interval and detectable \
+         difference: [`tables/{file}`](tables/{file})): {called}. {}",
+        capitalized(&metric.label()),
+        chance_line(cs).trim_end()
+    ))
+}
+
 /// A comparison table: every pair with the difference, its interval and how it was made, the
 /// share of seed pairs in which A scores higher, the detectable difference, the verdict
 /// ("better" where the quantity has a better direction, else "higher"), Welch's p and McNemar's
@@ -989,9 +1025,8 @@ fn other_metrics(
         }
         let _ = writeln!(
             md,
-            "**{}, paired comparisons:**\n\n{}",
-            capitalized(&m.label()),
-            comparisons(ctx, &format!("{}-{}-pairs", g.name, m.name()), &ce, *m)?
+            "{}\n",
+            brief_comparisons(ctx, &format!("{}-{}-pairs", g.name, m.name()), &ce, *m)?
         );
         extra_json.insert(
             m.name().to_string(),
