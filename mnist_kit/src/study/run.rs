@@ -1,6 +1,7 @@
 //! Running the plan: one run directory per experiment and seed (`runs/NAME/seed-S/`), finished
 //! runs reused, interrupted runs resumed from their last completed epoch.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -411,17 +412,19 @@ pub fn run(
     cfg: &StudyConfig,
     what: impl Into<Selection>,
 ) -> Result<Vec<ExperimentResult>> {
-    match what.into() {
+    // Finished runs reused, said once for the whole call.
+    let reused = Cell::new(0);
+    let out = match what.into() {
         Selection::Plan(patterns) => {
             let mut out = Vec::new();
             for pattern in &patterns {
-                let found = run_where(mnist, cfg, |e| plan::selects(pattern, e))?;
+                let found = run_where(mnist, cfg, &reused, |e| plan::selects(pattern, e))?;
                 if found.is_empty() && cfg.shard.is_none() {
                     return Err(matches_nothing(pattern));
                 }
                 out.extend(found);
             }
-            Ok(out)
+            out
         }
         Selection::Own(experiments) => {
             cfg.validate()?;
@@ -429,9 +432,17 @@ pub fn run(
                 e.train.validate()?;
                 e.config.validate()?;
             }
-            run_all(mnist, &experiments, cfg)
+            run_all(mnist, &experiments, cfg, &reused)?
         }
+    };
+    let n = reused.get();
+    if n > 0 {
+        println!(
+            "{n} run{} already done with this config, reused (--force redoes them)",
+            if n == 1 { "" } else { "s" }
+        );
     }
+    Ok(out)
 }
 
 fn matches_nothing(pattern: &str) -> Error {
@@ -448,7 +459,7 @@ fn matches_nothing(pattern: &str) -> Error {
 /// process trains (its shard's), each with its slot in plan order.
 type Slots = (Vec<Option<ExperimentResult>>, Vec<(usize, Experiment)>);
 
-fn plan_slots(plan: &[Experiment], cfg: &StudyConfig, runs: &Path) -> Slots {
+fn plan_slots(plan: &[Experiment], cfg: &StudyConfig, runs: &Path, reused: &Cell<usize>) -> Slots {
     let mut slots: Vec<Option<ExperimentResult>> = Vec::new();
     let mut todo: Vec<(usize, Experiment)> = Vec::new();
     // The stable order of this call's runs, which a shard takes every n-th of.
@@ -463,13 +474,12 @@ fn plan_slots(plan: &[Experiment], cfg: &StudyConfig, runs: &Path) -> Slots {
             .binary_search(&(e.name.clone(), e.train.seed))
             .is_ok_and(|k| k % n == i),
     };
-    let mut reused = 0;
     for e in plan {
         for seed in seeds_of(e, cfg) {
             let e = with_seed(e, seed);
             match finished(&e, runs) {
                 Some(done) if !cfg.force => {
-                    reused += 1;
+                    reused.set(reused.get() + 1);
                     slots.push(Some(done));
                 }
                 _ if mine(&e) => {
@@ -481,22 +491,21 @@ fn plan_slots(plan: &[Experiment], cfg: &StudyConfig, runs: &Path) -> Slots {
             }
         }
     }
-    if reused > 0 {
-        println!(
-            "{reused} run{} already done with this config, reused (--force redoes them)",
-            if reused == 1 { "" } else { "s" }
-        );
-    }
     (slots, todo)
 }
 
 /// Runs every seed of every experiment in `plan` (reusing finished runs unless `force`),
 /// `cfg.jobs` runs at a time, each on one thread; returns the results in plan order, seed by
 /// seed. Training results do not depend on the thread count, so a run gives the same numbers
-/// alone or beside another.
-fn run_all(mnist: &Mnist, plan: &[Experiment], cfg: &StudyConfig) -> Result<Vec<ExperimentResult>> {
+/// alone or beside another. `reused` counts the finished runs it reuses.
+fn run_all(
+    mnist: &Mnist,
+    plan: &[Experiment],
+    cfg: &StudyConfig,
+    reused: &Cell<usize>,
+) -> Result<Vec<ExperimentResult>> {
     let runs = cfg.out.join("runs");
-    let (mut slots, mut todo) = plan_slots(plan, cfg, &runs);
+    let (mut slots, mut todo) = plan_slots(plan, cfg, &runs, reused);
     // Longest runs first, so two workers finish together (the results keep plan order).
     todo.sort_by(|a, b| cost(&b.1).total_cmp(&cost(&a.1)));
     let workers = cfg.jobs.clamp(1, todo.len().max(1));
@@ -682,6 +691,7 @@ fn wait_for(plan: &[Experiment], cfg: &StudyConfig) -> Result<Vec<ExperimentResu
 fn run_where(
     mnist: &Mnist,
     cfg: &StudyConfig,
+    reused: &Cell<usize>,
     select: impl Fn(&Experiment) -> bool,
 ) -> Result<Vec<ExperimentResult>> {
     cfg.validate()?;
@@ -697,7 +707,7 @@ fn run_where(
         })
         .collect();
     let picked: Vec<Experiment> = fixed.iter().filter(|e| select(e)).cloned().collect();
-    let mut results = run_all(mnist, &picked, cfg)?;
+    let mut results = run_all(mnist, &picked, cfg, reused)?;
     // Grid rounds: every tuning's next grid runs together, until each has chosen its rates.
     let mut grid: Vec<ExperimentResult> = Vec::new();
     let mut chosen = vec![None; tunings.len()];
@@ -712,7 +722,7 @@ fn run_where(
         if next.is_empty() {
             break;
         }
-        let ran = run_all(mnist, &next, cfg)?;
+        let ran = run_all(mnist, &next, cfg, reused)?;
         // A shard needs the whole round, its partners' runs too, before the next.
         grid.extend(if cfg.shard.is_some() {
             wait_for(&next, cfg)?
@@ -727,7 +737,7 @@ fn run_where(
         }
     }
     results.extend(grid.into_iter().filter(|r| select(&r.experiment)));
-    results.extend(run_all(mnist, &tuned, cfg)?);
+    results.extend(run_all(mnist, &tuned, cfg, reused)?);
     Ok(results)
 }
 
