@@ -21,17 +21,17 @@ pub(crate) fn anchor(heading: &str) -> String {
         .collect()
 }
 
-/// `md` with a contents list of its `##` headings inserted before the first of them.
+/// `md` with its `##` headings, as one paragraph of links, inserted before the first of them.
 pub(crate) fn with_contents(md: &str) -> String {
     let headings: Vec<&str> = md.lines().filter_map(|l| l.strip_prefix("## ")).collect();
     let Some(first) = md.find("\n## ") else {
         return md.to_string();
     };
-    let mut toc = String::from("## Contents\n\n");
-    for h in headings {
-        let _ = writeln!(toc, "- [{h}](#{})", anchor(h));
-    }
-    toc.push('\n');
+    let links: Vec<String> = headings
+        .iter()
+        .map(|h| format!("[{h}](#{})", anchor(h)))
+        .collect();
+    let toc = format!("## Contents\n\n{}\n\n", links.join(" · "));
     format!("{}{toc}{}", &md[..first + 1], &md[first + 1..])
 }
 
@@ -131,8 +131,11 @@ mod tests {
     fn contents_list_every_heading_before_the_first() {
         let md = "# Title\n\nintro\n\n## One\n\ntext\n\n## Two: b\n";
         let out = with_contents(md);
-        assert!(out.starts_with("# Title\n\nintro\n\n## Contents\n\n- [One](#one)\n"));
-        assert!(out.contains("- [Two: b](#two-b)\n"));
+        assert!(
+            out.starts_with(
+                "# Title\n\nintro\n\n## Contents\n\n[One](#one) · [Two: b](#two-b)\n\n"
+            )
+        );
         assert!(out.find("## Contents").unwrap() < out.find("## One").unwrap());
     }
 

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::super::aggregate::{Ensemble, Metric, Replicates, ensemble, returned_val_accuracy};
 use super::super::claims::{self as claim_rows, Claims, study_questions};
-use super::super::findings::{diff_text, findings_with, mdd_text};
+use super::super::findings::{diff_text, findings_with};
 use super::super::plan::{self, Group, Tuning, TuningState};
 use super::super::stats::{Comparison, Verdict, show_p};
 use super::context::{Ctx, finite};
@@ -284,48 +284,23 @@ fn verdict_calibration(ctx: &Ctx) -> String {
     md
 }
 
-/// Comparisons of more pairs than this go to a CSV table; the report shows the pairs called.
-pub(crate) const PAIRS_SHOWN: usize = 6;
-
-/// The comparisons of `cs` as the report shows them: every pair as a table when there are few
-/// ([`PAIRS_SHOWN`]); else every pair to `tables/{stem}.csv`, linked, and only the pairs the
-/// rule called in the report. Either way, how many calls chance alone would make.
+/// The comparisons of `cs` as the report shows them: every pair, with its interval, detectable
+/// difference and p-values, to `tables/{stem}.csv`, linked; in the report how many the rule
+/// called and how many chance alone would call. The sentences (or the forest plot) beside it
+/// say which pairs.
 pub(crate) fn comparisons(
     ctx: &Ctx,
     stem: &str,
     cs: &[Comparison],
     metric: Metric,
 ) -> Result<String> {
-    if cs.len() <= PAIRS_SHOWN {
-        return Ok(comparison_table(cs, metric));
-    }
     let file = format!("{stem}.csv");
     ctx.table(&file, &comparison_csv(cs, metric))?;
-    let called: Vec<Comparison> = cs
-        .iter()
-        .filter(|c| c.verdict != Verdict::NotDistinguishable)
-        .cloned()
-        .collect();
-    let mut md = format!(
-        "All {} pairs, with their intervals and detectable differences: \
-         [`tables/{file}`](tables/{file}). ",
-        cs.len()
-    );
-    if called.is_empty() {
-        md.push_str("The rule called none of them.\n\n");
-    } else if called.len() > PAIRS_SHOWN {
-        let _ = writeln!(
-            md,
-            "The rule called {} of them (the figure and the findings below show which).\n",
-            called.len()
-        );
-    } else {
-        let _ = writeln!(md, "The {} pairs it called:\n", called.len());
-        md.push_str(&comparison_rows(&called, metric));
-        md.push('\n');
-    }
-    md.push_str(&chance_line(cs));
-    Ok(md)
+    Ok(format!(
+        "Every pair with its interval, detectable difference, share of seed pairs with A > B \
+         and p-values: [`tables/{file}`](tables/{file}). {}",
+        chance_line(cs)
+    ))
 }
 
 /// A group's comparisons on a quantity other than its headline one, in one paragraph: the
@@ -362,17 +337,6 @@ fn brief_comparisons(ctx: &Ctx, stem: &str, cs: &[Comparison], metric: Metric) -
         capitalized(&metric.label()),
         chance_line(cs).trim_end()
     ))
-}
-
-/// A comparison table: every pair with the difference, its interval and how it was made, the
-/// share of seed pairs in which A scores higher, the detectable difference, the verdict
-/// ("better" where the quantity has a better direction, else "higher"), Welch's p and McNemar's
-/// p on the matched models; then how many calls chance alone would make.
-pub(crate) fn comparison_table(cs: &[Comparison], metric: Metric) -> String {
-    let mut md = comparison_rows(cs, metric);
-    md.push('\n');
-    md.push_str(&chance_line(cs));
-    md
 }
 
 /// "N comparisons, K called; were every pair equal, chance alone would call about ...".
@@ -425,35 +389,6 @@ fn bare_p(p: f64) -> String {
         .trim_start_matches("p = ")
         .trim_start_matches("p ")
         .to_string()
-}
-
-/// The Markdown rows of a comparison table, with its header.
-fn comparison_rows(cs: &[Comparison], metric: Metric) -> String {
-    let unit = if metric.is_percent() { " (points)" } else { "" };
-    let mut md = format!(
-        "| A | B | A - B{unit}, 95 % interval | interval over | seed pairs with A > B | detectable (80 %) | verdict | Welch p | McNemar p, matched models |\n|---|---|---|---|---:|---:|---|---:|---:|\n"
-    );
-    for c in cs {
-        let (Some(p), Some((verdict, over, mcnemar))) = (c.paired, verdict_cells(c, metric)) else {
-            continue;
-        };
-        let verdict = if c.verdict == Verdict::NotDistinguishable {
-            verdict
-        } else {
-            format!("**{verdict}**")
-        };
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} | {over} | {:.0} % | {} | {verdict} | {} | {mcnemar} |",
-            c.a,
-            c.b,
-            diff_text(c, metric),
-            100.0 * p.p_improve,
-            mdd_text(c, metric),
-            bare_p(c.p),
-        );
-    }
-    md
 }
 
 /// Every comparison of `cs` as CSV, in the metric's unit (points for accuracies).
@@ -946,7 +881,7 @@ pub(crate) fn group(md: &mut String, ctx: &Ctx, g: &Group) -> Result<Value> {
     if !cs.is_empty() {
         let _ = writeln!(
             md,
-            "\n**Test accuracy, paired comparisons:**\n\n{}",
+            "\n**Test accuracy**, paired over the seeds and the test images. {}",
             comparisons(
                 ctx,
                 &format!("{}-test_accuracy-pairs", g.name),
