@@ -543,7 +543,14 @@ pub(crate) fn architectures(
             "test accuracy of every architecture, each seed a dot"
         )?
     );
-    seed_ensembles(md, metrics, ctx, &arch)?;
+    // The architectures on the shared recipe, then the candidate best recipes' seeds.
+    let mut ensembled = arch.clone();
+    for name in plan::BEST {
+        for recipe in ["augment-long", "robust-long"] {
+            ensembled.extend(ctx.find(&format!("{name}-{recipe}")));
+        }
+    }
+    seed_ensembles(md, metrics, ctx, &ensembled)?;
     metrics.insert(
         "models".into(),
         Value::Object(
@@ -578,8 +585,9 @@ fn seed_ensembles(
     if !ensembles.is_empty() {
         let _ = writeln!(
             md,
-            "Seed ensembles (the softmax probabilities of an architecture's seeds averaged: one \
-             model, no spread):\n\n| ensemble | seeds | test accuracy % | test loss | mean of its seeds % |\n|---|---:|---:|---:|---:|"
+            "Seed ensembles (the softmax probabilities of an experiment's seeds averaged: one \
+             model, no spread), each architecture on the shared recipe and the candidate best \
+             recipes:\n\n| ensemble | seeds | test accuracy % | test loss | mean of its seeds % |\n|---|---:|---:|---:|---:|"
         );
         for e in &ensembles {
             let mean = ctx
