@@ -127,6 +127,17 @@ fn two_seeds_write_per_seed_runs_aggregates_and_verdicts() {
 
     let report = std::fs::read_to_string(dir.path().join("REPORT.md")).unwrap();
     assert!(report.contains("## Part 2: dropout"), "{report}");
+    // Each group's page: its members' table and figures, linked from its section.
+    assert!(report.contains("[`report/part2-dropout.md`](report/part2-dropout.md)"));
+    let page = std::fs::read_to_string(dir.path().join("report/part2-dropout.md")).unwrap();
+    let page_md = support::markdown::parse(&page);
+    assert!(page_md.stray_rows.is_empty(), "{:#?}", page_md.stray_rows);
+    assert_eq!(page_md.tables.len(), 1, "the members' table: {page}");
+    assert!(page.contains("](../figures/part2-dropout_"), "{page}");
+    assert!(
+        !page.contains("](figures/"),
+        "links relative to the page: {page}"
+    );
     // As a CommonMark renderer reads it: every table row in a table, the front door's
     // sections as headings.
     let parsed = support::markdown::parse(&report);

@@ -67,6 +67,19 @@ pub(crate) fn limitations(md: &mut String, ctx: &Ctx) {
     );
 }
 
+/// Writes a section's page, `report/NAME.md` beside the report, with its links made relative
+/// to that folder; returns the page's path relative to the report.
+pub(crate) fn page(ctx: &Ctx, name: &str, md: &str) -> crate::Result<String> {
+    let md = md
+        .replace("](figures/", "](../figures/")
+        .replace("](tables/", "](../tables/")
+        .replace("](notebooks/", "](../notebooks/")
+        .replace("](#", "](../REPORT.md#");
+    let path = format!("report/{name}.md");
+    write_markdown(&ctx.cfg.out.join(&path), &md)?;
+    Ok(path)
+}
+
 /// Writes the report: `md` with its contents and one blank line wherever the sections left
 /// several (the same Markdown, shorter to read as text), refused if a table touches a line
 /// of text (the renderer would lose it).

@@ -222,14 +222,12 @@ pub(crate) fn curves(md: &mut String, ctx: &Ctx) -> Result<()> {
     if arch.is_empty() {
         return Ok(());
     }
-    let _ = writeln!(
-        md,
-        "## Learning curves (train, validation and test per epoch; first seed)\n"
-    );
+    let title = "Learning curves (train, validation and test per epoch; first seed)";
+    let mut page = format!("# {title}\n\n");
     for r in &arch {
         if let Some(first) = r.first() {
             let _ = writeln!(
-                md,
+                page,
                 "{}\n",
                 sink.save(
                     &plot::learning_curves(&first.history),
@@ -238,13 +236,14 @@ pub(crate) fn curves(md: &mut String, ctx: &Ctx) -> Result<()> {
             );
         }
     }
+    let link = super::front::page(ctx, "learning-curves", &page)?;
     let hist: Vec<(String, Vec<&History>)> = arch
         .iter()
         .map(|r| (r.name().to_string(), r.histories()))
         .collect();
     let _ = writeln!(
         md,
-        "{}\n",
+        "## {title}\n\nEach architecture's first seed, curve by curve: [`{link}`]({link}).\n\n{}\n",
         sink.save(
             &plot::overlay("architectures", "test_accuracy", &hist),
             "test accuracy per epoch, every architecture"

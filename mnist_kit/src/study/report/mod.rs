@@ -6,7 +6,8 @@
 //! limitations; `readme` the README's generated findings; `export` `metrics.json`, the tables and the model directories; `figures` saves
 //! figures next to the report.
 //!
-//! Output: `REPORT.md`, `metrics.json`, `tables/*.csv`, `figures/` (HTML pages that load one
+//! Output: `REPORT.md` with a page per group in `report/` (its members' table, every quantity's
+//! comparisons, its figures), `metrics.json`, `tables/*.csv`, `figures/` (HTML pages that load one
 //! local plotly.js, plus SVG and PNG where a headless Chromium is there), `models/best/` and
 //! `models/robust/`.
 
@@ -51,7 +52,8 @@ pub fn write_report(
     let out = &cfg.out;
     let figures = out.join("figures");
     let tables = out.join("tables");
-    for d in [&figures, &tables] {
+    let pages = out.join("report");
+    for d in [&figures, &tables, &pages] {
         std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
     }
     plot::write_plotly_js(&figures)?;
@@ -90,7 +92,7 @@ pub fn write_report(
 
     let mut md = String::new();
     let mut metrics = serde_json::Map::new();
-    sections::intro(&mut md, &ctx, &groups, &readme::summary(&ctx));
+    sections::intro(&mut md, &ctx, &groups, &readme::summary(&ctx))?;
     sections::architectures(&mut md, &mut metrics, &ctx)?;
     let best = export::best_models(&ctx)?;
     sections::best_model(&mut md, &ctx, &best)?;

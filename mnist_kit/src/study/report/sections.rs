@@ -20,12 +20,13 @@ use crate::plot;
 use crate::train::RunDir;
 use crate::train::{History, evaluate};
 
-pub(crate) fn intro(md: &mut String, ctx: &Ctx, groups: &[Group], summary: &str) {
+pub(crate) fn intro(md: &mut String, ctx: &Ctx, groups: &[Group], summary: &str) -> Result<()> {
     opening(md, ctx);
     md.push_str(summary);
     how_it_decides(md, ctx);
-    power_table(md, ctx, groups);
+    power_table(md, ctx, groups)?;
     data(md, ctx);
+    Ok(())
 }
 
 /// The title, the quick-mode warning and what was run on what.
@@ -143,12 +144,12 @@ fn data(md: &mut String, ctx: &Ctx) {
 
 /// What each group's design can see: its seeds, the seeds' spread and the smallest
 /// test-accuracy difference its comparisons could detect.
-fn power_table(md: &mut String, ctx: &Ctx, groups: &[Group]) {
-    let _ = writeln!(
-        md,
-        "**Power.** What each group's design could see, on test accuracy: the median over its \
-         comparisons of the smallest difference detectable with 80 % power.\n\n\
-         | group | seeds per setting | seed std (points, median) | detectable difference (points, median) |\n|---|---:|---:|---:|"
+fn power_table(md: &mut String, ctx: &Ctx, groups: &[Group]) -> Result<()> {
+    let about = "What each group's design could see, on test accuracy: the median over its \
+                 comparisons of the smallest difference detectable with 80 % power.";
+    let mut page = format!(
+        "# Power\n\n{about}\n\n\
+         | group | seeds per setting | seed std (points, median) | detectable difference (points, median) |\n|---|---:|---:|---:|\n"
     );
     for g in groups {
         let members = ctx.members(g);
@@ -179,7 +180,7 @@ fn power_table(md: &mut String, ctx: &Ctx, groups: &[Group]) {
             seeds.iter().max().copied().unwrap_or(0),
         );
         let _ = writeln!(
-            md,
+            page,
             "| {} | {} | {} | {} |",
             g.name,
             if lo == hi {
@@ -191,7 +192,12 @@ fn power_table(md: &mut String, ctx: &Ctx, groups: &[Group]) {
             median(&mut mdd)
         );
     }
-    let _ = writeln!(md);
+    let link = super::front::page(ctx, "power", &page)?;
+    let _ = writeln!(
+        md,
+        "**Power.** {about} Group by group: [`{link}`]({link}).\n"
+    );
+    Ok(())
 }
 
 /// A member table: one row per experiment with the quantities of `metrics`.
@@ -873,8 +879,9 @@ fn group_metrics(g: &str) -> (Vec<Metric>, Vec<Metric>) {
     (table, extra)
 }
 
-/// One group: what differs, its members, the comparisons on test accuracy (and the
-/// quantities its claims use), the sentences and its figures. Returns its `metrics.json`
+/// One group: in the report, what differs and the verdicts on test accuracy; on its page
+/// (`report/GROUP.md`, linked), the same with its members' table, the learning-rate grid, the
+/// comparisons of the quantities its claims use and its figures. Returns its `metrics.json`
 /// entry.
 pub(crate) fn group(md: &mut String, ctx: &Ctx, g: &Group) -> Result<Value> {
     let members = ctx.members(g);
@@ -884,33 +891,39 @@ pub(crate) fn group(md: &mut String, ctx: &Ctx, g: &Group) -> Result<Value> {
         g.title.clone()
     };
     let _ = writeln!(md, "\n## {title}\n\n{}\n", g.about);
-    lr_grid(md, ctx, g)?;
-    group_table(md, ctx, g, &members)?;
+    let mut page = format!("# {title}\n\n{}\n\n", g.about);
+    lr_grid(&mut page, ctx, g)?;
+    group_table(&mut page, ctx, g, &members)?;
     let runs: Vec<&super::super::ExperimentResult> =
         members.iter().flat_map(|r| r.runs.iter()).collect();
     let cs = ctx.evidence.compare_all(&members, Metric::TestAccuracy);
-    if !cs.is_empty() {
-        let _ = writeln!(
-            md,
-            "\n**Test accuracy**, paired over the seeds and the test images. {}",
+    let test_line = if cs.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "**Test accuracy**, paired over the seeds and the test images. {}",
             comparisons(
                 ctx,
                 &format!("{}-test_accuracy-pairs", g.name),
                 &cs,
                 Metric::TestAccuracy
             )?
-        );
-    }
+            .trim_end()
+        )
+    };
+    let findings = findings_with(&ctx.evidence, &runs, Metric::TestAccuracy)
+        .0
+        .join(" ");
+    let _ = writeln!(page, "\n{test_line}\n\n{findings}\n");
+    let extra_json = other_metrics(&mut page, ctx, g, &members)?;
+    group_overview(&mut page, ctx, g, &members, &cs)?;
+    group_figures(&mut page, ctx, g, &members)?;
+    let link = super::front::page(ctx, &g.name, &page)?;
     let _ = writeln!(
         md,
-        "{}\n",
-        findings_with(&ctx.evidence, &runs, Metric::TestAccuracy)
-            .0
-            .join(" ")
+        "{test_line} Its experiments' table, the other quantities' comparisons and the \
+         figures: [`{link}`]({link}).\n\n{findings}\n"
     );
-    let extra_json = other_metrics(md, ctx, g, &members)?;
-    group_overview(md, ctx, g, &members, &cs)?;
-    group_figures(md, ctx, g, &members)?;
     Ok(json!({
         "title": g.title,
         "experiments": members.iter().map(|r| r.name()).collect::<Vec<_>>(),
