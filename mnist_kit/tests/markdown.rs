@@ -28,21 +28,23 @@ fn the_parser_sees_a_glued_table() {
 #[test]
 fn the_committed_markdown_parses_as_written() {
     // The report's pages of each group (members, every quantity, figures) with the rest.
-    let pages = std::fs::read_dir(root().join("results/report"))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| format!("results/report/{}", e.file_name().to_string_lossy()))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    let fixed = [
+    let mut files: Vec<String> = [
         "results/REPORT.md",
         "README.md",
         "results/README.md",
         "data/README.md",
-    ];
-    for file in fixed.iter().map(|f| f.to_string()).chain(pages) {
-        let file = file.as_str();
+    ]
+    .map(String::from)
+    .to_vec();
+    let pages = std::fs::read_dir(root().join("results/report")).expect("results/report");
+    let before = files.len();
+    files.extend(
+        pages
+            .filter_map(|e| e.ok())
+            .map(|e| format!("results/report/{}", e.file_name().to_string_lossy())),
+    );
+    assert!(files.len() > before, "the report's pages are committed");
+    for file in &files {
         let path = root().join(file);
         let Ok(text) = std::fs::read_to_string(&path) else {
             continue;

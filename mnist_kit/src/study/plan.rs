@@ -470,6 +470,10 @@ pub fn plateau(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
 /// regularized preset) and the ResNet.
 pub const BEST: [&str; 2] = ["lenet5-regularized", "resnet"];
 
+/// The suffixes of the candidate best recipes' experiments, `NAME-SUFFIX` for each [`BEST`]
+/// network: [`augment_long`] and [`robust_long`].
+pub const LONG_RECIPES: [&str; 2] = ["augment-long", "robust-long"];
+
 /// Each [`BEST`] network's candidate best recipes, scored on MNIST-C: `NAME-augment-long`
 /// ([`augment_long`]) and `NAME-robust-long` ([`robust_long`]). The network's best recipe is
 /// the one of its runs with the highest validation accuracy (never test); they are also the
@@ -477,10 +481,8 @@ pub const BEST: [&str; 2] = ["lenet5-regularized", "resnet"];
 pub fn best_recipes(quick: bool, seed: u64) -> Result<Vec<Experiment>> {
     let mut out = Vec::new();
     for name in BEST {
-        for (suffix, train) in [
-            ("augment-long", augment_long(quick, seed)),
-            ("robust-long", robust_long(quick, seed)),
-        ] {
+        let trains = [augment_long(quick, seed), robust_long(quick, seed)];
+        for (suffix, train) in LONG_RECIPES.into_iter().zip(trains) {
             let mut e = scored(preset(name, &format!("best-{name}"), train)?);
             e.name = format!("{name}-{suffix}");
             out.push(e);
@@ -1023,8 +1025,8 @@ pub fn groups() -> Vec<Group> {
             ),
             &[
                 name,
-                &format!("{name}-augment-long"),
-                &format!("{name}-robust-long"),
+                &format!("{name}-{}", LONG_RECIPES[0]),
+                &format!("{name}-{}", LONG_RECIPES[1]),
             ],
         ));
     }

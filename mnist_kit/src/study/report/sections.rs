@@ -10,7 +10,7 @@ use super::super::aggregate::{Ensemble, Metric, Replicates, ensemble, returned_v
 use super::super::claims::{self as claim_rows, Claims, study_questions};
 use super::super::findings::{diff_text, findings_with};
 use super::super::plan::{self, Group, Tuning, TuningState};
-use super::super::stats::{Comparison, Verdict, show_p};
+use super::super::stats::{Comparison, Verdict};
 use super::context::{Ctx, finite};
 use super::export::{BestModels, experiment_json};
 use crate::Result;
@@ -300,25 +300,30 @@ pub(crate) fn comparisons(
     cs: &[Comparison],
     metric: Metric,
 ) -> Result<String> {
-    let file = format!("{stem}.csv");
-    ctx.table(&file, &comparison_csv(cs, metric))?;
     Ok(format!(
         "Every pair with its interval, detectable difference, share of seed pairs with A > B \
-         and p-values: [`tables/{file}`](tables/{file}). {}",
+         and p-values: {}. {}",
+        pairs_csv(ctx, stem, cs, metric)?,
         chance_line(cs)
     ))
+}
+
+/// Writes every comparison of `cs` to `tables/{stem}.csv`; returns the Markdown link to it.
+fn pairs_csv(ctx: &Ctx, stem: &str, cs: &[Comparison], metric: Metric) -> Result<String> {
+    let file = format!("{stem}.csv");
+    ctx.table(&file, &comparison_csv(cs, metric))?;
+    Ok(format!("[`tables/{file}`](tables/{file})"))
 }
 
 /// A group's comparisons on a quantity other than its headline one, in one paragraph: the
 /// pairs the rule called, with their intervals, and every pair in `tables/STEM.csv`.
 fn brief_comparisons(ctx: &Ctx, stem: &str, cs: &[Comparison], metric: Metric) -> Result<String> {
-    let file = format!("{stem}.csv");
-    ctx.table(&file, &comparison_csv(cs, metric))?;
+    let link = pairs_csv(ctx, stem, cs, metric)?;
     let called: Vec<String> = cs
         .iter()
         .filter(|c| c.verdict != Verdict::NotDistinguishable)
         .filter_map(|c| {
-            let (verdict, _, _) = verdict_cells(c, metric)?;
+            let (verdict, _) = verdict_cells(c, metric)?;
             Some(format!(
                 "{} vs {}: {}, **{verdict}**",
                 c.a,
@@ -339,7 +344,7 @@ fn brief_comparisons(ctx: &Ctx, stem: &str, cs: &[Comparison], metric: Metric) -
     };
     Ok(format!(
         "**{}**, paired as above{unit} (every pair with its interval and detectable \
-         difference: [`tables/{file}`](tables/{file})): {called}. {}",
+         difference: {link}): {called}. {}",
         capitalized(&metric.label()),
         chance_line(cs).trim_end()
     ))
@@ -360,8 +365,8 @@ fn chance_line(cs: &[Comparison]) -> String {
     )
 }
 
-/// One comparison's cells: verdict words, what the interval is over, and McNemar's p.
-fn verdict_cells(c: &Comparison, metric: Metric) -> Option<(String, &'static str, String)> {
+/// One comparison's cells: verdict words and what the interval is over.
+fn verdict_cells(c: &Comparison, metric: Metric) -> Option<(String, &'static str)> {
     use super::super::stats::Method;
     let p = c.paired?;
     let word = |name: &str, high: bool| {
@@ -382,19 +387,7 @@ fn verdict_cells(c: &Comparison, metric: Metric) -> Option<(String, &'static str
         Method::Images => "test images",
         Method::None => "n/a",
     };
-    let mcnemar = if p.mcnemar_p.is_nan() {
-        "n/a".to_string()
-    } else {
-        bare_p(p.mcnemar_p)
-    };
-    Some((verdict, over, mcnemar))
-}
-
-fn bare_p(p: f64) -> String {
-    show_p(p)
-        .trim_start_matches("p = ")
-        .trim_start_matches("p ")
-        .to_string()
+    Some((verdict, over))
 }
 
 /// Every comparison of `cs` as CSV, in the metric's unit (points for accuracies).
@@ -405,7 +398,7 @@ fn comparison_csv(cs: &[Comparison], metric: Metric) -> String {
          detectable_80,verdict,welch_p,mcnemar_p\n",
     );
     for c in cs {
-        let (Some(p), Some((verdict, over, _))) = (c.paired, verdict_cells(c, metric)) else {
+        let (Some(p), Some((verdict, over))) = (c.paired, verdict_cells(c, metric)) else {
             continue;
         };
         let _ = writeln!(
@@ -552,7 +545,7 @@ pub(crate) fn architectures(
     // The architectures on the shared recipe, then the candidate best recipes' seeds.
     let mut ensembled = arch.clone();
     for name in plan::BEST {
-        for recipe in ["augment-long", "robust-long"] {
+        for recipe in plan::LONG_RECIPES {
             ensembled.extend(ctx.find(&format!("{name}-{recipe}")));
         }
     }
@@ -647,7 +640,7 @@ fn best_recipes(md: &mut String, ctx: &Ctx) -> Result<()> {
         if let Some(r) = ctx.find(name) {
             options.push(("shared", r));
         }
-        for recipe in ["robust", "augment-long", "robust-long"] {
+        for recipe in std::iter::once("robust").chain(plan::LONG_RECIPES) {
             if let Some(r) = ctx.find(&format!("{name}-{recipe}")) {
                 options.push((recipe, r));
             }
