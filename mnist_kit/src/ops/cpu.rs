@@ -6,6 +6,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Storage, Tens
 use rayon::prelude::*;
 
 use super::gemm::{Mat, matmul, matmul_continue};
+use super::shifted;
 use super::simd::multiversion;
 
 pub(crate) fn slice<'a>(
@@ -449,6 +450,11 @@ pub(crate) fn conv_forward(
         .into_par_iter()
         .zip(halves.par_iter())
         .try_for_each(|(out_h, &(a, b))| -> crate::Result<()> {
+            if shifted::applies(&g) {
+                let x_h = &x[a * g.image()..b * g.image()];
+                shifted::forward(&g, x_h, wt, bias, act == Fused::Relu, out_h);
+                return Ok(());
+            }
             let most = per_block.min(b - a);
             with_scratch([ckk * most * p, o * most * p], |[col, tmp]| {
                 for s in (a..b).step_by(most) {
@@ -502,6 +508,15 @@ pub(crate) fn conv_backward(
             let most = per_block.min(b - a);
             let mut dw = vec![0f32; o * ckk];
             let mut db = vec![0f32; o];
+            if shifted::applies(&g) {
+                // The whole part at once: no columns to keep in the cache.
+                with_scratch([o * (b - a) * p, 0], |[dyc, _]| {
+                    grad.gather(a, b, o, p, dyc, &mut db);
+                    let x_h = &x[a * g.image()..b * g.image()];
+                    shifted::backward(&g, x_h, wt, dyc, &mut dw, need_dx.then_some(dx_h));
+                });
+                return Ok((dw, db));
+            }
             with_scratch([ckk * most * p, o * most * p], |[col, dyc]| {
                 for s in (a..b).step_by(most) {
                     let e = (s + most).min(b);

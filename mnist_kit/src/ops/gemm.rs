@@ -241,7 +241,7 @@ struct Out<'a> {
 }
 
 /// A vector of `f32` lanes with a fused multiply-add: the one thing the tiles need.
-trait Lanes: Copy {
+pub(super) trait Lanes: Copy {
     const L: usize;
     fn zero() -> Self;
     fn splat(x: f32) -> Self;
@@ -251,6 +251,8 @@ trait Lanes: Copy {
     fn store(self, s: &mut [f32]);
     /// `a * b + self`, rounded once per lane.
     fn fma(self, a: Self, b: Self) -> Self;
+    /// `self + b`, rounded once per lane.
+    fn add(self, b: Self) -> Self;
     /// Writes the transpose of the 8 x 8 block whose row `r` starts at `src[r * ld]` to
     /// `dst`, row `q` at `dst[q * dst_ld]`.
     #[inline(always)]
@@ -267,7 +269,7 @@ trait Lanes: Copy {
 /// Four lanes in plain Rust: `f32::mul_add` per lane (a hardware instruction where the target
 /// has one, else libm's correctly rounded `fmaf`).
 #[derive(Clone, Copy)]
-struct Portable([f32; 4]);
+pub(super) struct Portable([f32; 4]);
 
 impl Lanes for Portable {
     const L: usize = 4;
@@ -297,10 +299,18 @@ impl Lanes for Portable {
         }
         Portable(v)
     }
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        let mut v = self.0;
+        for (v, b) in v.iter_mut().zip(b.0) {
+            *v += b;
+        }
+        Portable(v)
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(super) mod x86 {
     use super::Lanes;
     use std::arch::x86_64::*;
 
@@ -350,7 +360,7 @@ mod x86 {
 
     /// Eight lanes of AVX2 + FMA. Only built inside functions compiled for those features.
     #[derive(Clone, Copy)]
-    pub(super) struct Avx2(__m256);
+    pub(in crate::ops) struct Avx2(__m256);
 
     impl Lanes for Avx2 {
         const L: usize = 8;
@@ -382,6 +392,11 @@ mod x86 {
             Avx2(unsafe { _mm256_fmadd_ps(a.0, b.0, self.0) })
         }
         #[inline(always)]
+        fn add(self, b: Self) -> Self {
+            // SAFETY: as above.
+            Avx2(unsafe { _mm256_add_ps(self.0, b.0) })
+        }
+        #[inline(always)]
         fn transpose8(src: &[f32], ld: usize, dst: &mut [f32], dst_ld: usize) {
             transpose8_avx(src, ld, dst, dst_ld)
         }
@@ -389,7 +404,7 @@ mod x86 {
 
     /// Sixteen lanes of AVX-512 F. Only built inside functions compiled for it.
     #[derive(Clone, Copy)]
-    pub(super) struct Avx512(__m512);
+    pub(in crate::ops) struct Avx512(__m512);
 
     impl Lanes for Avx512 {
         const L: usize = 16;
@@ -419,6 +434,11 @@ mod x86 {
         fn fma(self, a: Self, b: Self) -> Self {
             // SAFETY: as above.
             Avx512(unsafe { _mm512_fmadd_ps(a.0, b.0, self.0) })
+        }
+        #[inline(always)]
+        fn add(self, b: Self) -> Self {
+            // SAFETY: as above.
+            Avx512(unsafe { _mm512_add_ps(self.0, b.0) })
         }
         #[inline(always)]
         fn transpose8(src: &[f32], ld: usize, dst: &mut [f32], dst_ld: usize) {

@@ -10,6 +10,7 @@ mod dense;
 mod direct;
 pub mod gemm;
 pub mod profile;
+mod shifted;
 pub mod simd;
 
 use candle_core::{DType, Tensor};

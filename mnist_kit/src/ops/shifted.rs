@@ -1,0 +1,582 @@
+//! Stride-1 convolutions computed from the zero-padded image in place, by shifted loads: no
+//! unfolded columns.
+//!
+//! The im2col path copies every input pixel `K²` times into columns (in short row pieces) and
+//! then multiplies. Here the output is computed on a grid as wide as the padded image: output
+//! pixel `q = oy * Wp + ox`, for `ox` over the whole padded width, reads tap `(ky, kx)` of
+//! input channel `ci` at `padded[ci][q + ky * Wp + kx]`, so a vector of consecutive `q` is one
+//! unaligned load per tap. The `Wp - OW` columns past each output row are computed and
+//! dropped; the kernel is used where they cost less than the unfolding ([`applies`]).
+//!
+//! **Same bits as the im2col path.** Each output is one fused multiply-add chain over the
+//! depth `(ci, ky, kx)` in order, from zero, then the bias added and the ReLU applied: the
+//! operations of [`super::gemm`]'s definition and of `bias_act`, in their order. The register
+//! tile (output channels by grid pixels, picked per instruction set) only groups outputs.
+//! `tests/kernels.rs` checks the forward against the im2col path bit for bit on every path.
+
+use std::cell::RefCell;
+
+use super::cpu::ConvGeom;
+#[cfg(target_arch = "x86_64")]
+use super::gemm::x86::{Avx2, Avx512};
+use super::gemm::{Lanes, Portable};
+#[cfg(target_arch = "x86_64")]
+use super::simd::{Isa, active};
+
+/// Whether the shifted kernel computes this convolution: stride 1, a kernel wider than one
+/// pixel, and the dropped columns at most 30 % of a row (the ResNet's 14- and 7-pixel maps;
+/// not its 4-pixel one nor LeNet-5's 10-pixel maps under 5x5 kernels).
+pub(crate) fn applies(g: &ConvGeom) -> bool {
+    g.stride == 1 && g.k > 1 && (g.w + 2 * g.pad) * 10 <= g.ow * 13
+}
+
+/// Scratch per thread: packed weights and the zero-padded planes of one image.
+#[derive(Default)]
+struct Bufs {
+    w: Vec<f32>,
+    x: Vec<f32>,
+    offsets: Vec<usize>,
+}
+
+thread_local! {
+    static BUFS: RefCell<Bufs> = RefCell::new(Bufs::default());
+}
+
+/// The grid: padded width `wp` and plane size, and the `q_len` grid pixels of the output.
+#[derive(Clone, Copy)]
+struct Grid {
+    wp: usize,
+    plane: usize,
+    q_len: usize,
+}
+
+impl Grid {
+    fn new(g: &ConvGeom) -> Self {
+        let wp = g.w + 2 * g.pad;
+        Grid {
+            wp,
+            plane: (g.h + 2 * g.pad) * wp,
+            q_len: g.oh * wp,
+        }
+    }
+}
+
+/// The forward of a convolution that [`applies`]: `out (n, O, OH, OW) = act(conv(x, wt) +
+/// bias)` for the `n` images of `x (n, C, H, W)`. Every element of `out` is written.
+pub(crate) fn forward(
+    g: &ConvGeom,
+    x: &[f32],
+    wt: &[f32],
+    bias: &[f32],
+    relu: bool,
+    out: &mut [f32],
+) {
+    BUFS.with(|cell| {
+        let mut fresh = Bufs::default();
+        let mut guard = cell.try_borrow_mut();
+        let bufs = match guard.as_deref_mut() {
+            Ok(b) => b,
+            Err(_) => &mut fresh,
+        };
+        let args = Args {
+            g,
+            x,
+            wt,
+            bias,
+            relu,
+        };
+        dispatch(args, out, bufs);
+    });
+}
+
+/// The operands of [`forward`].
+#[derive(Clone, Copy)]
+struct Args<'a> {
+    g: &'a ConvGeom,
+    x: &'a [f32],
+    wt: &'a [f32],
+    bias: &'a [f32],
+    relu: bool,
+}
+
+fn dispatch(a: Args, out: &mut [f32], bufs: &mut Bufs) {
+    #[cfg(target_arch = "x86_64")]
+    match active() {
+        // SAFETY: `active` only returns an instruction set the CPU supports.
+        Isa::Avx512 => return unsafe { avx512(a, out, bufs) },
+        // SAFETY: as above.
+        Isa::Avx2 => return unsafe { avx2(a, out, bufs) },
+        Isa::Portable => {}
+    }
+    run::<Portable, 4, 2>(a, out, bufs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+unsafe fn avx512(a: Args, out: &mut [f32], bufs: &mut Bufs) {
+    run::<Avx512, 8, 2>(a, out, bufs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2(a: Args, out: &mut [f32], bufs: &mut Bufs) {
+    run::<Avx2, 6, 2>(a, out, bufs)
+}
+
+/// Packs `wt (O, C*K*K)` into `MR`-channel panels: depth step `r` of panel `t` holds the `MR`
+/// weights of output channels `t * MR ..` at `(t * CKK + r) * MR` (zeros past the last).
+fn pack_weights<const MR: usize>(o: usize, ckk: usize, wt: &[f32], out: &mut Vec<f32>) {
+    out.clear();
+    out.resize(o.div_ceil(MR) * ckk * MR, 0.0);
+    for (oc, w_o) in wt.chunks_exact(ckk).enumerate().take(o) {
+        for (r, &v) in w_o.iter().enumerate() {
+            out[(oc / MR * ckk + r) * MR + oc % MR] = v;
+        }
+    }
+}
+
+/// Copies image `(C, H, W)` into the interiors of the zero-bordered planes of `buf`.
+fn pad_into(g: &ConvGeom, grid: Grid, img: &[f32], buf: &mut [f32]) {
+    for (ci, plane) in img.chunks_exact(g.h * g.w).enumerate() {
+        for (y, row) in plane.chunks_exact(g.w).enumerate() {
+            let at = ci * grid.plane + (y + g.pad) * grid.wp + g.pad;
+            buf[at..at + g.w].copy_from_slice(row);
+        }
+    }
+}
+
+#[inline(always)]
+fn run<V: Lanes, const MR: usize, const NV: usize>(a: Args, out: &mut [f32], bufs: &mut Bufs) {
+    let (g, grid) = (a.g, Grid::new(a.g));
+    let (ckk, p) = (g.c * g.k * g.k, g.oh * g.ow);
+    let nr = NV * V::L;
+    pack_weights::<MR>(g.o, ckk, a.wt, &mut bufs.w);
+    bufs.offsets.clear();
+    for ci in 0..g.c {
+        for ky in 0..g.k {
+            for kx in 0..g.k {
+                bufs.offsets.push(ci * grid.plane + ky * grid.wp + kx);
+            }
+        }
+    }
+    // Reads run past the last plane by less than a tile and a kernel row.
+    let slack = grid.q_len.div_ceil(nr) * nr - grid.q_len + g.k;
+    bufs.x.clear();
+    bufs.x.resize(g.c * grid.plane + slack, 0.0);
+    let image = g.c * g.h * g.w;
+    for (img, out_j) in a.x.chunks_exact(image).zip(out.chunks_exact_mut(g.o * p)) {
+        // The interiors are overwritten image by image; the borders stay zero.
+        pad_into(g, grid, img, &mut bufs.x);
+        for q0 in (0..grid.q_len).step_by(nr) {
+            for (panel, w_p) in bufs.w.chunks_exact(ckk * MR).enumerate() {
+                let acc = tile::<V, MR, NV>(&bufs.x, &bufs.offsets, w_p, q0);
+                store::<V, MR, NV>(a, grid, &acc, panel * MR, q0, out_j);
+            }
+        }
+    }
+}
+
+/// The chains of `MR` output channels at grid pixels `q0..q0 + NV * L`, over the depth in
+/// order: step `r` reads the padded planes at `offsets[r] + q`.
+#[inline(always)]
+fn tile<V: Lanes, const MR: usize, const NV: usize>(
+    x: &[f32],
+    offsets: &[usize],
+    w_panel: &[f32],
+    q0: usize,
+) -> [[V; NV]; MR] {
+    let mut acc = [[V::zero(); NV]; MR];
+    let (w_rows, _) = w_panel.as_chunks::<MR>();
+    for (&off, w_r) in offsets.iter().zip(w_rows) {
+        let src = &x[off + q0..][..NV * V::L];
+        let mut b = [V::zero(); NV];
+        for (v, bv) in b.iter_mut().enumerate() {
+            *bv = V::load(&src[v * V::L..]);
+        }
+        for (acc_m, &w) in acc.iter_mut().zip(w_r) {
+            let s = V::splat(w);
+            for (c, &bv) in acc_m.iter_mut().zip(&b) {
+                *c = c.fma(s, bv);
+            }
+        }
+    }
+    acc
+}
+
+/// Writes a tile's outputs that lie inside the image (not the dropped columns), bias added
+/// and the ReLU applied as `bias_act` does.
+#[inline(always)]
+fn store<V: Lanes, const MR: usize, const NV: usize>(
+    a: Args,
+    grid: Grid,
+    acc: &[[V; NV]; MR],
+    o0: usize,
+    q0: usize,
+    out: &mut [f32],
+) {
+    let g = a.g;
+    let p = g.oh * g.ow;
+    let lanes = (NV * V::L).min(grid.q_len - q0);
+    for (m, acc_m) in acc.iter().enumerate().take(g.o.saturating_sub(o0)) {
+        let mut row = [0f32; 128];
+        for (v, c) in acc_m.iter().enumerate() {
+            c.store(&mut row[v * V::L..]);
+        }
+        let bias = a.bias[o0 + m];
+        let plane = &mut out[(o0 + m) * p..][..p];
+        // Runs of the tile's lanes that fall inside one output row.
+        let mut l = 0;
+        while l < lanes {
+            let (y, x) = ((q0 + l) / grid.wp, (q0 + l) % grid.wp);
+            let run = (grid.wp - x).min(lanes - l);
+            if x < g.ow {
+                let n = run.min(g.ow - x);
+                let dst = &mut plane[y * g.ow + x..][..n];
+                for (d, &s) in dst.iter_mut().zip(&row[l..l + n]) {
+                    let v = s + bias;
+                    *d = if a.relu { v.max(0.0) } else { v };
+                }
+            }
+            l += run;
+        }
+    }
+}
+
+/// The weight and input gradients of a convolution that [`applies`], for the images of one
+/// part of a batch: `x (n, C, H, W)` and their output gradient `dyc (O, n * OH * OW)`, image
+/// `j`'s values of channel `o` at `dyc[o * n * OH * OW + j * OH * OW]`. Writes the weight
+/// gradient `dw (O, C*K*K)` of these images and, when given, every element of `dx`.
+pub(crate) fn backward(
+    g: &ConvGeom,
+    x: &[f32],
+    wt: &[f32],
+    dyc: &[f32],
+    dw: &mut [f32],
+    dx: Option<&mut [f32]>,
+) {
+    BUFS.with(|cell| {
+        let mut fresh = Bufs::default();
+        let mut guard = cell.try_borrow_mut();
+        let bufs = match guard.as_deref_mut() {
+            Ok(b) => b,
+            Err(_) => &mut fresh,
+        };
+        let ld = dyc.len() / g.o;
+        dispatch_weight_grad(g, x, dyc, ld, dw, bufs);
+        if let Some(dx) = dx {
+            dispatch_input_grad(g, wt, dyc, ld, dx, bufs);
+        }
+    });
+}
+
+fn dispatch_weight_grad(
+    g: &ConvGeom,
+    x: &[f32],
+    dyc: &[f32],
+    ld: usize,
+    dw: &mut [f32],
+    bufs: &mut Bufs,
+) {
+    #[cfg(target_arch = "x86_64")]
+    match active() {
+        // SAFETY: `active` only returns an instruction set the CPU supports.
+        Isa::Avx512 => return unsafe { weight_grad_avx512(g, x, dyc, ld, dw, bufs) },
+        // SAFETY: as above.
+        Isa::Avx2 => return unsafe { weight_grad_avx2(g, x, dyc, ld, dw, bufs) },
+        Isa::Portable => {}
+    }
+    weight_grad::<Portable, 8>(g, x, dyc, ld, dw, bufs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+unsafe fn weight_grad_avx512(
+    g: &ConvGeom,
+    x: &[f32],
+    dyc: &[f32],
+    ld: usize,
+    dw: &mut [f32],
+    bufs: &mut Bufs,
+) {
+    weight_grad::<Avx512, 12>(g, x, dyc, ld, dw, bufs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn weight_grad_avx2(
+    g: &ConvGeom,
+    x: &[f32],
+    dyc: &[f32],
+    ld: usize,
+    dw: &mut [f32],
+    bufs: &mut Bufs,
+) {
+    weight_grad::<Avx2, 12>(g, x, dyc, ld, dw, bufs)
+}
+
+/// The weight gradient: for each `MR` depth rows `(ci, ky, kx)` and `L` output channels, one
+/// chain per weight over the grid pixels of every image in order, in registers from the first
+/// image to the last. The output gradient is transposed to `(image, q, O)` with zeros on the
+/// dropped columns, whose terms `x * 0` leave a chain unchanged (a chain from +0 is never -0),
+/// so each chain has the terms of the im2col path's, in its order: the same bits.
+#[inline(always)]
+fn weight_grad<V: Lanes, const MR: usize>(
+    g: &ConvGeom,
+    x: &[f32],
+    dyc: &[f32],
+    ld: usize,
+    dw: &mut [f32],
+    bufs: &mut Bufs,
+) {
+    let grid = Grid::new(g);
+    let (ckk, p, image) = (g.c * g.k * g.k, g.oh * g.ow, g.c * g.h * g.w);
+    let n = x.len() / image;
+    let opad = g.o.div_ceil(V::L) * V::L;
+    let x_len = g.c * grid.plane + g.k * grid.wp;
+    // The padded images side by side, and the transposed output gradient.
+    bufs.x.clear();
+    bufs.x.resize(n * x_len, 0.0);
+    for (img, buf) in x.chunks_exact(image).zip(bufs.x.chunks_exact_mut(x_len)) {
+        pad_into(g, grid, img, buf);
+    }
+    bufs.w.clear();
+    bufs.w.resize(n * grid.q_len * opad, 0.0);
+    for (j, dyt) in bufs.w.chunks_exact_mut(grid.q_len * opad).enumerate() {
+        for oc in 0..g.o {
+            let src = &dyc[oc * ld + j * p..][..p];
+            for (oy, row) in src.chunks_exact(g.ow).enumerate() {
+                for (ox, &v) in row.iter().enumerate() {
+                    dyt[(oy * grid.wp + ox) * opad + oc] = v;
+                }
+            }
+        }
+    }
+    depth_offsets(g, grid, MR, &mut bufs.offsets);
+    for o0 in (0..g.o).step_by(V::L) {
+        for (r0, offs) in bufs.offsets.chunks_exact(MR).enumerate() {
+            let offs: [usize; MR] = std::array::from_fn(|m| offs[m]);
+            let mut acc = [V::zero(); MR];
+            for (xj, dyt) in bufs
+                .x
+                .chunks_exact(x_len)
+                .zip(bufs.w.chunks_exact(grid.q_len * opad))
+            {
+                let rows: [&[f32]; MR] = offs.map(|o| &xj[o..o + grid.q_len]);
+                for q in 0..grid.q_len {
+                    let b = V::load(&dyt[q * opad + o0..]);
+                    for (a, row) in acc.iter_mut().zip(&rows) {
+                        *a = a.fma(V::splat(row[q]), b);
+                    }
+                }
+            }
+            for (m, a) in acc.iter().enumerate() {
+                let r = r0 * MR + m;
+                if r >= ckk {
+                    break;
+                }
+                let mut lanes = [0f32; 16];
+                a.store(&mut lanes);
+                for (l, &v) in lanes[..V::L].iter().enumerate().take(g.o - o0) {
+                    dw[(o0 + l) * ckk + r] = v;
+                }
+            }
+        }
+    }
+}
+
+/// The offset of each depth step `(ci, ky, kx)` in the padded planes, padded with zeros to a
+/// multiple of `mr` (rows computed and dropped).
+fn depth_offsets(g: &ConvGeom, grid: Grid, mr: usize, out: &mut Vec<usize>) {
+    out.clear();
+    for ci in 0..g.c {
+        for ky in 0..g.k {
+            for kx in 0..g.k {
+                out.push(ci * grid.plane + ky * grid.wp + kx);
+            }
+        }
+    }
+    out.resize(out.len().div_ceil(mr) * mr, 0);
+}
+
+fn dispatch_input_grad(
+    g: &ConvGeom,
+    wt: &[f32],
+    dyc: &[f32],
+    ld: usize,
+    dx: &mut [f32],
+    bufs: &mut Bufs,
+) {
+    #[cfg(target_arch = "x86_64")]
+    match active() {
+        // SAFETY: `active` only returns an instruction set the CPU supports.
+        Isa::Avx512 => return unsafe { input_grad_avx512(g, wt, dyc, ld, dx, bufs) },
+        // SAFETY: as above.
+        Isa::Avx2 => return unsafe { input_grad_avx2(g, wt, dyc, ld, dx, bufs) },
+        Isa::Portable => {}
+    }
+    input_grad::<Portable, 4>(g, wt, dyc, ld, dx, bufs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+unsafe fn input_grad_avx512(
+    g: &ConvGeom,
+    wt: &[f32],
+    dyc: &[f32],
+    ld: usize,
+    dx: &mut [f32],
+    bufs: &mut Bufs,
+) {
+    input_grad::<Avx512, 8>(g, wt, dyc, ld, dx, bufs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn input_grad_avx2(
+    g: &ConvGeom,
+    wt: &[f32],
+    dyc: &[f32],
+    ld: usize,
+    dx: &mut [f32],
+    bufs: &mut Bufs,
+) {
+    input_grad::<Avx2, 6>(g, wt, dyc, ld, dx, bufs)
+}
+
+/// The grid of the input gradient: the input's pixels `q = y * wd + x` with rows as wide as
+/// the output gradient's plane bordered by `K - 1 - pad`, and that plane's size.
+#[derive(Clone, Copy)]
+struct InGrid {
+    wd: usize,
+    plane: usize,
+    border: usize,
+    q_len: usize,
+}
+
+impl InGrid {
+    fn new(g: &ConvGeom) -> Self {
+        let wd = g.w + g.k - 1;
+        InGrid {
+            wd,
+            plane: (g.h + g.k - 1) * wd,
+            border: g.k - 1 - g.pad,
+            q_len: g.h * wd,
+        }
+    }
+}
+
+/// Packs `wt (O, C, K, K)` for the input gradient into `MR`-channel panels: value
+/// `(panel, tap, o, r)` at `((panel * K² + tap) * O + o) * MR + r` is the weight of output
+/// channel `o`, input channel `panel * MR + r` (zero past the last), tap `tap`.
+fn pack_transposed<const MR: usize>(g: &ConvGeom, wt: &[f32], out: &mut Vec<f32>) {
+    let taps = g.k * g.k;
+    out.clear();
+    out.resize(g.c.div_ceil(MR) * taps * g.o * MR, 0.0);
+    for (oc, w_o) in wt.chunks_exact(g.c * taps).enumerate().take(g.o) {
+        for (ci, w_c) in w_o.chunks_exact(taps).enumerate() {
+            for (t, &v) in w_c.iter().enumerate() {
+                out[((ci / MR * taps + t) * g.o + oc) * MR + ci % MR] = v;
+            }
+        }
+    }
+}
+
+/// The input gradient, tap by tap. The im2col path computes `dcol = Wᵀ dy` (a chain over the
+/// output channels per tap) and folds the columns into a zero image, adding the taps' chains
+/// in the order `(ky, kx)`. Here each input pixel does the same in registers: for each tap in
+/// order, a chain over the output channels from zero, added to the pixel's running sum. The
+/// output gradient sits in a plane bordered with `K - 1 - pad` zeros, so tap `(ky, kx)` of
+/// grid pixel `q` reads `plane[q + (K-1-ky) * wd + (K-1-kx)]`; a tap that falls on the border
+/// reads zeros, its chain is +0, and adding +0 to a sum that started at +0 (and so is never
+/// -0) changes no bit: the same bits as the fold, which skips those taps.
+#[inline(always)]
+fn input_grad<V: Lanes, const MR: usize>(
+    g: &ConvGeom,
+    wt: &[f32],
+    dyc: &[f32],
+    ld: usize,
+    dx: &mut [f32],
+    bufs: &mut Bufs,
+) {
+    let pl = InGrid::new(g);
+    let (image, p) = (g.c * g.h * g.w, g.oh * g.ow);
+    pack_transposed::<MR>(g, wt, &mut bufs.w);
+    // Reads run past the last plane by less than a vector and a kernel row.
+    let slack = pl.q_len.div_ceil(V::L) * V::L - pl.q_len + g.k;
+    bufs.x.clear();
+    bufs.x.resize(g.o * pl.plane + slack, 0.0);
+    for (j, dx_j) in dx.chunks_exact_mut(image).enumerate() {
+        // The interiors are overwritten image by image; the borders stay zero.
+        for oc in 0..g.o {
+            let src = &dyc[oc * ld + j * p..][..p];
+            let dst = &mut bufs.x[oc * pl.plane..][..pl.plane];
+            for (u, row) in src.chunks_exact(g.ow).enumerate() {
+                dst[(u + pl.border) * pl.wd + pl.border..][..g.ow].copy_from_slice(row);
+            }
+        }
+        for q0 in (0..pl.q_len).step_by(V::L) {
+            for (panel, w_p) in bufs.w.chunks_exact(g.k * g.k * g.o * MR).enumerate() {
+                let total = tap_sums::<V, MR>(g, pl, &bufs.x, w_p, q0);
+                store_input_grad::<V, MR>(g, pl, &total, panel * MR, q0, dx_j);
+            }
+        }
+    }
+}
+
+/// The running sums of `MR` input channels at grid pixels `q0..q0 + L`: per tap, a chain over
+/// the output channels from zero, added in tap order.
+#[inline(always)]
+fn tap_sums<V: Lanes, const MR: usize>(
+    g: &ConvGeom,
+    pl: InGrid,
+    dy: &[f32],
+    w_panel: &[f32],
+    q0: usize,
+) -> [V; MR] {
+    let mut total = [V::zero(); MR];
+    let k = g.k;
+    for (t, w_t) in w_panel.chunks_exact(g.o * MR).enumerate() {
+        let (ky, kx) = (t / k, t % k);
+        let at = q0 + (k - 1 - ky) * pl.wd + (k - 1 - kx);
+        let (w_rows, _) = w_t.as_chunks::<MR>();
+        let mut acc = [V::zero(); MR];
+        for (oc, w_o) in w_rows.iter().enumerate() {
+            let b = V::load(&dy[oc * pl.plane + at..]);
+            for (a, &w) in acc.iter_mut().zip(w_o) {
+                *a = a.fma(V::splat(w), b);
+            }
+        }
+        for (s, a) in total.iter_mut().zip(acc) {
+            *s = s.add(a);
+        }
+    }
+    total
+}
+
+/// Writes the input-gradient pixels of a tile that lie inside the image.
+#[inline(always)]
+fn store_input_grad<V: Lanes, const MR: usize>(
+    g: &ConvGeom,
+    pl: InGrid,
+    total: &[V; MR],
+    c0: usize,
+    q0: usize,
+    dx: &mut [f32],
+) {
+    let lanes = V::L.min(pl.q_len - q0);
+    for (r, v) in total.iter().enumerate().take(g.c.saturating_sub(c0)) {
+        let mut row = [0f32; 16];
+        v.store(&mut row);
+        let plane = &mut dx[(c0 + r) * g.h * g.w..][..g.h * g.w];
+        let mut l = 0;
+        while l < lanes {
+            let (y, x) = ((q0 + l) / pl.wd, (q0 + l) % pl.wd);
+            let run = (pl.wd - x).min(lanes - l);
+            if x < g.w {
+                let n = run.min(g.w - x);
+                plane[y * g.w + x..][..n].copy_from_slice(&row[l..l + n]);
+            }
+            l += run;
+        }
+    }
+}
