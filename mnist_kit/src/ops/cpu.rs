@@ -130,7 +130,7 @@ fn copy_n<const N: usize>(dst: &mut [f32], src: &[f32]) {
 /// `dst.copy_from_slice(&src[..dst.len()])` with fixed-size moves of 8 floats and a fixed-size
 /// tail: rows of an image are tens of bytes, where a `memcpy` call costs more than the copy.
 #[inline(always)]
-fn copy_short(dst: &mut [f32], src: &[f32]) {
+pub(crate) fn copy_short(dst: &mut [f32], src: &[f32]) {
     let n = dst.len();
     let mut i = 0;
     while i + 8 <= n {
@@ -508,13 +508,20 @@ pub(crate) fn conv_backward(
             let most = per_block.min(b - a);
             let mut dw = vec![0f32; o * ckk];
             let mut db = vec![0f32; o];
-            if shifted::applies(&g) {
-                // The whole part at once: no columns to keep in the cache.
-                with_scratch([o * (b - a) * p, 0], |[dyc, _]| {
+            if shifted::weight_grad_applies(&g) {
+                // The whole part at once, from the padded images in place.
+                with_scratch([o * (b - a) * p, ckk * most * p], |[dyc, col]| {
                     grad.gather(a, b, o, p, dyc, &mut db);
-                    let x_h = &x[a * g.image()..b * g.image()];
-                    shifted::backward(&g, x_h, wt, dyc, &mut dw, need_dx.then_some(dx_h));
-                });
+                    shifted::weight_grad(&g, &x[a * g.image()..b * g.image()], dyc, &mut dw);
+                    if !need_dx {
+                        Ok(())
+                    } else if shifted::applies(&g) {
+                        shifted::input_grad(&g, wt, dyc, dx_h);
+                        Ok(())
+                    } else {
+                        input_grad_by_columns(g, wt, dyc, most, col, dx_h)
+                    }
+                })?;
                 return Ok((dw, db));
             }
             with_scratch([ckk * most * p, o * most * p], |[col, dyc]| {
@@ -560,6 +567,36 @@ pub(crate) fn conv_backward(
         (o * ckk, o),
         need_dx.then_some(dx),
     ))
+}
+
+/// The input gradient `dx (n, C, H, W)` from the output gradient `dyc (O, n * P)` (image
+/// `j`'s values at column `j * P`), `most` images at a time: `dcol = Wᵀ dy` into `col`, folded
+/// back into the images.
+fn input_grad_by_columns(
+    g: ConvGeom,
+    wt: &[f32],
+    dyc: &[f32],
+    most: usize,
+    col: &mut [f32],
+    dx: &mut [f32],
+) -> crate::Result<()> {
+    let (ckk, p, o) = (g.ckk(), g.p(), g.o);
+    let n = dx.len() / g.image();
+    for s in (0..n).step_by(most) {
+        let e = (s + most).min(n);
+        let ld = (e - s) * p;
+        let dy_m = Mat {
+            data: &dyc[s * p..],
+            rs: n * p,
+            cs: 1,
+        };
+        matmul(col, ckk, ld, o, Mat::transposed(wt, ckk), dy_m)?;
+        let dx_b = &mut dx[s * g.image()..e * g.image()];
+        for (j, dx_i) in dx_b.chunks_mut(g.image()).enumerate() {
+            g.col2im(&col[j * p..], ld, dx_i);
+        }
+    }
+    Ok(())
 }
 
 /// The transpose of a row-major `rows x cols` matrix.

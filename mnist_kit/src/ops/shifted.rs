@@ -16,7 +16,7 @@
 
 use std::cell::RefCell;
 
-use super::cpu::ConvGeom;
+use super::cpu::{ConvGeom, copy_short};
 #[cfg(target_arch = "x86_64")]
 use super::gemm::x86::{Avx2, Avx512};
 use super::gemm::{Lanes, Portable};
@@ -36,6 +36,7 @@ struct Bufs {
     w: Vec<f32>,
     x: Vec<f32>,
     offsets: Vec<usize>,
+    bases: Vec<usize>,
 }
 
 thread_local! {
@@ -71,22 +72,14 @@ pub(crate) fn forward(
     relu: bool,
     out: &mut [f32],
 ) {
-    BUFS.with(|cell| {
-        let mut fresh = Bufs::default();
-        let mut guard = cell.try_borrow_mut();
-        let bufs = match guard.as_deref_mut() {
-            Ok(b) => b,
-            Err(_) => &mut fresh,
-        };
-        let args = Args {
-            g,
-            x,
-            wt,
-            bias,
-            relu,
-        };
-        dispatch(args, out, bufs);
-    });
+    let args = Args {
+        g,
+        x,
+        wt,
+        bias,
+        relu,
+    };
+    with_bufs(|bufs| dispatch(args, out, bufs));
 }
 
 /// The operands of [`forward`].
@@ -140,7 +133,7 @@ fn pad_into(g: &ConvGeom, grid: Grid, img: &[f32], buf: &mut [f32]) {
     for (ci, plane) in img.chunks_exact(g.h * g.w).enumerate() {
         for (y, row) in plane.chunks_exact(g.w).enumerate() {
             let at = ci * grid.plane + (y + g.pad) * grid.wp + g.pad;
-            buf[at..at + g.w].copy_from_slice(row);
+            copy_short(&mut buf[at..at + g.w], row);
         }
     }
 }
@@ -242,31 +235,31 @@ fn store<V: Lanes, const MR: usize, const NV: usize>(
     }
 }
 
-/// The weight and input gradients of a convolution that [`applies`], for the images of one
-/// part of a batch: `x (n, C, H, W)` and their output gradient `dyc (O, n * OH * OW)`, image
-/// `j`'s values of channel `o` at `dyc[o * n * OH * OW + j * OH * OW]`. Writes the weight
-/// gradient `dw (O, C*K*K)` of these images and, when given, every element of `dx`.
-pub(crate) fn backward(
-    g: &ConvGeom,
-    x: &[f32],
-    wt: &[f32],
-    dyc: &[f32],
-    dw: &mut [f32],
-    dx: Option<&mut [f32]>,
-) {
-    BUFS.with(|cell| {
-        let mut fresh = Bufs::default();
-        let mut guard = cell.try_borrow_mut();
-        let bufs = match guard.as_deref_mut() {
-            Ok(b) => b,
-            Err(_) => &mut fresh,
-        };
-        let ld = dyc.len() / g.o;
-        dispatch_weight_grad(g, x, dyc, ld, dw, bufs);
-        if let Some(dx) = dx {
-            dispatch_input_grad(g, wt, dyc, ld, dx, bufs);
-        }
-    });
+/// Whether [`weight_grad`] computes the convolution's weight gradient: output channels in
+/// whole vectors of 16 (every convolution of the ResNet; its lanes run over them).
+pub(crate) fn weight_grad_applies(g: &ConvGeom) -> bool {
+    g.o % 16 == 0
+}
+
+/// Runs `f` with this thread's scratch (fresh buffers if it is in use).
+fn with_bufs<R>(f: impl FnOnce(&mut Bufs) -> R) -> R {
+    BUFS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut b) => f(&mut b),
+        Err(_) => f(&mut Bufs::default()),
+    })
+}
+
+/// The weight gradient `dw (O, C*K*K)` of a convolution ([`weight_grad_applies`]) over the
+/// images `x (n, C, H, W)`, from their output gradient `dyc (O, n * OH * OW)` (image `j`'s
+/// values of channel `o` at `dyc[o * n * OH * OW + j * OH * OW]`). Every element is written.
+pub(crate) fn weight_grad(g: &ConvGeom, x: &[f32], dyc: &[f32], dw: &mut [f32]) {
+    with_bufs(|bufs| dispatch_weight_grad(g, x, dyc, dyc.len() / g.o, dw, bufs));
+}
+
+/// The input gradient `dx (n, C, H, W)` of a convolution that [`applies`], from the output
+/// gradient `dyc` laid out as for [`weight_grad`]. Every element is written.
+pub(crate) fn input_grad(g: &ConvGeom, wt: &[f32], dyc: &[f32], dx: &mut [f32]) {
+    with_bufs(|bufs| dispatch_input_grad(g, wt, dyc, dyc.len() / g.o, dx, bufs));
 }
 
 fn dispatch_weight_grad(
@@ -285,7 +278,7 @@ fn dispatch_weight_grad(
         Isa::Avx2 => return unsafe { weight_grad_avx2(g, x, dyc, ld, dw, bufs) },
         Isa::Portable => {}
     }
-    weight_grad::<Portable, 8>(g, x, dyc, ld, dw, bufs)
+    weight_grad_on::<Portable, 8>(g, x, dyc, ld, dw, bufs)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -298,7 +291,7 @@ unsafe fn weight_grad_avx512(
     dw: &mut [f32],
     bufs: &mut Bufs,
 ) {
-    weight_grad::<Avx512, 12>(g, x, dyc, ld, dw, bufs)
+    weight_grad_on::<Avx512, 12>(g, x, dyc, ld, dw, bufs)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -311,16 +304,17 @@ unsafe fn weight_grad_avx2(
     dw: &mut [f32],
     bufs: &mut Bufs,
 ) {
-    weight_grad::<Avx2, 12>(g, x, dyc, ld, dw, bufs)
+    weight_grad_on::<Avx2, 12>(g, x, dyc, ld, dw, bufs)
 }
 
 /// The weight gradient: for each `MR` depth rows `(ci, ky, kx)` and `L` output channels, one
-/// chain per weight over the grid pixels of every image in order, in registers from the first
-/// image to the last. The output gradient is transposed to `(image, q, O)` with zeros on the
-/// dropped columns, whose terms `x * 0` leave a chain unchanged (a chain from +0 is never -0),
-/// so each chain has the terms of the im2col path's, in its order: the same bits.
+/// chain per weight over the output pixels of every image in order, kept in registers from
+/// the first image to the last. Row `(ci, ky, kx)` of pixel `(oy, ox)` is the padded image's
+/// value at `ci * plane + ky * Wp + kx + (oy * S) * Wp + ox * S`, read where it lies (any
+/// stride, any map size); the output gradient is transposed to `(image, pixel, O)`. Each
+/// chain has the terms of the im2col path's, in its order: the same bits.
 #[inline(always)]
-fn weight_grad<V: Lanes, const MR: usize>(
+fn weight_grad_on<V: Lanes, const MR: usize>(
     g: &ConvGeom,
     x: &[f32],
     dyc: &[f32],
@@ -332,40 +326,38 @@ fn weight_grad<V: Lanes, const MR: usize>(
     let (ckk, p, image) = (g.c * g.k * g.k, g.oh * g.ow, g.c * g.h * g.w);
     let n = x.len() / image;
     let opad = g.o.div_ceil(V::L) * V::L;
-    let x_len = g.c * grid.plane + g.k * grid.wp;
     // The padded images side by side, and the transposed output gradient.
     bufs.x.clear();
-    bufs.x.resize(n * x_len, 0.0);
-    for (img, buf) in x.chunks_exact(image).zip(bufs.x.chunks_exact_mut(x_len)) {
+    bufs.x.resize(n * g.c * grid.plane, 0.0);
+    for (img, buf) in x
+        .chunks_exact(image)
+        .zip(bufs.x.chunks_exact_mut(g.c * grid.plane))
+    {
         pad_into(g, grid, img, buf);
     }
     bufs.w.clear();
-    bufs.w.resize(n * grid.q_len * opad, 0.0);
-    for (j, dyt) in bufs.w.chunks_exact_mut(grid.q_len * opad).enumerate() {
+    bufs.w.resize(n * p * opad, 0.0);
+    for (j, dyt) in bufs.w.chunks_exact_mut(p * opad).enumerate() {
         for oc in 0..g.o {
-            let src = &dyc[oc * ld + j * p..][..p];
-            for (oy, row) in src.chunks_exact(g.ow).enumerate() {
-                for (ox, &v) in row.iter().enumerate() {
-                    dyt[(oy * grid.wp + ox) * opad + oc] = v;
-                }
+            for (q, &v) in dyc[oc * ld + j * p..][..p].iter().enumerate() {
+                dyt[q * opad + oc] = v;
             }
         }
     }
     depth_offsets(g, grid, MR, &mut bufs.offsets);
+    pixel_bases(g, grid, &mut bufs.bases);
+    let span = bufs.bases.last().map_or(0, |b| b + 1);
     for o0 in (0..g.o).step_by(V::L) {
         for (r0, offs) in bufs.offsets.chunks_exact(MR).enumerate() {
-            let offs: [usize; MR] = std::array::from_fn(|m| offs[m]);
             let mut acc = [V::zero(); MR];
-            for (xj, dyt) in bufs
-                .x
-                .chunks_exact(x_len)
-                .zip(bufs.w.chunks_exact(grid.q_len * opad))
-            {
-                let rows: [&[f32]; MR] = offs.map(|o| &xj[o..o + grid.q_len]);
-                for q in 0..grid.q_len {
-                    let b = V::load(&dyt[q * opad + o0..]);
+            let planes = bufs.x.chunks_exact(g.c * grid.plane);
+            for (xj, dyt) in planes.zip(bufs.w.chunks_exact(p * opad)) {
+                // Rows of one length, so one bounds check per pixel serves them all.
+                let rows: [&[f32]; MR] = std::array::from_fn(|m| &xj[offs[m]..][..span]);
+                for (&base, dy_q) in bufs.bases.iter().zip(dyt.chunks_exact(opad)) {
+                    let b = V::load(&dy_q[o0..]);
                     for (a, row) in acc.iter_mut().zip(&rows) {
-                        *a = a.fma(V::splat(row[q]), b);
+                        *a = a.fma(V::splat(row[base]), b);
                     }
                 }
             }
@@ -398,6 +390,16 @@ fn depth_offsets(g: &ConvGeom, grid: Grid, mr: usize, out: &mut Vec<usize>) {
     out.resize(out.len().div_ceil(mr) * mr, 0);
 }
 
+/// The offset of each output pixel's first tap in a padded plane, pixels in order.
+fn pixel_bases(g: &ConvGeom, grid: Grid, out: &mut Vec<usize>) {
+    out.clear();
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            out.push(oy * g.stride * grid.wp + ox * g.stride);
+        }
+    }
+}
+
 fn dispatch_input_grad(
     g: &ConvGeom,
     wt: &[f32],
@@ -414,7 +416,7 @@ fn dispatch_input_grad(
         Isa::Avx2 => return unsafe { input_grad_avx2(g, wt, dyc, ld, dx, bufs) },
         Isa::Portable => {}
     }
-    input_grad::<Portable, 4>(g, wt, dyc, ld, dx, bufs)
+    input_grad_on::<Portable, 4>(g, wt, dyc, ld, dx, bufs)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -427,7 +429,7 @@ unsafe fn input_grad_avx512(
     dx: &mut [f32],
     bufs: &mut Bufs,
 ) {
-    input_grad::<Avx512, 8>(g, wt, dyc, ld, dx, bufs)
+    input_grad_on::<Avx512, 8>(g, wt, dyc, ld, dx, bufs)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -440,7 +442,7 @@ unsafe fn input_grad_avx2(
     dx: &mut [f32],
     bufs: &mut Bufs,
 ) {
-    input_grad::<Avx2, 6>(g, wt, dyc, ld, dx, bufs)
+    input_grad_on::<Avx2, 6>(g, wt, dyc, ld, dx, bufs)
 }
 
 /// The grid of the input gradient: the input's pixels `q = y * wd + x` with rows as wide as
@@ -490,7 +492,7 @@ fn pack_transposed<const MR: usize>(g: &ConvGeom, wt: &[f32], out: &mut Vec<f32>
 /// reads zeros, its chain is +0, and adding +0 to a sum that started at +0 (and so is never
 /// -0) changes no bit: the same bits as the fold, which skips those taps.
 #[inline(always)]
-fn input_grad<V: Lanes, const MR: usize>(
+fn input_grad_on<V: Lanes, const MR: usize>(
     g: &ConvGeom,
     wt: &[f32],
     dyc: &[f32],
@@ -511,7 +513,7 @@ fn input_grad<V: Lanes, const MR: usize>(
             let src = &dyc[oc * ld + j * p..][..p];
             let dst = &mut bufs.x[oc * pl.plane..][..pl.plane];
             for (u, row) in src.chunks_exact(g.ow).enumerate() {
-                dst[(u + pl.border) * pl.wd + pl.border..][..g.ow].copy_from_slice(row);
+                copy_short(&mut dst[(u + pl.border) * pl.wd + pl.border..][..g.ow], row);
             }
         }
         for q0 in (0..pl.q_len).step_by(V::L) {
@@ -574,7 +576,7 @@ fn store_input_grad<V: Lanes, const MR: usize>(
             let run = (pl.wd - x).min(lanes - l);
             if x < g.w {
                 let n = run.min(g.w - x);
-                plane[y * g.w + x..][..n].copy_from_slice(&row[l..l + n]);
+                copy_short(&mut plane[y * g.w + x..][..n], &row[l..l + n]);
             }
             l += run;
         }
