@@ -238,7 +238,7 @@ fn store<V: Lanes, const MR: usize, const NV: usize>(
 /// Whether [`weight_grad`] computes the convolution's weight gradient: output channels in
 /// whole vectors of 16 (every convolution of the ResNet; its lanes run over them).
 pub(crate) fn weight_grad_applies(g: &ConvGeom) -> bool {
-    g.o % 16 == 0
+    g.o.is_multiple_of(16)
 }
 
 /// Runs `f` with this thread's scratch (fresh buffers if it is in use).
