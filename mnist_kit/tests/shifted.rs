@@ -1,13 +1,14 @@
-//! The stride-1 convolutions (forward, weight gradient, input gradient) against their
-//! definition written as plain loops, bit for bit, on every instruction-set path and on one,
-//! two and three threads. The definition is the im2col path's: each output one fused
-//! multiply-add chain over `(ci, ky, kx)` from zero (the padding's zeros included), then the
-//! bias and the ReLU; each weight gradient one chain over the pixels of each half of the
-//! batch in order, the halves then added to zero in order; each input-gradient pixel, per
-//! tap in order, a chain over the output channels from zero added to a running sum from
-//! zero. The shapes are the ResNet's stride-1 convolutions and odd ones (no padding, 5x5
-//! kernels, non-square maps, batches that do not halve evenly). One test in its own binary:
-//! it switches the process-wide instruction set.
+//! The convolutions (forward, weight gradient, input gradient) against their definition
+//! written as plain loops, bit for bit, on every instruction-set path and on one, two and
+//! three threads. The definition is the im2col path's: each output one fused multiply-add
+//! chain over `(ci, ky, kx)` from zero (the padding's zeros included), then the bias and the
+//! ReLU; each weight gradient one chain over the pixels of each half of the batch in order,
+//! the halves then added to zero in order; each input-gradient pixel, per tap in order, a
+//! chain over the output channels from zero added to a running sum from zero. The shapes are
+//! every convolution of the ResNet (so every path of the kit: shifted loads, pixel rows,
+//! lanes over the output channels, im2col) and odd ones (no padding, 5x5 kernels, a
+//! non-square map, batches that do not halve evenly). One test in its own binary: it
+//! switches the process-wide instruction set.
 
 mod support;
 
@@ -18,7 +19,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use support::bits::{bits, rand_tensor};
 
-/// A convolution's shape: batch, channels in, height, width, channels out, kernel, padding.
+/// A convolution's shape: batch, channels in, height, width, channels out, kernel, padding,
+/// stride.
 #[derive(Debug, Clone, Copy)]
 struct Shape {
     n: usize,
@@ -28,14 +30,21 @@ struct Shape {
     o: usize,
     k: usize,
     pad: usize,
+    s: usize,
 }
 
 impl Shape {
     fn out(&self) -> (usize, usize) {
         (
-            self.h + 2 * self.pad + 1 - self.k,
-            self.w + 2 * self.pad + 1 - self.k,
+            (self.h + 2 * self.pad - self.k) / self.s + 1,
+            (self.w + 2 * self.pad - self.k) / self.s + 1,
         )
+    }
+
+    /// The output position that tap `t` of input position `i` comes from, if any.
+    fn source(&self, i: usize, t: usize, len: usize) -> Option<usize> {
+        let at = (i + self.pad).checked_sub(t)?;
+        (at % self.s == 0 && at / self.s < len).then_some(at / self.s)
     }
 
     /// `x[i, ci, y, x]` with zeros outside the image.
@@ -62,8 +71,8 @@ fn definition(s: Shape, [x, wt, b, r]: [&[f32]; 4], relu: bool) -> (Vec<f32>, Ve
                         for ky in 0..s.k {
                             for kx in 0..s.k {
                                 let (iy, ix) = (
-                                    oy as isize + ky as isize - pad,
-                                    ox as isize + kx as isize - pad,
+                                    (oy * s.s + ky) as isize - pad,
+                                    (ox * s.s + kx) as isize - pad,
                                 );
                                 acc = wt[widx(oc, ci, ky, kx)].mul_add(s.at(x, i, ci, iy, ix), acc);
                             }
@@ -95,8 +104,8 @@ fn definition(s: Shape, [x, wt, b, r]: [&[f32]; 4], relu: bool) -> (Vec<f32>, Ve
                             for oy in 0..oh {
                                 for ox in 0..ow {
                                     let (iy, ix) = (
-                                        oy as isize + ky as isize - pad,
-                                        ox as isize + kx as isize - pad,
+                                        (oy * s.s + ky) as isize - pad,
+                                        (ox * s.s + kx) as isize - pad,
                                     );
                                     acc = dyi(i, oc, oy, ox).mul_add(s.at(x, i, ci, iy, ix), acc);
                                 }
@@ -117,17 +126,13 @@ fn definition(s: Shape, [x, wt, b, r]: [&[f32]; 4], relu: bool) -> (Vec<f32>, Ve
                     let mut total = 0f32;
                     for ky in 0..s.k {
                         for kx in 0..s.k {
-                            let (oy, ox) = (
-                                iy as isize + pad - ky as isize,
-                                ix as isize + pad - kx as isize,
-                            );
-                            if oy < 0 || ox < 0 || oy >= oh as isize || ox >= ow as isize {
+                            let (Some(oy), Some(ox)) = (s.source(iy, ky, oh), s.source(ix, kx, ow))
+                            else {
                                 continue;
-                            }
+                            };
                             let mut chain = 0f32;
                             for oc in 0..s.o {
-                                chain = wt[widx(oc, ci, ky, kx)]
-                                    .mul_add(dyi(i, oc, oy as usize, ox as usize), chain);
+                                chain = wt[widx(oc, ci, ky, kx)].mul_add(dyi(i, oc, oy, ox), chain);
                             }
                             total += chain;
                         }
@@ -152,7 +157,7 @@ fn kit(s: Shape, [x, w, b, r]: [&Tensor; 4], relu: bool) -> [Vec<u32>; 3] {
         Var::from_tensor(b).unwrap(),
     );
     let opts = ops::ConvOptions {
-        stride: 1,
+        stride: s.s,
         padding: s.pad,
         relu,
     };
@@ -163,73 +168,35 @@ fn kit(s: Shape, [x, w, b, r]: [&Tensor; 4], relu: bool) -> [Vec<u32>; 3] {
 }
 
 #[test]
-fn stride_one_convolutions_give_the_bits_of_the_definition_on_every_path() {
+fn convolutions_give_the_bits_of_the_definition_on_every_path() {
+    let shape = |n, c, h, o, k, pad, s| Shape {
+        n,
+        c,
+        h,
+        w: h,
+        o,
+        k,
+        pad,
+        s,
+    };
     let shapes = [
-        // The ResNet's 14- and 7-pixel stages.
+        // The ResNet's convolutions: the stem, the three stages, the 1x1 projections.
+        shape(3, 1, 28, 16, 3, 1, 2),
+        shape(6, 16, 14, 16, 3, 1, 1),
+        shape(5, 16, 14, 32, 3, 1, 2),
+        shape(5, 32, 7, 32, 3, 1, 1),
+        shape(4, 32, 7, 64, 3, 1, 2),
+        shape(3, 64, 4, 64, 3, 1, 1),
+        shape(4, 16, 14, 32, 1, 0, 2),
+        shape(4, 32, 7, 64, 1, 0, 2),
+        // Odd channel counts, no padding, 5x5 kernels, one image, a non-square map.
+        shape(3, 3, 11, 5, 3, 1, 1),
+        shape(4, 6, 16, 7, 3, 0, 1),
+        shape(2, 4, 20, 20, 5, 2, 1),
+        shape(1, 9, 9, 64, 3, 1, 2),
         Shape {
-            n: 6,
-            c: 16,
-            h: 14,
-            w: 14,
-            o: 16,
-            k: 3,
-            pad: 1,
-        },
-        Shape {
-            n: 5,
-            c: 32,
-            h: 7,
-            w: 7,
-            o: 32,
-            k: 3,
-            pad: 1,
-        },
-        // Odd channel counts, no padding, 5x5 kernels, a non-square map, one image.
-        Shape {
-            n: 3,
-            c: 3,
-            h: 11,
-            w: 11,
-            o: 5,
-            k: 3,
-            pad: 1,
-        },
-        Shape {
-            n: 4,
-            c: 6,
-            h: 16,
-            w: 16,
-            o: 7,
-            k: 3,
-            pad: 0,
-        },
-        Shape {
-            n: 2,
-            c: 4,
-            h: 20,
-            w: 20,
-            o: 20,
-            k: 5,
-            pad: 2,
-        },
-        Shape {
-            n: 1,
-            c: 9,
-            h: 12,
             w: 10,
-            o: 17,
-            k: 3,
-            pad: 1,
-        },
-        // The 4-pixel stage (the im2col path): the same definition.
-        Shape {
-            n: 3,
-            c: 8,
-            h: 4,
-            w: 4,
-            o: 64,
-            k: 3,
-            pad: 1,
+            ..shape(2, 9, 12, 17, 3, 1, 1)
         },
     ];
     let best = simd::detected();

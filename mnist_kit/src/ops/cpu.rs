@@ -450,7 +450,7 @@ pub(crate) fn conv_forward(
         .into_par_iter()
         .zip(halves.par_iter())
         .try_for_each(|(out_h, &(a, b))| -> crate::Result<()> {
-            if shifted::applies(&g) {
+            if shifted::forward_applies(&g) {
                 let x_h = &x[a * g.image()..b * g.image()];
                 shifted::forward(&g, x_h, wt, bias, act == Fused::Relu, out_h);
                 return Ok(());

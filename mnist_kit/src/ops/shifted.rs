@@ -24,10 +24,19 @@ use super::gemm::{Lanes, Portable};
 use super::simd::{Isa, active};
 
 /// Whether the shifted kernel computes this convolution: stride 1, a kernel wider than one
-/// pixel, and the dropped columns at most 30 % of a row (the ResNet's 14- and 7-pixel maps;
-/// not its 4-pixel one nor LeNet-5's 10-pixel maps under 5x5 kernels).
+/// pixel, at least 16 output channels (fewer leave rows of the register tile empty), and the
+/// dropped columns at most 30 % of a row (the ResNet's 14- and 7-pixel maps; not its 4-pixel
+/// one nor LeNet-5's 10-pixel maps under 5x5 kernels).
 pub(crate) fn applies(g: &ConvGeom) -> bool {
-    g.stride == 1 && g.k > 1 && (g.w + 2 * g.pad) * 10 <= g.ow * 13
+    g.stride == 1 && g.k > 1 && g.o >= 16 && (g.w + 2 * g.pad) * 10 <= g.ow * 13
+}
+
+/// Whether [`forward`] computes the convolution: by shifted loads where that [`applies`],
+/// else by [`rows`] where the output channels come in whole groups of 64 (any stride or
+/// size; fewer channels leave it more broadcasts than multiply-adds, and measured slower than
+/// the im2col path).
+pub(crate) fn forward_applies(g: &ConvGeom) -> bool {
+    applies(g) || g.o.is_multiple_of(64)
 }
 
 /// Scratch per thread: packed weights and the zero-padded planes of one image.
@@ -62,7 +71,7 @@ impl Grid {
     }
 }
 
-/// The forward of a convolution that [`applies`]: `out (n, O, OH, OW) = act(conv(x, wt) +
+/// The forward of a convolution ([`forward_applies`]): `out (n, O, OH, OW) = act(conv(x, wt) +
 /// bias)` for the `n` images of `x (n, C, H, W)`. Every element of `out` is written.
 pub(crate) fn forward(
     g: &ConvGeom,
@@ -101,19 +110,31 @@ fn dispatch(a: Args, out: &mut [f32], bufs: &mut Bufs) {
         Isa::Avx2 => return unsafe { avx2(a, out, bufs) },
         Isa::Portable => {}
     }
-    run::<Portable, 4, 2>(a, out, bufs)
+    if applies(a.g) {
+        run::<Portable, 4, 2>(a, out, bufs)
+    } else {
+        rows::<Portable, 4, 4>(a, out, bufs)
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
 unsafe fn avx512(a: Args, out: &mut [f32], bufs: &mut Bufs) {
-    run::<Avx512, 8, 2>(a, out, bufs)
+    if applies(a.g) {
+        run::<Avx512, 8, 2>(a, out, bufs)
+    } else {
+        rows::<Avx512, 6, 4>(a, out, bufs)
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn avx2(a: Args, out: &mut [f32], bufs: &mut Bufs) {
-    run::<Avx2, 6, 2>(a, out, bufs)
+    if applies(a.g) {
+        run::<Avx2, 6, 2>(a, out, bufs)
+    } else {
+        rows::<Avx2, 6, 2>(a, out, bufs)
+    }
 }
 
 /// Packs `wt (O, C*K*K)` into `MR`-channel panels: depth step `r` of panel `t` holds the `MR`
@@ -231,6 +252,74 @@ fn store<V: Lanes, const MR: usize, const NV: usize>(
                 }
             }
             l += run;
+        }
+    }
+}
+
+/// The forward with lanes over the output channels: a register tile of `MR` output pixels by
+/// `NV` vectors of channels, each output a chain over the depth `(ci, ky, kx)` in order whose
+/// input value is read where it lies in the padded image (`offsets[r] + bases[pixel]`, any
+/// stride, any map size, no dropped columns). The weights are transposed to `(C*K*K, O)`.
+#[inline(always)]
+fn rows<V: Lanes, const MR: usize, const NV: usize>(a: Args, out: &mut [f32], bufs: &mut Bufs) {
+    let (g, grid) = (a.g, Grid::new(a.g));
+    let (ckk, p, image) = (g.c * g.k * g.k, g.oh * g.ow, g.c * g.h * g.w);
+    bufs.w.clear();
+    bufs.w.resize(ckk * g.o, 0.0);
+    for (oc, w_o) in a.wt.chunks_exact(ckk).enumerate().take(g.o) {
+        for (r, &v) in w_o.iter().enumerate() {
+            bufs.w[r * g.o + oc] = v;
+        }
+    }
+    depth_offsets(g, grid, 1, &mut bufs.offsets);
+    pixel_bases(g, grid, &mut bufs.bases);
+    let span = bufs.bases.last().map_or(0, |b| b + 1);
+    // The last tile repeats the last pixel (computed, not stored).
+    let tiles = p.div_ceil(MR);
+    bufs.bases.resize(tiles * MR, span.saturating_sub(1));
+    bufs.x.clear();
+    bufs.x.resize(g.c * grid.plane, 0.0);
+    for (img, out_j) in a.x.chunks_exact(image).zip(out.chunks_exact_mut(g.o * p)) {
+        // The interiors are overwritten image by image; the borders stay zero.
+        pad_into(g, grid, img, &mut bufs.x);
+        for (t, bases) in bufs.bases.chunks_exact(MR).enumerate() {
+            let bases: [usize; MR] = std::array::from_fn(|m| bases[m]);
+            for o0 in (0..g.o).step_by(NV * V::L) {
+                let mut acc = [[V::zero(); NV]; MR];
+                for (&off, w_r) in bufs.offsets.iter().zip(bufs.w.chunks_exact(g.o)) {
+                    let xr = &bufs.x[off..][..span];
+                    let w_v: [V; NV] = std::array::from_fn(|v| V::load(&w_r[o0 + v * V::L..]));
+                    for (acc_m, &base) in acc.iter_mut().zip(&bases) {
+                        let s = V::splat(xr[base]);
+                        for (c, &wv) in acc_m.iter_mut().zip(&w_v) {
+                            *c = c.fma(s, wv);
+                        }
+                    }
+                }
+                store_rows::<V, MR, NV>(a, &acc, (t * MR, o0), out_j);
+            }
+        }
+    }
+}
+
+/// Writes a [`rows`] tile: pixels `q0..` (those below `OH * OW`) of channels `o0..`, bias
+/// added and the ReLU applied as `bias_act` does.
+#[inline(always)]
+fn store_rows<V: Lanes, const MR: usize, const NV: usize>(
+    a: Args,
+    acc: &[[V; NV]; MR],
+    (q0, o0): (usize, usize),
+    out: &mut [f32],
+) {
+    let p = a.g.oh * a.g.ow;
+    for (m, acc_m) in acc.iter().enumerate().take(p.saturating_sub(q0)) {
+        let mut lanes = [0f32; 128];
+        for (v, c) in acc_m.iter().enumerate() {
+            c.store(&mut lanes[v * V::L..]);
+        }
+        for (l, &s) in lanes[..NV * V::L].iter().enumerate() {
+            let v = s + a.bias[o0 + l];
+            out[(o0 + l) * p + q0 + m] = if a.relu { v.max(0.0) } else { v };
         }
     }
 }
