@@ -150,6 +150,7 @@ fn pack_weights<const MR: usize>(o: usize, ckk: usize, wt: &[f32], out: &mut Vec
 }
 
 /// Copies image `(C, H, W)` into the interiors of the zero-bordered planes of `buf`.
+#[inline(always)]
 fn pad_into(g: &ConvGeom, grid: Grid, img: &[f32], buf: &mut [f32]) {
     for (ci, plane) in img.chunks_exact(g.h * g.w).enumerate() {
         for (y, row) in plane.chunks_exact(g.w).enumerate() {
