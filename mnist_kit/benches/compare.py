@@ -206,7 +206,56 @@ def render_bench(rec):
         lines.append("JAX was not installed for this record.")
     lines.append("Two threads against one (kit training, per round): " + ", ".join(two_vs_one)
                  + ". Peak RSS while training: " + ", ".join(rss) + ".")
+    lines += ["", goals(rec)]
     return "\n".join(lines) + "\n"
+
+
+# The speed issue's goals: (what, framework compared with, kit model, threads, key, least ratio
+# in every round). Two threads against one is kit against kit.
+GOALS = (
+    [(f"training {label} >= {need}x PyTorch at {t} thread{'s' if t > 1 else ''}", "pytorch",
+      m, t, "train_ips", need)
+     for m, _, label in MODELS for t in (1, 2)
+     for need in [2.0 if (m, t) == ("lenet5", 1) else 1.5]]
+    + [(f"inference {label} >= 1.2x PyTorch at {t} thread{'s' if t > 1 else ''}", "pytorch",
+        m, t, "infer_ips", 1.2) for m, _, label in MODELS for t in (1, 2)]
+    + [(f"training MLP-61k >= 1.2x JAX at {t} thread{'s' if t > 1 else ''}", "jax", "mlp-61k",
+        t, "train_ips", 1.2) for t in (1, 2)]
+    + [(f"two threads >= {need}x one, {label}", "self", m, 2, "train_ips", need)
+       for m, _, label in MODELS for need in [1.6 if m in ("lenet5", "resnet") else 1.0]]
+)
+
+
+def goals(rec):
+    """Which of the speed goals every round of the record meets, and which it misses."""
+    runs = rec["runs"]
+    rounds = sorted({x["round"] for x in runs})
+
+    def rate(fw, model, t, r, key):
+        hit = [x for x in runs if x["framework"] == fw and x["model"] == model and
+               x["threads"] == t and x["round"] == r and x.get(key)]
+        return hit[0][key] if hit else None
+
+    met, missed = [], []
+    for what, peer, model, t, key, need in GOALS:
+        ratios = []
+        for r in rounds:
+            kit = rate("mnist_kit", model, t, r, key)
+            other = rate("mnist_kit", model, 1, r, key) if peer == "self" else \
+                rate(peer, model, t, r, key)
+            if kit and other:
+                ratios.append(kit / other)
+        if not ratios:
+            continue
+        (met if min(ratios) >= need else missed).append(
+            f"{what} ({ratio_range(ratios)})")
+    rss = [x["peak_rss_mb"] for x in runs if x["framework"] == "mnist_kit" and
+           x.get("peak_rss_mb")]
+    if rss:
+        (met if max(rss) <= 400 else missed).append(
+            f"peak RSS <= 400 MB (at most {max(rss):.0f} MB)")
+    return ("Goals of the speed issue, judged on every round: **missed**: "
+            + ("; ".join(missed) or "none") + ". Met: " + ("; ".join(met) or "none") + ".")
 
 
 def render_speedrun(rec):

@@ -6,6 +6,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Storage, Tens
 use rayon::prelude::*;
 
 use super::gemm::{Mat, matmul, matmul_continue};
+use super::geom::{ConvGeom, copy_n, copy_short};
 use super::shifted;
 use super::simd::multiversion;
 
@@ -36,59 +37,8 @@ pub(crate) fn to_candle(e: crate::Error) -> candle_core::Error {
     candle_core::Error::Msg(e.to_string())
 }
 
-/// Geometry of one convolution.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ConvGeom {
-    pub c: usize,
-    pub h: usize,
-    pub w: usize,
-    pub o: usize,
-    pub k: usize,
-    pub stride: usize,
-    pub pad: usize,
-    pub oh: usize,
-    pub ow: usize,
-}
-
+/// The im2col path's part of a convolution's geometry.
 impl ConvGeom {
-    fn new(x: [usize; 4], wt: [usize; 4], stride: usize, pad: usize) -> candle_core::Result<Self> {
-        let [_, c, h, w] = x;
-        let [o, ci, k, k2] = wt;
-        if ci != c || k != k2 || stride == 0 {
-            candle_core::bail!(
-                "conv2d: input {x:?} and kernel {wt:?} do not match (stride {stride})"
-            );
-        }
-        if k == 0 || c == 0 || h == 0 || w == 0 || o == 0 {
-            candle_core::bail!("conv2d: empty input {x:?} or kernel {wt:?}");
-        }
-        if h + 2 * pad < k || w + 2 * pad < k {
-            candle_core::bail!("conv2d: kernel {k} larger than padded input {h}x{w}");
-        }
-        Ok(ConvGeom {
-            c,
-            h,
-            w,
-            o,
-            k,
-            stride,
-            pad,
-            oh: (h + 2 * pad - k) / stride + 1,
-            ow: (w + 2 * pad - k) / stride + 1,
-        })
-    }
-    #[inline(always)]
-    fn ckk(&self) -> usize {
-        self.c * self.k * self.k
-    }
-    #[inline(always)]
-    fn p(&self) -> usize {
-        self.oh * self.ow
-    }
-    fn image(&self) -> usize {
-        self.c * self.h * self.w
-    }
-
     /// Unfolds one image `(C, H, W)` into columns of `col`: row `r` of the image's
     /// `(C*K*K, OH*OW)` matrix starts at `col[r * ld]` (so images can sit side by side).
     fn im2col(&self, x: &[f32], col: &mut [f32], ld: usize) {
@@ -118,37 +68,6 @@ impl ConvGeom {
 
 /// Floats of unfolded input a convolution works on at a time (512 KB).
 const COL_BUDGET: usize = 1 << 17;
-
-/// Copies `N` floats with fixed-size moves (no `memcpy` call for a handful of floats).
-#[inline(always)]
-fn copy_n<const N: usize>(dst: &mut [f32], src: &[f32]) {
-    if let (Some(d), Some(s)) = (dst.first_chunk_mut::<N>(), src.first_chunk::<N>()) {
-        *d = *s;
-    }
-}
-
-/// `dst.copy_from_slice(&src[..dst.len()])` with fixed-size moves of 8 floats and a fixed-size
-/// tail: rows of an image are tens of bytes, where a `memcpy` call costs more than the copy.
-#[inline(always)]
-pub(crate) fn copy_short(dst: &mut [f32], src: &[f32]) {
-    let n = dst.len();
-    let mut i = 0;
-    while i + 8 <= n {
-        copy_n::<8>(&mut dst[i..], &src[i..]);
-        i += 8;
-    }
-    let (d, s) = (&mut dst[i..], &src[i..]);
-    match n - i {
-        1 => copy_n::<1>(d, s),
-        2 => copy_n::<2>(d, s),
-        3 => copy_n::<3>(d, s),
-        4 => copy_n::<4>(d, s),
-        5 => copy_n::<5>(d, s),
-        6 => copy_n::<6>(d, s),
-        7 => copy_n::<7>(d, s),
-        _ => {}
-    }
-}
 
 /// The image `(C, H, W)` with `pad` zeros around each plane, `(C, H+2p, W+2p)`.
 #[inline(always)]
@@ -509,19 +428,8 @@ pub(crate) fn conv_backward(
             let mut dw = vec![0f32; o * ckk];
             let mut db = vec![0f32; o];
             if shifted::weight_grad_applies(&g) {
-                // The whole part at once, from the padded images in place.
-                with_scratch([o * (b - a) * p, ckk * most * p], |[dyc, col]| {
-                    grad.gather(a, b, o, p, dyc, &mut db);
-                    shifted::weight_grad(&g, &x[a * g.image()..b * g.image()], dyc, &mut dw);
-                    if !need_dx {
-                        Ok(())
-                    } else if shifted::applies(&g) {
-                        shifted::input_grad(&g, wt, dyc, dx_h);
-                        Ok(())
-                    } else {
-                        input_grad_by_columns(g, wt, dyc, most, col, dx_h)
-                    }
-                })?;
+                let dx_h = need_dx.then_some(dx_h);
+                backward_in_place(grad, x, wt, g, (a, b), dx_h, (&mut dw, &mut db))?;
                 return Ok((dw, db));
             }
             with_scratch([ckk * most * p, o * most * p], |[col, dyc]| {
@@ -567,6 +475,34 @@ pub(crate) fn conv_backward(
         (o * ckk, o),
         need_dx.then_some(dx),
     ))
+}
+
+/// [`conv_backward`] of images `[a, b)` with the in-place kernels: the weight gradient from
+/// the padded images ([`shifted::weight_grad`]), the input gradient tap by tap where
+/// [`shifted::applies`], else by columns.
+fn backward_in_place(
+    grad: OutGrad,
+    x: &[f32],
+    wt: &[f32],
+    g: ConvGeom,
+    (a, b): (usize, usize),
+    dx: Option<&mut [f32]>,
+    (dw, db): (&mut [f32], &mut [f32]),
+) -> crate::Result<()> {
+    let (ckk, p, o) = (g.ckk(), g.p(), g.o);
+    let most = g.block().min(b - a);
+    with_scratch([o * (b - a) * p, ckk * most * p], |[dyc, col]| {
+        grad.gather(a, b, o, p, dyc, db);
+        shifted::weight_grad(&g, &x[a * g.image()..b * g.image()], dyc, dw);
+        match dx {
+            None => Ok(()),
+            Some(dx) if shifted::applies(&g) => {
+                shifted::input_grad(&g, wt, dyc, dx);
+                Ok(())
+            }
+            Some(dx) => input_grad_by_columns(g, wt, dyc, most, col, dx),
+        }
+    })
 }
 
 /// The input gradient `dx (n, C, H, W)` from the output gradient `dyc (O, n * P)` (image

@@ -9,6 +9,7 @@ pub(crate) mod cpu;
 mod dense;
 mod direct;
 pub mod gemm;
+mod geom;
 pub mod profile;
 mod shifted;
 pub mod simd;

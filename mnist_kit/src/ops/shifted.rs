@@ -16,10 +16,10 @@
 
 use std::cell::RefCell;
 
-use super::cpu::{ConvGeom, copy_short};
 #[cfg(target_arch = "x86_64")]
 use super::gemm::x86::{Avx2, Avx512};
 use super::gemm::{Lanes, Portable};
+use super::geom::{ConvGeom, copy_short};
 #[cfg(target_arch = "x86_64")]
 use super::simd::{Isa, active};
 
