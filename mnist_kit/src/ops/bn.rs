@@ -272,7 +272,17 @@ fn dbeta_dgamma(
         .into_par_iter()
         .map(|ch| {
             let (mut db, mut dg) = (0f64, 0f64);
-            for i in 0..n {
+            let whole = n / GROUP * GROUP;
+            // Four images' planes at a time, then the rest one by one.
+            for i in (0..whole).step_by(GROUP) {
+                let at: [usize; GROUP] = std::array::from_fn(|k| ((i + k) * c + ch) * p);
+                let (gp, xp) = (at.map(|a| &g[a..a + p]), at.map(|a| &x[a..a + p]));
+                for (a, b) in grad_sums4(gp, xp, mean[ch], inv[ch]) {
+                    db += a;
+                    dg += b;
+                }
+            }
+            for i in whole..n {
                 let off = (i * c + ch) * p;
                 let (a, b) = grad_sums(&g[off..off + p], &x[off..off + p], mean[ch], inv[ch]);
                 db += a;
@@ -293,6 +303,81 @@ multiversion! {
         }
         (db, dg)
     }
+}
+
+/// [`grad_sums`] of four planes of one channel: four chains side by side, each in its plane's
+/// order, so the bits are those of one plane at a time. With AVX2, four values of each plane
+/// are loaded at once and transposed, so one vector holds the four planes' values; the
+/// compiler's own vectorization of the plain loop measured slower than one plane at a time.
+fn grad_sums4(g: [&[f32]; GROUP], x: [&[f32]; GROUP], mean: f32, inv: f32) -> [(f64, f64); GROUP] {
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::active() >= super::simd::Isa::Avx2 {
+        // SAFETY: `active` only returns an instruction set the CPU supports.
+        return unsafe { grad_sums4_avx2(g, x, mean, inv) };
+    }
+    let (mut db, mut dg) = ([0f64; GROUP], [0f64; GROUP]);
+    for k in 0..GROUP {
+        for j in 0..g[k].len().min(x[k].len()) {
+            db[k] += f64::from(g[k][j]);
+            dg[k] += f64::from(g[k][j]) * f64::from((x[k][j] - mean) * inv);
+        }
+    }
+    std::array::from_fn(|k| (db[k], dg[k]))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn grad_sums4_avx2(
+    g: [&[f32]; GROUP],
+    x: [&[f32]; GROUP],
+    mean: f32,
+    inv: f32,
+) -> [(f64, f64); GROUP] {
+    use std::arch::x86_64::*;
+    let p = g.iter().chain(&x).map(|v| v.len()).min().unwrap_or(0);
+    let whole = p / 4 * 4;
+    // The 4 x 4 block of values `j..j + 4` of the four planes, transposed: vector `t` holds
+    // value `j + t` of planes 0, 1, 2, 3.
+    let block = |v: &[&[f32]; GROUP], j: usize| -> [__m128; 4] {
+        let r: [__m128; 4] = std::array::from_fn(|k| {
+            let s = &v[k][j..j + 4];
+            // SAFETY: four floats are readable (sliced).
+            unsafe { _mm_loadu_ps(s.as_ptr()) }
+        });
+        let (t0, t1) = (_mm_unpacklo_ps(r[0], r[1]), _mm_unpacklo_ps(r[2], r[3]));
+        let (t2, t3) = (_mm_unpackhi_ps(r[0], r[1]), _mm_unpackhi_ps(r[2], r[3]));
+        [
+            _mm_movelh_ps(t0, t1),
+            _mm_movehl_ps(t1, t0),
+            _mm_movelh_ps(t2, t3),
+            _mm_movehl_ps(t3, t2),
+        ]
+    };
+    let (vm, vi) = (_mm_set1_ps(mean), _mm_set1_ps(inv));
+    let (mut db, mut dg) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+    for j in (0..whole).step_by(4) {
+        let (gb, xb) = (block(&g, j), block(&x, j));
+        for (gt, xt) in gb.into_iter().zip(xb) {
+            // Added in f64 as the scalar loop does: a product, then a sum, each rounded.
+            let gd = _mm256_cvtps_pd(gt);
+            let xhat = _mm256_cvtps_pd(_mm_mul_ps(_mm_sub_ps(xt, vm), vi));
+            db = _mm256_add_pd(db, gd);
+            dg = _mm256_add_pd(dg, _mm256_mul_pd(gd, xhat));
+        }
+    }
+    let (mut dbs, mut dgs) = ([0f64; 4], [0f64; 4]);
+    // SAFETY: four doubles are writable.
+    unsafe {
+        _mm256_storeu_pd(dbs.as_mut_ptr(), db);
+        _mm256_storeu_pd(dgs.as_mut_ptr(), dg);
+    }
+    for k in 0..GROUP {
+        for j in whole..p {
+            dbs[k] += f64::from(g[k][j]);
+            dgs[k] += f64::from(g[k][j]) * f64::from((x[k][j] - mean) * inv);
+        }
+    }
+    std::array::from_fn(|k| (dbs[k], dgs[k]))
 }
 
 /// What the input gradient of one image needs.
