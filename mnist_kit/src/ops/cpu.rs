@@ -1,5 +1,6 @@
-//! The kit's CPU kernels as candle custom ops: convolution by im2col + GEMM (forward, input
-//! gradient, weight gradient) and 2x2 max pooling with an argmax backward. Work is split over
+//! The kit's CPU kernels as candle custom ops: convolution (forward, input gradient, weight
+//! gradient; by the in-place kernels of `shifted.rs` where they apply, else by im2col + GEMM)
+//! and 2x2 max pooling with an argmax backward. Work is split over
 //! images with rayon in fixed chunks, so results do not depend on thread scheduling.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Storage, Tensor};

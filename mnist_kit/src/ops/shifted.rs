@@ -1,18 +1,27 @@
-//! Stride-1 convolutions computed from the zero-padded image in place, by shifted loads: no
-//! unfolded columns.
+//! Convolutions computed from the zero-padded image where it lies: no unfolded columns.
 //!
 //! The im2col path copies every input pixel `K²` times into columns (in short row pieces) and
-//! then multiplies. Here the output is computed on a grid as wide as the padded image: output
-//! pixel `q = oy * Wp + ox`, for `ox` over the whole padded width, reads tap `(ky, kx)` of
-//! input channel `ci` at `padded[ci][q + ky * Wp + kx]`, so a vector of consecutive `q` is one
-//! unaligned load per tap. The `Wp - OW` columns past each output row are computed and
-//! dropped; the kernel is used where they cost less than the unfolding ([`applies`]).
+//! then multiplies. The kernels here read the padded image (or the output gradient) in place:
+//!
+//! - **Forward by shifted loads** ([`applies`]: stride 1, 16 or more output channels, wide
+//!   maps). The output is computed on a grid as wide as the padded image: pixel
+//!   `q = oy * Wp + ox`, for `ox` over the whole padded width, reads tap `(ky, kx)` of channel
+//!   `ci` at `padded[ci][q + ky * Wp + kx]`, so a vector of consecutive `q` is one unaligned
+//!   load per tap; the `Wp - OW` columns past each row are computed and dropped.
+//! - **Forward by pixel rows** (64-channel layers of any stride and size): lanes over the
+//!   output channels, one broadcast input value per output pixel and depth step.
+//! - **Weight gradient** ([`weight_grad_applies`]): lanes over the output channels, one chain
+//!   per weight over every pixel of every image, in registers throughout.
+//! - **Input gradient** ([`applies`]): tap by tap from the output gradient in a zero-bordered
+//!   plane (see [`input_grad_on`]).
 //!
 //! **Same bits as the im2col path.** Each output is one fused multiply-add chain over the
-//! depth `(ci, ky, kx)` in order, from zero, then the bias added and the ReLU applied: the
-//! operations of [`super::gemm`]'s definition and of `bias_act`, in their order. The register
-//! tile (output channels by grid pixels, picked per instruction set) only groups outputs.
-//! `tests/kernels.rs` checks the forward against the im2col path bit for bit on every path.
+//! depth `(ci, ky, kx)` in order, from zero, then the bias added and the ReLU applied; each
+//! weight gradient one chain over the pixels in order; each input-gradient pixel the taps'
+//! chains over the output channels added in tap order: the operations of [`super::gemm`]'s
+//! definition, `bias_act` and the fold, in their order. The register tiles (picked per
+//! instruction set) only group outputs. `tests/shifted.rs` checks every path against the
+//! definition written as plain loops, bit for bit, on every instruction set and thread count.
 
 use std::cell::RefCell;
 
