@@ -192,6 +192,9 @@ fn convolutions_give_the_bits_of_the_definition_on_every_path() {
         // Odd channel counts, no padding, 5x5 kernels, one image, a non-square map.
         shape(3, 3, 11, 5, 3, 1, 1),
         shape(4, 6, 16, 7, 3, 0, 1),
+        // The simple CNN's unpadded layers (shifted loads, in-place gradients).
+        shape(3, 1, 16, 32, 3, 0, 1),
+        shape(2, 32, 12, 64, 3, 0, 1),
         shape(2, 4, 20, 20, 5, 2, 1),
         shape(1, 9, 9, 64, 3, 1, 2),
         Shape {
