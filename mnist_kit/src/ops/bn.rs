@@ -315,14 +315,7 @@ fn grad_sums4(g: [&[f32]; GROUP], x: [&[f32]; GROUP], mean: f32, inv: f32) -> [(
         // SAFETY: `active` only returns an instruction set the CPU supports.
         return unsafe { grad_sums4_avx2(g, x, mean, inv) };
     }
-    let (mut db, mut dg) = ([0f64; GROUP], [0f64; GROUP]);
-    for k in 0..GROUP {
-        for j in 0..g[k].len().min(x[k].len()) {
-            db[k] += f64::from(g[k][j]);
-            dg[k] += f64::from(g[k][j]) * f64::from((x[k][j] - mean) * inv);
-        }
-    }
-    std::array::from_fn(|k| (db[k], dg[k]))
+    std::array::from_fn(|k| grad_sums(g[k], x[k], mean, inv))
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -110,39 +110,55 @@ struct Args<'a> {
     relu: bool,
 }
 
-fn dispatch(a: Args, out: &mut [f32], bufs: &mut Bufs) {
-    #[cfg(target_arch = "x86_64")]
-    match active() {
-        // SAFETY: `active` only returns an instruction set the CPU supports.
-        Isa::Avx512 => return unsafe { avx512(a, out, bufs) },
-        // SAFETY: as above.
-        Isa::Avx2 => return unsafe { avx2(a, out, bufs) },
-        Isa::Portable => {}
-    }
-    if applies(a.g) {
-        run::<Portable, 4, 2>(a, out, bufs)
-    } else {
-        rows::<Portable, 4, 4>(a, out, bufs)
-    }
+/// Defines `$name($args)`, which runs `$portable`, or `$avx2` / `$avx512` compiled for those
+/// instruction sets, by the path [`active`] picks (each an expression over the arguments).
+macro_rules! by_isa {
+    (fn $name:ident($($arg:ident: $ty:ty),*) {
+        portable: $portable:expr,
+        avx2: $avx2:expr,
+        avx512: $avx512:expr $(,)?
+    }) => {
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) {
+                    $avx2
+                }
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+                fn avx512($($arg: $ty),*) {
+                    $avx512
+                }
+                match active() {
+                    // SAFETY: `active` only returns an instruction set the CPU supports.
+                    Isa::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: as above.
+                    Isa::Avx2 => return unsafe { avx2($($arg),*) },
+                    Isa::Portable => {}
+                }
+            }
+            $portable
+        }
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
-unsafe fn avx512(a: Args, out: &mut [f32], bufs: &mut Bufs) {
-    if applies(a.g) {
-        run::<Avx512, 8, 2>(a, out, bufs)
-    } else {
-        rows::<Avx512, 6, 4>(a, out, bufs)
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn avx2(a: Args, out: &mut [f32], bufs: &mut Bufs) {
-    if applies(a.g) {
-        run::<Avx2, 6, 2>(a, out, bufs)
-    } else {
-        rows::<Avx2, 6, 2>(a, out, bufs)
+by_isa! {
+    fn dispatch(a: Args, out: &mut [f32], bufs: &mut Bufs) {
+        portable: if applies(a.g) {
+            run::<Portable, 4, 2>(a, out, bufs)
+        } else {
+            rows::<Portable, 4, 4>(a, out, bufs)
+        },
+        avx2: if applies(a.g) {
+            run::<Avx2, 6, 2>(a, out, bufs)
+        } else {
+            rows::<Avx2, 6, 2>(a, out, bufs)
+        },
+        avx512: if applies(a.g) {
+            run::<Avx512, 8, 2>(a, out, bufs)
+        } else {
+            rows::<Avx512, 6, 4>(a, out, bufs)
+        },
     }
 }
 
@@ -175,14 +191,7 @@ fn run<V: Lanes, const MR: usize, const NV: usize>(a: Args, out: &mut [f32], buf
     let (ckk, p) = (g.c * g.k * g.k, g.oh * g.ow);
     let nr = NV * V::L;
     pack_weights::<MR>(g.o, ckk, a.wt, &mut bufs.w);
-    bufs.offsets.clear();
-    for ci in 0..g.c {
-        for ky in 0..g.k {
-            for kx in 0..g.k {
-                bufs.offsets.push(ci * grid.plane + ky * grid.wp + kx);
-            }
-        }
-    }
+    depth_offsets(g, grid, 1, &mut bufs.offsets);
     // Reads run past the last plane by less than a tile and a kernel row.
     let slack = grid.q_len.div_ceil(nr) * nr - grid.q_len + g.k;
     bufs.x.clear();
@@ -248,21 +257,35 @@ fn store<V: Lanes, const MR: usize, const NV: usize>(
         }
         let bias = a.bias[o0 + m];
         let plane = &mut out[(o0 + m) * p..][..p];
-        // Runs of the tile's lanes that fall inside one output row.
-        let mut l = 0;
-        while l < lanes {
-            let (y, x) = ((q0 + l) / grid.wp, (q0 + l) % grid.wp);
-            let run = (grid.wp - x).min(lanes - l);
-            if x < g.ow {
-                let n = run.min(g.ow - x);
-                let dst = &mut plane[y * g.ow + x..][..n];
-                for (d, &s) in dst.iter_mut().zip(&row[l..l + n]) {
-                    let v = s + bias;
-                    *d = if a.relu { v.max(0.0) } else { v };
-                }
+        valid_runs(q0, lanes, grid.wp, g.ow, |l, y, x, n| {
+            let dst = &mut plane[y * g.ow + x..][..n];
+            for (d, &s) in dst.iter_mut().zip(&row[l..l + n]) {
+                let v = s + bias;
+                *d = if a.relu { v.max(0.0) } else { v };
             }
-            l += run;
+        });
+    }
+}
+
+/// Calls `f(lane, y, x, n)` for each run of a tile's lanes (grid pixels `q0..q0 + lanes` of a
+/// grid `wd` wide) that lies in the first `w` columns of a row: `n` lanes from `lane`, at row
+/// `y`, column `x`. The other columns are the ones computed and dropped.
+#[inline(always)]
+fn valid_runs(
+    q0: usize,
+    lanes: usize,
+    wd: usize,
+    w: usize,
+    mut f: impl FnMut(usize, usize, usize, usize),
+) {
+    let mut l = 0;
+    while l < lanes {
+        let (y, x) = ((q0 + l) / wd, (q0 + l) % wd);
+        let run = (wd - x).min(lanes - l);
+        if x < w {
+            f(l, y, x, run.min(w - x));
         }
+        l += run;
     }
 }
 
@@ -361,49 +384,12 @@ pub(crate) fn input_grad(g: &ConvGeom, wt: &[f32], dyc: &[f32], dx: &mut [f32]) 
     with_bufs(|bufs| dispatch_input_grad(g, wt, dyc, dyc.len() / g.o, dx, bufs));
 }
 
-fn dispatch_weight_grad(
-    g: &ConvGeom,
-    x: &[f32],
-    dyc: &[f32],
-    ld: usize,
-    dw: &mut [f32],
-    bufs: &mut Bufs,
-) {
-    #[cfg(target_arch = "x86_64")]
-    match active() {
-        // SAFETY: `active` only returns an instruction set the CPU supports.
-        Isa::Avx512 => return unsafe { weight_grad_avx512(g, x, dyc, ld, dw, bufs) },
-        // SAFETY: as above.
-        Isa::Avx2 => return unsafe { weight_grad_avx2(g, x, dyc, ld, dw, bufs) },
-        Isa::Portable => {}
+by_isa! {
+    fn dispatch_weight_grad(g: &ConvGeom, x: &[f32], dyc: &[f32], ld: usize, dw: &mut [f32], bufs: &mut Bufs) {
+        portable: weight_grad_on::<Portable, 8>(g, x, dyc, ld, dw, bufs),
+        avx2: weight_grad_on::<Avx2, 12>(g, x, dyc, ld, dw, bufs),
+        avx512: weight_grad_on::<Avx512, 12>(g, x, dyc, ld, dw, bufs),
     }
-    weight_grad_on::<Portable, 8>(g, x, dyc, ld, dw, bufs)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
-unsafe fn weight_grad_avx512(
-    g: &ConvGeom,
-    x: &[f32],
-    dyc: &[f32],
-    ld: usize,
-    dw: &mut [f32],
-    bufs: &mut Bufs,
-) {
-    weight_grad_on::<Avx512, 12>(g, x, dyc, ld, dw, bufs)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn weight_grad_avx2(
-    g: &ConvGeom,
-    x: &[f32],
-    dyc: &[f32],
-    ld: usize,
-    dw: &mut [f32],
-    bufs: &mut Bufs,
-) {
-    weight_grad_on::<Avx2, 12>(g, x, dyc, ld, dw, bufs)
 }
 
 /// The weight gradient: for each `MR` depth rows `(ci, ky, kx)` and `L` output channels, one
@@ -499,49 +485,12 @@ fn pixel_bases(g: &ConvGeom, grid: Grid, out: &mut Vec<usize>) {
     }
 }
 
-fn dispatch_input_grad(
-    g: &ConvGeom,
-    wt: &[f32],
-    dyc: &[f32],
-    ld: usize,
-    dx: &mut [f32],
-    bufs: &mut Bufs,
-) {
-    #[cfg(target_arch = "x86_64")]
-    match active() {
-        // SAFETY: `active` only returns an instruction set the CPU supports.
-        Isa::Avx512 => return unsafe { input_grad_avx512(g, wt, dyc, ld, dx, bufs) },
-        // SAFETY: as above.
-        Isa::Avx2 => return unsafe { input_grad_avx2(g, wt, dyc, ld, dx, bufs) },
-        Isa::Portable => {}
+by_isa! {
+    fn dispatch_input_grad(g: &ConvGeom, wt: &[f32], dyc: &[f32], ld: usize, dx: &mut [f32], bufs: &mut Bufs) {
+        portable: input_grad_on::<Portable, 4>(g, wt, dyc, ld, dx, bufs),
+        avx2: input_grad_on::<Avx2, 6>(g, wt, dyc, ld, dx, bufs),
+        avx512: input_grad_on::<Avx512, 8>(g, wt, dyc, ld, dx, bufs),
     }
-    input_grad_on::<Portable, 4>(g, wt, dyc, ld, dx, bufs)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
-unsafe fn input_grad_avx512(
-    g: &ConvGeom,
-    wt: &[f32],
-    dyc: &[f32],
-    ld: usize,
-    dx: &mut [f32],
-    bufs: &mut Bufs,
-) {
-    input_grad_on::<Avx512, 8>(g, wt, dyc, ld, dx, bufs)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn input_grad_avx2(
-    g: &ConvGeom,
-    wt: &[f32],
-    dyc: &[f32],
-    ld: usize,
-    dx: &mut [f32],
-    bufs: &mut Bufs,
-) {
-    input_grad_on::<Avx2, 6>(g, wt, dyc, ld, dx, bufs)
 }
 
 /// The grid of the input gradient: the input's pixels `q = y * wd + x` with rows as wide as
@@ -669,15 +618,8 @@ fn store_input_grad<V: Lanes, const MR: usize>(
         let mut row = [0f32; 16];
         v.store(&mut row);
         let plane = &mut dx[(c0 + r) * g.h * g.w..][..g.h * g.w];
-        let mut l = 0;
-        while l < lanes {
-            let (y, x) = ((q0 + l) / pl.wd, (q0 + l) % pl.wd);
-            let run = (pl.wd - x).min(lanes - l);
-            if x < g.w {
-                let n = run.min(g.w - x);
-                copy_short(&mut plane[y * g.w + x..][..n], &row[l..l + n]);
-            }
-            l += run;
-        }
+        valid_runs(q0, lanes, pl.wd, g.w, |l, y, x, n| {
+            copy_short(&mut plane[y * g.w + x..][..n], &row[l..l + n]);
+        });
     }
 }
