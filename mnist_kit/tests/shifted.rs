@@ -6,7 +6,7 @@
 //! the halves then added to zero in order; each input-gradient pixel, per tap in order, a
 //! chain over the output channels from zero added to a running sum from zero. The shapes are
 //! every convolution of the ResNet (so every path of the kit: shifted loads, pixel rows,
-//! lanes over the output channels, im2col) and odd ones (no padding, 5x5 kernels, a
+//! lanes over the output channels, im2col), LeNet-5's and odd ones (no padding, 5x5 kernels, a
 //! non-square map, batches that do not halve evenly). One test in its own binary: it
 //! switches the process-wide instruction set.
 
@@ -189,6 +189,13 @@ fn convolutions_give_the_bits_of_the_definition_on_every_path() {
         shape(3, 64, 4, 64, 3, 1, 1),
         shape(4, 16, 14, 32, 1, 0, 2),
         shape(4, 32, 7, 64, 1, 0, 2),
+        // LeNet-5's convolutions (28x28 padded and 32x32 inputs): 6 channels by shifted
+        // loads and eight-lane weight gradients, 16 by pixel rows, 120 by im2col.
+        shape(3, 1, 28, 6, 5, 2, 1),
+        shape(2, 1, 32, 6, 5, 0, 1),
+        shape(4, 6, 14, 16, 5, 0, 1),
+        shape(3, 16, 5, 120, 5, 0, 1),
+        shape(3, 8, 9, 8, 3, 1, 1),
         // Odd channel counts, no padding, 5x5 kernels, one image, a non-square map.
         shape(3, 3, 11, 5, 3, 1, 1),
         shape(4, 6, 16, 7, 3, 0, 1),

@@ -60,6 +60,29 @@ impl ConvGeom {
         });
     }
 
+    /// The unfolded columns `(C*K*K, (e-s) * OH*OW)` of images `[s, e)` of `x`: unfolded
+    /// into `col` by [`ConvGeom::im2col`], or where the kernel covers the [`whole`] image, a
+    /// transposed view of the images themselves (no copy).
+    ///
+    /// [`whole`]: ConvGeom::whole
+    fn unfold_block<'a>(
+        &self,
+        x: &'a [f32],
+        (s, e): (usize, usize),
+        col: &'a mut [f32],
+    ) -> Mat<'a> {
+        let image = self.image();
+        if self.whole() {
+            return Mat::transposed(&x[s * image..e * image], image);
+        }
+        let ld = (e - s) * self.p();
+        let col = &mut col[..self.ckk() * ld];
+        for i in s..e {
+            self.im2col(&x[i * image..][..image], &mut col[(i - s) * self.p()..], ld);
+        }
+        Mat::rows(col, ld)
+    }
+
     /// Images per block: as many as keep the block's unfolded input within [`COL_BUDGET`]
     /// floats (the L2 cache), at least one. No bit depends on it (see [`conv_backward`]).
     fn block(&self) -> usize {
@@ -380,15 +403,8 @@ pub(crate) fn conv_forward(
                 for s in (a..b).step_by(most) {
                     let e = (s + most).min(b);
                     let ld = (e - s) * p;
-                    let col = &mut col[..ckk * ld];
-                    for i in s..e {
-                        g.im2col(
-                            &x[i * g.image()..][..g.image()],
-                            &mut col[(i - s) * p..],
-                            ld,
-                        );
-                    }
-                    matmul(tmp, o, ld, ckk, Mat::rows(wt, ckk), Mat::rows(col, ld))?;
+                    let cols = g.unfold_block(x, (s, e), col);
+                    matmul(tmp, o, ld, ckk, Mat::rows(wt, ckk), cols)?;
                     let out_b = &mut out_h[(s - a) * o * p..(e - a) * o * p];
                     bias_act(tmp, bias, e - s, p, ld, act == Fused::Relu, out_b);
                 }
@@ -437,30 +453,30 @@ pub(crate) fn conv_backward(
                 for s in (a..b).step_by(most) {
                     let e = (s + most).min(b);
                     let ld = (e - s) * p;
-                    let (col, dyc) = (&mut col[..ckk * ld], &mut dyc[..o * ld]);
+                    let dyc = &mut dyc[..o * ld];
                     grad.gather(s, e, o, p, dyc, &mut db);
-                    for i in s..e {
-                        g.im2col(
-                            &x[i * g.image()..][..g.image()],
-                            &mut col[(i - s) * p..],
-                            ld,
-                        );
-                    }
+                    let cols = g.unfold_block(x, (s, e), col);
+                    let dy_m = Mat::rows(dyc, ld);
                     if by_rows {
-                        let (dy_m, col_t) = (Mat::rows(dyc, ld), Mat::transposed(col, ld));
-                        matmul_continue(&mut dw, o, ckk, ld, dy_m, col_t)?;
+                        matmul_continue(&mut dw, o, ckk, ld, dy_m, cols.t())?;
                     } else {
-                        let (col_m, dy_t) = (Mat::rows(col, ld), Mat::transposed(dyc, ld));
-                        matmul_continue(&mut dw, ckk, o, ld, col_m, dy_t)?;
+                        matmul_continue(&mut dw, ckk, o, ld, cols, dy_m.t())?;
                     }
-                    if need_dx {
-                        // dcol = W^T (CKK x O) * dy (O x ld), folded back into the images.
-                        let (w_t, dy_m) = (Mat::transposed(wt, ckk), Mat::rows(dyc, ld));
-                        matmul(col, ckk, ld, o, w_t, dy_m)?;
-                        let dx_b = &mut dx_h[(s - a) * g.image()..(e - a) * g.image()];
-                        for (j, dx_i) in dx_b.chunks_mut(g.image()).enumerate() {
-                            g.col2im(&col[j * p..], ld, dx_i);
-                        }
+                    if !need_dx {
+                        continue;
+                    }
+                    let dx_b = &mut dx_h[(s - a) * g.image()..(e - a) * g.image()];
+                    if g.whole() {
+                        // The columns are the images: dx (images x CKK) = dy^T W directly,
+                        // each value the chain the fold adds to zero (turning -0 into +0).
+                        matmul(dx_b, e - s, ckk, o, dy_m.t(), Mat::rows(wt, ckk))?;
+                        dx_b.iter_mut().for_each(|v| *v += 0.0);
+                        continue;
+                    }
+                    // dcol = W^T (CKK x O) * dy (O x ld), folded back into the images.
+                    matmul(col, ckk, ld, o, Mat::transposed(wt, ckk), dy_m)?;
+                    for (j, dx_i) in dx_b.chunks_mut(g.image()).enumerate() {
+                        g.col2im(&col[j * p..], ld, dx_i);
                     }
                 }
                 Ok::<(), crate::Error>(())
@@ -480,7 +496,7 @@ pub(crate) fn conv_backward(
 
 /// [`conv_backward`] of images `[a, b)` with the in-place kernels: the weight gradient from
 /// the padded images ([`shifted::weight_grad`]), the input gradient tap by tap where
-/// [`shifted::applies`], else by columns.
+/// [`shifted::input_grad_applies`], else by columns.
 fn backward_in_place(
     grad: OutGrad,
     x: &[f32],
@@ -497,7 +513,7 @@ fn backward_in_place(
         shifted::weight_grad(&g, &x[a * g.image()..b * g.image()], dyc, dw);
         match dx {
             None => Ok(()),
-            Some(dx) if shifted::applies(&g) => {
+            Some(dx) if shifted::input_grad_applies(&g) => {
                 shifted::input_grad(&g, wt, dyc, dx);
                 Ok(())
             }

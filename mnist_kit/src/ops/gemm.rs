@@ -74,6 +74,15 @@ impl<'a> Mat<'a> {
         }
     }
 
+    /// The transpose of this view (no copy).
+    pub fn t(self) -> Self {
+        Mat {
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+
     fn fits(&self, rows: usize, cols: usize) -> bool {
         rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
     }

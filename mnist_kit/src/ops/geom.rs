@@ -47,6 +47,12 @@ impl ConvGeom {
             ow: (w + 2 * pad - k) / stride + 1,
         })
     }
+    /// Whether the kernel covers the whole unpadded image (one output pixel): its unfolded
+    /// columns are then the images themselves, transposed (LeNet-5's third layer).
+    pub(crate) fn whole(&self) -> bool {
+        self.pad == 0 && self.k == self.h && self.k == self.w
+    }
+
     #[inline(always)]
     pub(crate) fn ckk(&self) -> usize {
         self.c * self.k * self.k

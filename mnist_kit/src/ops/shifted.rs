@@ -3,16 +3,16 @@
 //! The im2col path copies every input pixel `K²` times into columns (in short row pieces) and
 //! then multiplies. The kernels here read the padded image (or the output gradient) in place:
 //!
-//! - **Forward by shifted loads** ([`applies`]: stride 1, 16 or more output channels, wide
-//!   maps). The output is computed on a grid as wide as the padded image: pixel
-//!   `q = oy * Wp + ox`, for `ox` over the whole padded width, reads tap `(ky, kx)` of channel
-//!   `ci` at `padded[ci][q + ky * Wp + kx]`, so a vector of consecutive `q` is one unaligned
-//!   load per tap; the `Wp - OW` columns past each row are computed and dropped.
-//! - **Forward by pixel rows** (64-channel layers of any stride and size): lanes over the
-//!   output channels, one broadcast input value per output pixel and depth step.
+//! - **Forward by shifted loads** (stride 1, 6 or more output channels, wide maps). The
+//!   output is computed on a grid as wide as the padded image: pixel `q = oy * Wp + ox`, for
+//!   `ox` over the whole padded width, reads tap `(ky, kx)` of channel `ci` at
+//!   `padded[ci][q + ky * Wp + kx]`, so a vector of consecutive `q` is one unaligned load per
+//!   tap; the `Wp - OW` columns past each row are computed and dropped.
+//! - **Forward by pixel rows** (layers of 16, 32, 64... channels, any stride and size): lanes
+//!   over the output channels, one broadcast input value per output pixel and depth step.
 //! - **Weight gradient** ([`weight_grad_applies`]): lanes over the output channels, one chain
 //!   per weight over every pixel of every image, in registers throughout.
-//! - **Input gradient** ([`applies`]): tap by tap from the output gradient in a zero-bordered
+//! - **Input gradient** ([`input_grad_applies`]): tap by tap from the output gradient in a zero-bordered
 //!   plane (see [`input_grad_on`]).
 //!
 //! **Same bits as the im2col path.** Each output is one fused multiply-add chain over the
@@ -32,20 +32,30 @@ use super::geom::{ConvGeom, copy_short};
 #[cfg(target_arch = "x86_64")]
 use super::simd::{Isa, active};
 
-/// Whether the shifted kernel computes this convolution: stride 1, a kernel wider than one
-/// pixel, at least 16 output channels (fewer leave rows of the register tile empty), and the
-/// dropped columns at most 30 % of a row (the ResNet's 14- and 7-pixel maps; not its 4-pixel
-/// one nor LeNet-5's 10-pixel maps under 5x5 kernels).
-pub(crate) fn applies(g: &ConvGeom) -> bool {
-    g.stride == 1 && g.k > 1 && g.o >= 16 && (g.w + 2 * g.pad) * 10 <= g.ow * 13
+/// Whether the forward runs by shifted loads: stride 1, a kernel wider than one pixel, at
+/// least 6 output channels (fewer leave most rows of the register tile empty), and the
+/// dropped columns at most 30 % of a row (the ResNet's 14- and 7-pixel maps and LeNet-5's
+/// first layer; not the ResNet's 4-pixel map nor LeNet-5's 10-pixel maps under 5x5 kernels).
+fn shifts(g: &ConvGeom) -> bool {
+    g.stride == 1 && g.k > 1 && g.o >= 6 && (g.w + 2 * g.pad) * 10 <= g.ow * 13
 }
 
-/// Whether [`forward`] computes the convolution: by shifted loads where that [`applies`],
-/// else by [`rows`] where the output channels come in whole groups of 64 (any stride or
-/// size; fewer channels leave it more broadcasts than multiply-adds, and measured slower than
-/// the im2col path).
+/// Whether [`forward`] computes the convolution: by shifted loads where that pays, else by
+/// [`rows`] where the output channels come in whole groups of 64 (any stride or size), or of
+/// 16 at stride 1 under a kernel wider than one pixel (LeNet-5's second layer). Fewer
+/// channels leave the vectors part empty; the ResNet's 32-channel stride-2 layers measured
+/// faster by im2col.
 pub(crate) fn forward_applies(g: &ConvGeom) -> bool {
-    applies(g) || g.o.is_multiple_of(64)
+    let narrow = g.o.is_multiple_of(16) && g.k > 1 && g.stride == 1;
+    shifts(g) || g.o.is_multiple_of(64) || narrow
+}
+
+/// Whether [`input_grad`] computes the input gradient: stride 1, a kernel wider than one
+/// pixel, at least 16 input channels (its register tile's rows run over them; LeNet-5's 6
+/// left a quarter of them empty and measured slower than the im2col path), and the dropped
+/// columns of its grid (`K - 1` per row) at most 30 % of a row.
+pub(crate) fn input_grad_applies(g: &ConvGeom) -> bool {
+    g.stride == 1 && g.k > 1 && g.c >= 16 && (g.w + g.k - 1) * 10 <= g.w * 13
 }
 
 /// Scratch per thread: packed weights and the zero-padded planes of one image.
@@ -144,20 +154,22 @@ macro_rules! by_isa {
 
 by_isa! {
     fn dispatch(a: Args, out: &mut [f32], bufs: &mut Bufs) {
-        portable: if applies(a.g) {
+        portable: if shifts(a.g) {
             run::<Portable, 4, 2>(a, out, bufs)
         } else {
             rows::<Portable, 4, 4>(a, out, bufs)
         },
-        avx2: if applies(a.g) {
+        avx2: if shifts(a.g) {
             run::<Avx2, 6, 2>(a, out, bufs)
         } else {
             rows::<Avx2, 6, 2>(a, out, bufs)
         },
-        avx512: if applies(a.g) {
+        avx512: if shifts(a.g) {
             run::<Avx512, 8, 2>(a, out, bufs)
-        } else {
+        } else if a.g.o.is_multiple_of(64) {
             rows::<Avx512, 6, 4>(a, out, bufs)
+        } else {
+            rows::<Avx512, 12, 1>(a, out, bufs)
         },
     }
 }
@@ -358,9 +370,10 @@ fn store_rows<V: Lanes, const MR: usize, const NV: usize>(
 }
 
 /// Whether [`weight_grad`] computes the convolution's weight gradient: output channels in
-/// whole vectors of 16 (every convolution of the ResNet; its lanes run over them).
+/// whole vectors of 16 (every convolution of the ResNet) or at most 8 (LeNet-5's first
+/// layer, in vectors of 8); its lanes run over them.
 pub(crate) fn weight_grad_applies(g: &ConvGeom) -> bool {
-    g.o.is_multiple_of(16)
+    g.o.is_multiple_of(16) || g.o <= 8
 }
 
 /// Runs `f` with this thread's scratch (fresh buffers if it is in use).
@@ -378,7 +391,7 @@ pub(crate) fn weight_grad(g: &ConvGeom, x: &[f32], dyc: &[f32], dw: &mut [f32]) 
     with_bufs(|bufs| dispatch_weight_grad(g, x, dyc, dyc.len() / g.o, dw, bufs));
 }
 
-/// The input gradient `dx (n, C, H, W)` of a convolution that [`applies`], from the output
+/// The input gradient `dx (n, C, H, W)` of a convolution ([`input_grad_applies`]), from the output
 /// gradient `dyc` laid out as for [`weight_grad`]. Every element is written.
 pub(crate) fn input_grad(g: &ConvGeom, wt: &[f32], dyc: &[f32], dx: &mut [f32]) {
     with_bufs(|bufs| dispatch_input_grad(g, wt, dyc, dyc.len() / g.o, dx, bufs));
@@ -388,7 +401,13 @@ by_isa! {
     fn dispatch_weight_grad(g: &ConvGeom, x: &[f32], dyc: &[f32], ld: usize, dw: &mut [f32], bufs: &mut Bufs) {
         portable: weight_grad_on::<Portable, 8>(g, x, dyc, ld, dw, bufs),
         avx2: weight_grad_on::<Avx2, 12>(g, x, dyc, ld, dw, bufs),
-        avx512: weight_grad_on::<Avx512, 12>(g, x, dyc, ld, dw, bufs),
+        // Eight lanes where there are at most eight channels, with the 32 registers of
+        // AVX-512 for a taller tile.
+        avx512: if g.o <= 8 {
+            weight_grad_on::<Avx2, 13>(g, x, dyc, ld, dw, bufs)
+        } else {
+            weight_grad_on::<Avx512, 12>(g, x, dyc, ld, dw, bufs)
+        },
     }
 }
 
@@ -423,26 +442,26 @@ fn weight_grad_on<V: Lanes, const MR: usize>(
     bufs.w.clear();
     bufs.w.resize(n * p * opad, 0.0);
     for (j, dyt) in bufs.w.chunks_exact_mut(p * opad).enumerate() {
-        for oc in 0..g.o {
-            for (q, &v) in dyc[oc * ld + j * p..][..p].iter().enumerate() {
-                dyt[q * opad + oc] = v;
-            }
-        }
+        transpose_grad::<V>(&dyc[j * p..], ld, (g.o, p), opad, dyt);
     }
     depth_offsets(g, grid, MR, &mut bufs.offsets);
     pixel_bases(g, grid, &mut bufs.bases);
     let span = bufs.bases.last().map_or(0, |b| b + 1);
+    debug_assert!(bufs.bases.is_sorted());
     for o0 in (0..g.o).step_by(V::L) {
         for (r0, offs) in bufs.offsets.chunks_exact(MR).enumerate() {
             let mut acc = [V::zero(); MR];
             let planes = bufs.x.chunks_exact(g.c * grid.plane);
             for (xj, dyt) in planes.zip(bufs.w.chunks_exact(p * opad)) {
-                // Rows of one length, so one bounds check per pixel serves them all.
                 let rows: [&[f32]; MR] = std::array::from_fn(|m| &xj[offs[m]..][..span]);
                 for (&base, dy_q) in bufs.bases.iter().zip(dyt.chunks_exact(opad)) {
                     let b = V::load(&dy_q[o0..]);
                     for (a, row) in acc.iter_mut().zip(&rows) {
-                        *a = a.fma(V::splat(row[base]), b);
+                        // SAFETY: `span` is the last base plus one and the bases increase, so
+                        // every base indexes each row (all `span` long). Checked accesses here
+                        // cost a compare per multiply-add where the rows outnumber registers.
+                        let v = unsafe { *row.get_unchecked(base) };
+                        *a = a.fma(V::splat(v), b);
                     }
                 }
             }
@@ -457,6 +476,41 @@ fn weight_grad_on<V: Lanes, const MR: usize>(
                     dw[(o0 + l) * ckk + r] = v;
                 }
             }
+        }
+    }
+}
+
+/// Writes the `o x p` block of `src` (row `oc` at `src[oc * ld]`) transposed into `dst` (row
+/// `q` at `dst[q * ld_t]`, `ld_t` a multiple of 8 at least `o`): in 8 x 8 blocks transposed in
+/// registers (the last rows of channels padded with zeros), the pixels past the last whole
+/// block one by one.
+#[inline(always)]
+fn transpose_grad<V: Lanes>(
+    src: &[f32],
+    ld: usize,
+    (o, p): (usize, usize),
+    ld_t: usize,
+    dst: &mut [f32],
+) {
+    let full_p = p / 8 * 8;
+    for oc in (0..o).step_by(8) {
+        let rows = (o - oc).min(8);
+        for q in (0..full_p).step_by(8) {
+            let dst = &mut dst[q * ld_t + oc..];
+            if rows == 8 {
+                V::transpose8(&src[oc * ld + q..], ld, dst, ld_t);
+                continue;
+            }
+            let mut block = [0f32; 64];
+            for (r, b) in block.chunks_exact_mut(8).enumerate().take(rows) {
+                b.copy_from_slice(&src[(oc + r) * ld + q..][..8]);
+            }
+            V::transpose8(&block, 8, dst, ld_t);
+        }
+    }
+    for (q, row) in dst.chunks_exact_mut(ld_t).enumerate().take(p).skip(full_p) {
+        for (oc, d) in row.iter_mut().enumerate().take(o) {
+            *d = src[oc * ld + q];
         }
     }
 }
