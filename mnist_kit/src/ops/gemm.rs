@@ -189,17 +189,28 @@ fn product(
 
 /// Below this many multiply-adds a product runs on one thread: splitting costs more.
 const PARALLEL_MIN_MACS: usize = 1 << 22;
+/// The same for a product at least [`TALL_ROWS`] rows per thread, split over its rows (an
+/// inference batch: each thread packs only the small `B` again).
+const PARALLEL_MIN_MACS_TALL: usize = 1 << 20;
+/// Rows per thread from which a product counts as tall.
+const TALL_ROWS: usize = 256;
 
 /// [`matmul`] split over the threads of the current rayon pool: over columns when the
-/// product is wide, else over rows. Same bits for any thread count (no split touches the
-/// depth).
+/// product is at least as wide as it is tall, else over rows. Same bits for any thread count
+/// (no split touches the depth).
 pub fn matmul_par(dst: &mut [f32], m: usize, n: usize, k: usize, a: Mat, b: Mat) -> Result<()> {
     let parts = rayon::current_num_threads();
-    if parts < 2 || m * n * k < PARALLEL_MIN_MACS || m * n == 0 {
+    let tall = m >= TALL_ROWS * parts && n < m;
+    let min_macs = if tall {
+        PARALLEL_MIN_MACS_TALL
+    } else {
+        PARALLEL_MIN_MACS
+    };
+    if parts < 2 || m * n * k < min_macs || m * n == 0 {
         return matmul(dst, m, n, k, a, b);
     }
     check(dst, m, n, k, &a, &b)?;
-    if n >= 64 * parts || n >= m {
+    if n >= m {
         // Column ranges of whole 16-column groups; each piece is written to its own buffer,
         // then copied into place.
         let per = n.div_ceil(parts).div_ceil(16) * 16;

@@ -67,6 +67,8 @@ pub const ZOO: &[Case] = &[
     case("mlp-61k fc2 dx", 64, 48, 48, R, R),
     case("dense128 fc1 fwd b1000", 1000, 128, 784, R, T),
     case("dense128 fc2 fwd b1000", 1000, 10, 128, R, T),
+    case("mlp-61k fc2 fwd b1000", 1000, 48, 48, R, T),
+    case("mlp-500-150 fc1 fwd b1000", 1000, 500, 784, R, T),
 ];
 
 impl Layout {
