@@ -196,6 +196,10 @@ fn convolutions_give_the_bits_of_the_definition_on_every_path() {
         shape(4, 6, 14, 16, 5, 0, 1),
         shape(3, 16, 5, 120, 5, 0, 1),
         shape(3, 8, 9, 8, 3, 1, 1),
+        // Two and three output channels under 7x7 and 3x3 kernels: a partial transpose block
+        // on every path (one channel at stride 1 is `direct.rs`'s single-map op).
+        shape(2, 2, 10, 2, 7, 3, 1),
+        shape(2, 4, 9, 3, 3, 1, 1),
         // Odd channel counts, no padding, 5x5 kernels, one image, a non-square map.
         shape(3, 3, 11, 5, 3, 1, 1),
         shape(4, 6, 16, 7, 3, 0, 1),

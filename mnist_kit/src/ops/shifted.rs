@@ -12,8 +12,8 @@
 //!   over the output channels, one broadcast input value per output pixel and depth step.
 //! - **Weight gradient** ([`weight_grad_applies`]): lanes over the output channels, one chain
 //!   per weight over every pixel of every image, in registers throughout.
-//! - **Input gradient** ([`input_grad_applies`]): tap by tap from the output gradient in a zero-bordered
-//!   plane (see [`input_grad_on`]).
+//! - **Input gradient** ([`input_grad_applies`]): tap by tap from the output gradient in a
+//!   zero-bordered plane (see [`input_grad_on`]).
 //!
 //! **Same bits as the im2col path.** Each output is one fused multiply-add chain over the
 //! depth `(ci, ky, kx)` in order, from zero, then the bias added and the ReLU applied; each
@@ -391,8 +391,8 @@ pub(crate) fn weight_grad(g: &ConvGeom, x: &[f32], dyc: &[f32], dw: &mut [f32]) 
     with_bufs(|bufs| dispatch_weight_grad(g, x, dyc, dyc.len() / g.o, dw, bufs));
 }
 
-/// The input gradient `dx (n, C, H, W)` of a convolution ([`input_grad_applies`]), from the output
-/// gradient `dyc` laid out as for [`weight_grad`]. Every element is written.
+/// The input gradient `dx (n, C, H, W)` of a convolution ([`input_grad_applies`]), from the
+/// output gradient `dyc` laid out as for [`weight_grad`]. Every element is written.
 pub(crate) fn input_grad(g: &ConvGeom, wt: &[f32], dyc: &[f32], dx: &mut [f32]) {
     with_bufs(|bufs| dispatch_input_grad(g, wt, dyc, dyc.len() / g.o, dx, bufs));
 }
@@ -429,7 +429,8 @@ fn weight_grad_on<V: Lanes, const MR: usize>(
     let grid = Grid::new(g);
     let (ckk, p, image) = (g.c * g.k * g.k, g.oh * g.ow, g.c * g.h * g.w);
     let n = x.len() / image;
-    let opad = g.o.div_ceil(V::L) * V::L;
+    // Whole vectors, and whole 8-channel blocks for the transpose.
+    let opad = g.o.next_multiple_of(V::L.max(8));
     // The padded images side by side, and the transposed output gradient.
     bufs.x.clear();
     bufs.x.resize(n * g.c * grid.plane, 0.0);
