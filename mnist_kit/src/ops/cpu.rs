@@ -467,10 +467,10 @@ pub(crate) fn conv_backward(
                     }
                     let dx_b = &mut dx_h[(s - a) * g.image()..(e - a) * g.image()];
                     if g.whole() {
-                        // The columns are the images: dx (images x CKK) = dy^T W directly,
-                        // each value the chain the fold adds to zero (turning -0 into +0).
+                        // The columns are the images: dx (images x CKK) = dy^T W directly.
+                        // The fold would add each chain to zero, which changes no bit: a
+                        // chain of multiply-adds from +0 is never -0.
                         matmul(dx_b, e - s, ckk, o, dy_m.t(), Mat::rows(wt, ckk))?;
-                        dx_b.iter_mut().for_each(|v| *v += 0.0);
                         continue;
                     }
                     // dcol = W^T (CKK x O) * dy (O x ld), folded back into the images.
